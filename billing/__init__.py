@@ -1,0 +1,1 @@
+"""Contracts, FX, budgets, alerts and quota, notification channels, bills."""

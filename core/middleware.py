@@ -1,0 +1,85 @@
+"""Request ids for logs and error bodies, and JSON answers for everything under /api/."""
+
+import logging
+import uuid
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse
+
+from core.api import error_response
+from core.request_id import current_request_id, request_id_var
+
+logger = logging.getLogger("meterline.api")
+
+
+class RequestIdMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        incoming = request.headers.get("X-Request-Id", "")
+        request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        try:
+            response = self.get_response(request)
+        finally:
+            request_id_var.reset(token)
+        response["X-Request-Id"] = request_id
+        return response
+
+
+def is_api_path(path: str) -> bool:
+    return path.startswith("/api/")
+
+
+class ApiErrorMiddleware:
+    """Turns Django's own HTML error pages into the §11 error body for API paths.
+
+    DRF views answer their own errors through `core.api.exception_handler`; this catches what
+    happens outside them: unknown URLs, CSRF failures, oversized bodies and unhandled exceptions.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if not is_api_path(request.path) or response.status_code < 400:
+            return response
+        content_type = response.get("Content-Type", "")
+        if content_type.startswith("application/json") or content_type.startswith("application/problem"):
+            return response
+        return _replacement(response.status_code)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not is_api_path(request.path):
+            return None
+        logger.exception("Unhandled error on %s %s", request.method, request.path)
+        return error_response(
+            500,
+            "server_error",
+            f"Something went wrong on our side. Quote request id {current_request_id()} to support.",
+        )
+
+
+_MESSAGES = {
+    400: ("bad_request", "The request could not be understood."),
+    401: ("not_authenticated", "Authentication credentials were not provided or are invalid."),
+    403: ("permission_denied", "You do not have permission to perform this action."),
+    404: ("not_found", "Not found."),
+    405: ("method_not_allowed", "This method is not allowed here."),
+    413: ("payload_too_large", "The request body is too large."),
+    415: ("unsupported_media_type", "Send JSON with Content-Type: application/json."),
+    429: ("rate_limited", "Too many requests."),
+}
+
+
+def _replacement(status: int) -> HttpResponse:
+    if status >= 500:
+        return error_response(
+            status,
+            "server_error",
+            f"Something went wrong on our side. Quote request id {current_request_id()} to support.",
+        )
+    code, message = _MESSAGES.get(status, ("error", "The request failed."))
+    return error_response(status, code, message)

@@ -1,0 +1,1 @@
+"""Invoices, approval, numbering, PDFs, credit notes, payments."""

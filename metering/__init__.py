@@ -1,0 +1,1 @@
+"""Price book, ingestion and provider adapters, rating, rollups, usage queries, anomalies."""

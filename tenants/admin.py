@@ -1,0 +1,66 @@
+from django.contrib import admin
+
+from core.admin_mixins import AuditedAdmin
+from tenants.models import ApiKey, Department, GatewayToken, Membership, PersonalToken, Project, Tenant
+
+CREDENTIAL_READONLY = ["prefix", "secret_hash", "created_at", "last_used_at"]
+
+
+@admin.register(Tenant)
+class TenantAdmin(AuditedAdmin):
+    list_display = ["slug", "name", "country", "billing_currency", "status", "is_internal", "account_manager"]
+    list_filter = ["status", "is_internal", "billing_currency", "country"]
+    search_fields = ["slug", "name", "legal_name", "tax_id"]
+
+
+@admin.register(Department)
+class DepartmentAdmin(AuditedAdmin):
+    list_display = ["name", "code", "tenant"]
+    list_filter = ["tenant"]
+    search_fields = ["name", "code"]
+
+
+@admin.register(Project)
+class ProjectAdmin(AuditedAdmin):
+    list_display = ["slug", "name", "tenant", "environment", "department", "is_internal"]
+    list_filter = ["environment", "is_internal", "tenant"]
+    search_fields = ["slug", "name"]
+
+
+@admin.register(Membership)
+class MembershipAdmin(AuditedAdmin):
+    list_display = ["user", "tenant", "role"]
+    list_filter = ["role", "tenant"]
+    search_fields = ["user__username", "tenant__slug"]
+    filter_horizontal = ["projects"]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(AuditedAdmin):
+    """Keys are created in the portal or API, where the secret is shown once; admin can revoke."""
+
+    list_display = ["prefix", "name", "tenant", "project", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["tenant"]
+    search_fields = ["prefix", "name"]
+    readonly_fields = [*CREDENTIAL_READONLY, "tenant", "project", "created_by"]
+
+    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+        return False
+
+
+@admin.register(GatewayToken)
+class GatewayTokenAdmin(AuditedAdmin):
+    list_display = ["prefix", "name", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = [*CREDENTIAL_READONLY, "created_by"]
+
+    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+        return False
+
+
+@admin.register(PersonalToken)
+class PersonalTokenAdmin(admin.ModelAdmin):
+    list_display = ["prefix", "user", "created_at", "last_used_at", "expires_at", "revoked_at"]
+    readonly_fields = [*CREDENTIAL_READONLY, "user"]
+
+    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+        return False

@@ -1,0 +1,131 @@
+"""One authentication class for the three bearer kinds (SPEC §4), plus the portal session."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+from rest_framework import exceptions
+from rest_framework.authentication import BaseAuthentication, SessionAuthentication
+from rest_framework.request import Request
+
+from tenants.credentials import (
+    KIND_GATEWAY_TOKEN,
+    KIND_PERSONAL_TOKEN,
+    KIND_PROJECT_KEY,
+    credential_parse,
+    secret_matches,
+)
+from tenants.models import ApiKey, Credential, GatewayToken, PersonalToken
+
+
+class MachinePrincipal:
+    """request.user for a project key or gateway token: authenticated, but not a person."""
+
+    is_authenticated = True
+    is_anonymous = False
+    is_active = True
+    is_staff = False
+    is_superuser = False
+    pk = None
+    id = None
+
+    def __init__(self, credential: ApiKey | GatewayToken) -> None:
+        self.credential = credential
+
+    @property
+    def username(self) -> str:
+        return self.credential.prefix
+
+    @property
+    def audit_label(self) -> str:
+        kind = "api key" if isinstance(self.credential, ApiKey) else "gateway token"
+        return f"{kind} {self.credential.prefix}"
+
+    def __str__(self) -> str:
+        return self.audit_label
+
+
+def _touch(credential: Credential, now: dt.datetime) -> None:
+    """Record last use at most once per resolution window: one UPDATE per key per minute, not per call."""
+    resolution = dt.timedelta(seconds=settings.METERLINE_LAST_USED_RESOLUTION)
+    if credential.last_used_at is not None and now - credential.last_used_at < resolution:
+        return
+    type(credential).objects.filter(pk=credential.pk).update(last_used_at=now)
+    credential.last_used_at = now
+
+
+class BearerTokenAuthentication(BaseAuthentication):
+    keyword = "Bearer"
+
+    def authenticate(self, request: Request) -> tuple[Any, Credential] | None:
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        if not header:
+            return None
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        token = token.strip()
+        parsed = credential_parse(token)
+        if parsed is None:
+            raise exceptions.AuthenticationFailed("Malformed bearer token.")
+        kind, prefix, secret = parsed
+        model: type[Credential]
+        if kind == KIND_PROJECT_KEY:
+            model = ApiKey
+            queryset = ApiKey.objects.select_related("tenant", "project")
+        elif kind == KIND_GATEWAY_TOKEN:
+            model = GatewayToken
+            queryset = GatewayToken.objects.all()
+        else:
+            model = PersonalToken
+            queryset = PersonalToken.objects.select_related("user")
+        credential = queryset.filter(prefix=prefix).first()
+        if credential is None or not secret_matches(secret, credential.secret_hash):
+            raise exceptions.AuthenticationFailed("Invalid token.")
+        now = timezone.now()
+        label = model._meta.verbose_name
+        if credential.is_revoked():
+            raise exceptions.AuthenticationFailed(f"This {label} has been revoked.")
+        if credential.is_expired(now):
+            raise exceptions.AuthenticationFailed(f"This {label} has expired.")
+        _touch(credential, now)
+        if isinstance(credential, PersonalToken):
+            if not credential.user.is_active:
+                raise exceptions.AuthenticationFailed("This user is inactive.")
+            return credential.user, credential
+        assert isinstance(credential, ApiKey | GatewayToken)
+        return MachinePrincipal(credential), credential
+
+    def authenticate_header(self, request: Request) -> str:
+        return f'{self.keyword} realm="api"'
+
+
+class PortalSessionAuthentication(SessionAuthentication):
+    """The portal's session cookie (CSRF enforced). Bearer comes first, so 401 keeps its header."""
+
+
+def credential_kind(request: Request) -> tuple[str, str]:
+    """('project_key' | 'gateway' | 'user' | 'anonymous', identity) of the caller, for rate limits."""
+    auth = getattr(request, "_auth", None)
+    if isinstance(auth, ApiKey):
+        return "project_key", auth.prefix
+    if isinstance(auth, GatewayToken):
+        return "gateway", auth.prefix
+    user = getattr(request, "_user", None)
+    if user is not None and getattr(user, "is_authenticated", False) and getattr(user, "pk", None):
+        return "user", str(user.pk)
+    return "anonymous", ""
+
+
+__all__ = [
+    "BearerTokenAuthentication",
+    "KIND_GATEWAY_TOKEN",
+    "KIND_PERSONAL_TOKEN",
+    "KIND_PROJECT_KEY",
+    "MachinePrincipal",
+    "PortalSessionAuthentication",
+    "credential_kind",
+]

@@ -1,0 +1,27 @@
+from typing import Any
+
+from django.http import HttpRequest
+
+from tenants.roles import ACCOUNT_MANAGERS, FINANCE, PLATFORM_ADMINS
+from tenants.selectors import is_person, staff_roles, tenants_for_user
+
+
+def navigation(request: HttpRequest) -> dict[str, Any]:
+    """The tenant switcher and the role-dependent menu."""
+    user = getattr(request, "user", None)
+    if not is_person(user):
+        return {}
+    roles = staff_roles(user)
+    member_tenants = list(
+        tenants_for_user(user).filter(memberships__user=user).values_list("slug", "name").order_by("name")
+    )
+    resolver = getattr(request, "resolver_match", None)
+    current = resolver.kwargs.get("tenant") if resolver else None
+    return {
+        "nav_tenants": member_tenants,
+        "nav_current_tenant": current,
+        "nav_is_staff": bool(roles),
+        "nav_is_account_manager": ACCOUNT_MANAGERS in roles,
+        "nav_is_finance": FINANCE in roles,
+        "nav_is_platform_admin": PLATFORM_ADMINS in roles,
+    }

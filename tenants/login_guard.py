@@ -1,0 +1,37 @@
+"""Login throttling for the portal form and the token endpoint: failures counted per username and
+per client address in a 15-minute window (atomic cache counters)."""
+
+from django.conf import settings
+from django.core.cache import cache
+
+WINDOW_SECONDS = 15 * 60
+
+
+def _keys(username: str, address: str) -> list[str]:
+    return [f"login:u:{username.lower()[:150]}", f"login:a:{address}"]
+
+
+def login_wait_seconds(*, username: str, address: str) -> int:
+    """0 when a login may be tried, else the seconds to wait."""
+    limit = settings.METERLINE_LOGIN_ATTEMPTS
+    counts = cache.get_many(_keys(username, address))
+    if any(int(value) >= limit for value in counts.values()):
+        return WINDOW_SECONDS
+    return 0
+
+
+def login_failed(*, username: str, address: str) -> None:
+    for key in _keys(username, address):
+        cache.add(key, 0, WINDOW_SECONDS)
+        try:
+            cache.incr(key)
+        except ValueError:
+            cache.add(key, 1, WINDOW_SECONDS)
+
+
+def login_succeeded(*, username: str, address: str) -> None:
+    cache.delete(_keys(username, address)[0])
+
+
+def client_address(meta: dict) -> str:
+    return str(meta.get("REMOTE_ADDR") or "unknown")

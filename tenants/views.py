@@ -1,0 +1,240 @@
+"""Portal pages for tenants, members, projects and API keys, and the staff tenant list."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Count, Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from tenants import services
+from tenants.forms import ApiKeyForm, MemberForm, MemberRoleForm, ProjectForm, TenantForm
+from tenants.login_guard import client_address, login_failed, login_succeeded, login_wait_seconds
+from tenants.models import Role
+from tenants.roles import ACCOUNT_MANAGERS
+from tenants.selectors import (
+    api_keys_for_user,
+    can_manage_tenant,
+    has_staff_role,
+    is_staff_member,
+    manages_as_staff,
+    members_for_user,
+    membership_for,
+    project_get_for_user,
+    projects_for_user,
+    tenant_get_for_user,
+    tenants_for_user,
+)
+from tenants.services import RuleViolation
+
+_SECRET_SESSION_KEY = "meterline_new_api_key"
+
+
+class MeterlineLoginView(auth_views.LoginView):
+    """The portal login, throttled per username and client address."""
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        username = request.POST.get("username", "")
+        address = client_address(request.META)
+        if login_wait_seconds(username=username, address=address):
+            form = self.get_form()
+            form.add_error(None, _("Too many failed logins. Try again in 15 minutes."))
+            response = self.render_to_response(self.get_context_data(form=form))
+            response.status_code = 429
+            response["Retry-After"] = "900"
+            return response
+        response = super().post(request, *args, **kwargs)
+        if request.user.is_authenticated:
+            login_succeeded(username=username, address=address)
+        else:
+            login_failed(username=username, address=address)
+        return response
+
+
+def _require_manage(request: HttpRequest, tenant: Any) -> None:
+    if not can_manage_tenant(request.user, tenant):
+        raise PermissionDenied
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    wanted = request.GET.get("tenant")
+    if wanted:  # the tenant switcher without JavaScript
+        return redirect("portal:tenant", tenant=tenant_get_for_user(user=request.user, slug=wanted).slug)
+    membership = request.user.memberships.select_related("tenant").order_by("tenant__name").first()
+    if membership is not None:
+        return redirect("portal:tenant", tenant=membership.tenant.slug)
+    if is_staff_member(request.user):
+        return redirect("portal:staff-tenants")
+    return render(request, "portal/no_tenant.html")
+
+
+@login_required
+def tenant_overview(request: HttpRequest, tenant: str) -> HttpResponse:
+    tenant_obj = tenant_get_for_user(user=request.user, slug=tenant)
+    projects = projects_for_user(request.user, tenant_obj).annotate(
+        key_count=Count("api_keys", filter=Q(api_keys__revoked_at__isnull=True))
+    )
+    return render(request, "portal/tenant_overview.html", {
+        "tenant": tenant_obj,
+        "projects": projects,
+        "membership": membership_for(user=request.user, tenant=tenant_obj),
+        "member_count": members_for_user(request.user, tenant_obj).count(),
+        "can_manage": can_manage_tenant(request.user, tenant_obj),
+    })
+
+
+@login_required
+def members(request: HttpRequest, tenant: str) -> HttpResponse:
+    tenant_obj = tenant_get_for_user(user=request.user, slug=tenant)
+    own = membership_for(user=request.user, tenant=tenant_obj)
+    if own is not None and own.role == Role.DEVELOPER and not is_staff_member(request.user):
+        raise PermissionDenied  # developers have no member list
+    membership_list = members_for_user(request.user, tenant_obj).order_by("user__username")
+    can_manage = can_manage_tenant(request.user, tenant_obj)
+    form = MemberForm(tenant=tenant_obj)
+    if request.method == "POST":
+        _require_manage(request, tenant_obj)
+        form = MemberForm(request.POST, tenant=tenant_obj)
+        if form.is_valid():
+            data = form.cleaned_data
+            actor_is_owner = manages_as_staff(request.user, tenant_obj) or (
+                getattr(membership_for(user=request.user, tenant=tenant_obj), "role", None) == Role.OWNER
+            )
+            if data["role"] == Role.OWNER and not actor_is_owner:
+                form.add_error("role", _("Only an owner may add another owner."))
+            else:
+                try:
+                    services.member_add(actor=request.user, tenant=tenant_obj, username=data["username"],
+                                        email=data["email"], role=data["role"], projects=list(data["projects"]))
+                except RuleViolation as exc:
+                    form.add_error("username", str(exc))
+                else:
+                    messages.success(request, _("%(user)s was added.") % {"user": data["username"]})
+                    return redirect("portal:members", tenant=tenant_obj.slug)
+    page = Paginator(membership_list, 50).get_page(request.GET.get("page"))
+    return render(request, "portal/members.html", {
+        "tenant": tenant_obj, "page": page, "form": form, "can_manage": can_manage,
+        "role_form": MemberRoleForm(), "roles": Role.choices,
+    })
+
+
+@login_required
+@require_POST
+def member_change(request: HttpRequest, tenant: str, pk: int) -> HttpResponse:
+    tenant_obj = tenant_get_for_user(user=request.user, slug=tenant)
+    membership = get_object_or_404(members_for_user(request.user, tenant_obj), pk=pk)
+    _require_manage(request, tenant_obj)
+    actor_role = getattr(membership_for(user=request.user, tenant=tenant_obj), "role", None)
+    may_touch_owner = manages_as_staff(request.user, tenant_obj) or actor_role == Role.OWNER
+    try:
+        if request.POST.get("remove"):
+            if membership.role == Role.OWNER and not may_touch_owner:
+                raise PermissionDenied
+            services.member_remove(actor=request.user, membership=membership)
+            messages.success(request, _("Member removed."))
+        else:
+            form = MemberRoleForm(request.POST)
+            if not form.is_valid():
+                messages.error(request, _("Choose a valid role."))
+                return redirect("portal:members", tenant=tenant_obj.slug)
+            role = form.cleaned_data["role"]
+            if Role.OWNER in (role, membership.role) and not may_touch_owner:
+                raise PermissionDenied
+            services.member_update(actor=request.user, membership=membership, role=role)
+            messages.success(request, _("Role changed."))
+    except RuleViolation as exc:
+        messages.error(request, str(exc))
+    return redirect("portal:members", tenant=tenant_obj.slug)
+
+
+@login_required
+def projects(request: HttpRequest, tenant: str) -> HttpResponse:
+    tenant_obj = tenant_get_for_user(user=request.user, slug=tenant)
+    can_manage = can_manage_tenant(request.user, tenant_obj)
+    form = ProjectForm(tenant=tenant_obj)
+    if request.method == "POST":
+        _require_manage(request, tenant_obj)
+        form = ProjectForm(request.POST, tenant=tenant_obj)
+        if form.is_valid():
+            project = services.project_create(actor=request.user, tenant=tenant_obj, **form.cleaned_data)
+            messages.success(request, _("Project %(name)s created.") % {"name": project.name})
+            return redirect("portal:project", tenant=tenant_obj.slug, project=project.slug)
+    project_list = projects_for_user(request.user, tenant_obj).annotate(
+        key_count=Count("api_keys", filter=Q(api_keys__revoked_at__isnull=True))
+    ).order_by("name")
+    page = Paginator(project_list, 50).get_page(request.GET.get("page"))
+    return render(request, "portal/projects.html", {
+        "tenant": tenant_obj, "page": page, "form": form, "can_manage": can_manage,
+    })
+
+
+@login_required
+def project_detail(request: HttpRequest, tenant: str, project: str) -> HttpResponse:
+    tenant_obj = tenant_get_for_user(user=request.user, slug=tenant)
+    project_obj = project_get_for_user(user=request.user, tenant=tenant_obj, slug=project)
+    can_manage = can_manage_tenant(request.user, tenant_obj)
+    form = ApiKeyForm()
+    if request.method == "POST":
+        _require_manage(request, tenant_obj)
+        form = ApiKeyForm(request.POST)
+        if form.is_valid():
+            api_key, secret = services.api_key_create(actor=request.user, project=project_obj,
+                                                      name=form.cleaned_data["name"],
+                                                      expires_at=form.cleaned_data["expires_at"])
+            # Shown on the next page view only (post/redirect/get): a reload shows it no more.
+            request.session[_SECRET_SESSION_KEY] = {"id": api_key.pk, "key": secret}
+            return redirect("portal:project", tenant=tenant_obj.slug, project=project_obj.slug)
+    new_key = request.session.pop(_SECRET_SESSION_KEY, None)
+    keys = api_keys_for_user(request.user, tenant_obj).filter(project=project_obj).order_by("-created_at")
+    response = render(request, "portal/project_detail.html", {
+        "tenant": tenant_obj, "project": project_obj, "keys": keys, "form": form, "can_manage": can_manage,
+        "new_key": new_key,
+    })
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_POST
+def api_key_revoke(request: HttpRequest, tenant: str, pk: int) -> HttpResponse:
+    tenant_obj = tenant_get_for_user(user=request.user, slug=tenant)
+    api_key = get_object_or_404(api_keys_for_user(request.user, tenant_obj), pk=pk)
+    _require_manage(request, tenant_obj)
+    services.api_key_revoke(actor=request.user, api_key=api_key)
+    messages.success(request, _("Key %(prefix)s revoked.") % {"prefix": api_key.prefix})
+    return redirect("portal:project", tenant=tenant_obj.slug, project=api_key.project.slug)
+
+
+@login_required
+def staff_tenants(request: HttpRequest) -> HttpResponse:
+    if not is_staff_member(request.user):
+        raise PermissionDenied
+    may_create = has_staff_role(request.user, ACCOUNT_MANAGERS)
+    form = TenantForm()
+    if request.method == "POST":
+        if not may_create:
+            raise PermissionDenied
+        form = TenantForm(request.POST)
+        if form.is_valid():
+            tenant = services.tenant_create(actor=request.user, **form.cleaned_data)
+            messages.success(request, _("Tenant %(name)s created.") % {"name": tenant.name})
+            return redirect("portal:tenant", tenant=tenant.slug)
+    query = request.GET.get("q", "").strip()
+    tenant_list = tenants_for_user(request.user).select_related("account_manager").annotate(
+        project_count=Count("projects", distinct=True)
+    ).order_by("name")
+    if query:
+        tenant_list = tenant_list.filter(Q(name__icontains=query) | Q(slug__icontains=query))
+    page = Paginator(tenant_list, 50).get_page(request.GET.get("page"))
+    return render(request, "portal/staff_tenants.html", {
+        "page": page, "form": form, "may_create": may_create, "query": query,
+    })
