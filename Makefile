@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 export DATABASE_URL_TEST ?= postgres://postgres@127.0.0.1:5432/meterline
-export REDIS_URL_TEST ?= redis://127.0.0.1:6379/0
+export REDIS_URL_TEST ?= redis://127.0.0.1:6379/1
 
 .PHONY: demo test lint pytest bench messages services install install-dev clean
 

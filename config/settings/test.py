@@ -3,7 +3,7 @@
 import os
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/meterline")
-os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/1")
 
 from config.settings.base import *  # noqa: E402,F403
 from config.settings.base import CACHES, REDIS_URL  # noqa: E402

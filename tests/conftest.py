@@ -1,0 +1,91 @@
+"""Shared fixtures. Every test world has two tenants: Alpha (the one under test) and Bravo, the outsider
+whose users must never see Alpha's objects."""
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from tenants import services
+from tenants.models import ApiKey, Department, Membership, Project, Role, Tenant
+from tenants.roles import ACCOUNT_MANAGERS, FINANCE, PLATFORM_ADMINS
+from tests.factories import MembershipFactory, ProjectFactory, TenantFactory, UserFactory, api_key_for
+
+
+@pytest.fixture(autouse=True)
+def _clean_cache() -> None:
+    """Rate-limit and login counters live in Redis: each test starts from zero."""
+    cache.clear()
+
+
+@dataclass
+class World:
+    alpha: Tenant
+    bravo: Tenant
+    alpha_department: Department
+    alpha_project: Project
+    alpha_other_project: Project
+    bravo_project: Project
+    alpha_key: ApiKey
+    alpha_key_secret: str
+    bravo_key: ApiKey
+    bravo_key_secret: str
+    users: dict[str, Any]
+    memberships: dict[str, Membership]
+
+    def client(self, username: str | None = None) -> APIClient:
+        """An API client authenticated with a personal token of that user (or anonymous)."""
+        client = APIClient()
+        if username is not None:
+            _token, secret = services.personal_token_create(user=self.users[username])
+            client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+        return client
+
+    def key_client(self, secret: str) -> APIClient:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+        return client
+
+
+@pytest.fixture
+def world(db: Any) -> World:
+    manager = UserFactory(username="am-alice", staff_groups=[ACCOUNT_MANAGERS])
+    other_manager = UserFactory(username="am-oscar", staff_groups=[ACCOUNT_MANAGERS])
+    alpha = TenantFactory(slug="alpha", name="Alpha Secret Co", account_manager=manager)
+    bravo = TenantFactory(slug="bravo", name="Bravo Ltd", account_manager=other_manager)
+    department = alpha.departments.create(name="Support", code="CS-1")
+    alpha_project = ProjectFactory(tenant=alpha, slug="chatbot", name="Alpha Chatbot", department=department)
+    alpha_other = ProjectFactory(tenant=alpha, slug="research", name="Alpha Research")
+    bravo_project = ProjectFactory(tenant=bravo, slug="search", name="Bravo Search")
+    alpha_key, alpha_secret = api_key_for(alpha_project)
+    bravo_key, bravo_secret = api_key_for(bravo_project)
+
+    users = {
+        "am": manager,
+        "am_other": other_manager,
+        "finance": UserFactory(username="fin", staff_groups=[FINANCE]),
+        "platform": UserFactory(username="plat", staff_groups=[PLATFORM_ADMINS]),
+        "superuser": UserFactory(username="root", is_superuser=True, is_staff=True),
+    }
+    memberships = {}
+    for name, tenant, role in [
+        ("alpha_owner", alpha, Role.OWNER),
+        ("alpha_admin", alpha, Role.ADMIN),
+        ("alpha_member", alpha, Role.MEMBER),
+        ("alpha_dev", alpha, Role.DEVELOPER),
+        ("bravo_owner", bravo, Role.OWNER),
+        ("bravo_admin", bravo, Role.ADMIN),
+    ]:
+        user = UserFactory(username=name.replace("_", "-"))
+        users[name] = user
+        memberships[name] = MembershipFactory(user=user, tenant=tenant, role=role)
+    memberships["alpha_dev"].projects.set([alpha_project])
+
+    return World(
+        alpha=alpha, bravo=bravo, alpha_department=department, alpha_project=alpha_project,
+        alpha_other_project=alpha_other, bravo_project=bravo_project, alpha_key=alpha_key,
+        alpha_key_secret=alpha_secret, bravo_key=bravo_key, bravo_key_secret=bravo_secret, users=users,
+        memberships=memberships,
+    )

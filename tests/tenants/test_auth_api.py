@@ -1,0 +1,117 @@
+import datetime as dt
+
+import pytest
+from django.test import override_settings
+from django.utils import timezone
+
+from tenants import services
+from tenants.models import ApiKey, PersonalToken
+
+pytestmark = pytest.mark.django_db
+
+
+def test_token_endpoint_exchanges_a_password_for_a_personal_token(world) -> None:
+    response = world.client().post("/api/v1/auth/token", {"username": "alpha-owner", "password": "pw-for-tests"},
+                                   format="json")
+    assert response.status_code == 201
+    token = response.json()["token"]
+    assert token.startswith("mlt_")
+    assert PersonalToken.objects.get(prefix=response.json()["prefix"]).user == world.users["alpha_owner"]
+
+    me = world.key_client(token).get("/api/v1/auth/me")
+    assert me.status_code == 200
+    assert me.json()["memberships"] == [{"tenant": "alpha", "role": "owner"}]
+
+
+def test_wrong_password_is_401_with_the_error_shape_and_creates_no_token(world) -> None:
+    response = world.client().post("/api/v1/auth/token", {"username": "alpha-owner", "password": "nope"},
+                                   format="json")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_credentials"
+    assert not PersonalToken.objects.exists()
+
+
+@override_settings(METERLINE_LOGIN_ATTEMPTS=3)
+def test_repeated_failed_logins_are_throttled_with_retry_after(world) -> None:
+    client = world.client()
+    for _ in range(3):
+        assert client.post("/api/v1/auth/token", {"username": "alpha-owner", "password": "x"},
+                           format="json").status_code == 401
+    blocked = client.post("/api/v1/auth/token", {"username": "alpha-owner", "password": "pw-for-tests"},
+                          format="json")
+    assert blocked.status_code == 429
+    assert int(blocked["Retry-After"]) > 0
+    assert blocked.json()["error"]["code"] == "rate_limited"
+    assert not PersonalToken.objects.exists()
+
+
+def test_deleting_the_current_token_revokes_it(world) -> None:
+    _token, secret = services.personal_token_create(user=world.users["alpha_owner"])
+    client = world.key_client(secret)
+    assert client.delete("/api/v1/auth/token").status_code == 204
+    assert client.get("/api/v1/auth/me").status_code == 401
+
+
+def test_a_revoked_project_key_is_refused_with_401(world) -> None:
+    services.api_key_revoke(actor=None, api_key=world.alpha_key)
+    response = world.key_client(world.alpha_key_secret).get("/api/v1/projects")
+    assert response.status_code == 401
+    assert response.json()["error"] == {
+        "code": "authentication_failed", "message": "This API key has been revoked.", "fields": {},
+    }
+    assert response["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_an_expired_project_key_is_refused_with_401(world) -> None:
+    ApiKey.objects.filter(pk=world.alpha_key.pk).update(expires_at=timezone.now() - dt.timedelta(seconds=1))
+    response = world.key_client(world.alpha_key_secret).get("/api/v1/projects")
+    assert response.status_code == 401
+    assert response.json()["error"]["message"] == "This API key has expired."
+
+
+def test_an_expired_personal_token_is_refused(world) -> None:
+    token, secret = services.personal_token_create(user=world.users["alpha_owner"])
+    PersonalToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - dt.timedelta(seconds=1))
+    assert world.key_client(secret).get("/api/v1/auth/me").status_code == 401
+
+
+def test_a_right_prefix_with_a_wrong_secret_is_refused(world) -> None:
+    forged = f"{world.alpha_key.prefix}_{'A' * 40}"
+    response = world.key_client(forged).get("/api/v1/projects")
+    assert response.status_code == 401
+    assert response.json()["error"]["message"] == "Invalid token."
+
+
+def test_a_malformed_bearer_token_is_refused(world) -> None:
+    response = world.key_client("not-a-token").get("/api/v1/projects")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "authentication_failed"
+
+
+def test_no_credentials_is_401_not_authenticated(world) -> None:
+    response = world.client().get("/api/v1/projects")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "not_authenticated"
+
+
+def test_a_project_key_cannot_use_the_administration_api(world) -> None:
+    response = world.key_client(world.alpha_key_secret).get("/api/v1/projects")
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "permission_denied"
+
+
+def test_using_a_key_records_last_used_once_per_resolution_window(world) -> None:
+    assert world.alpha_key.last_used_at is None
+    client = world.key_client(world.alpha_key_secret)
+    client.get("/api/v1/projects")
+    first = ApiKey.objects.get(pk=world.alpha_key.pk).last_used_at
+    assert first is not None
+    client.get("/api/v1/projects")
+    assert ApiKey.objects.get(pk=world.alpha_key.pk).last_used_at == first
+
+
+def test_an_inactive_users_token_is_refused(world) -> None:
+    _token, secret = services.personal_token_create(user=world.users["alpha_owner"])
+    world.users["alpha_owner"].is_active = False
+    world.users["alpha_owner"].save()
+    assert world.key_client(secret).get("/api/v1/auth/me").status_code == 401
