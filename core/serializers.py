@@ -4,7 +4,7 @@ from core.models import AuditEntry
 
 
 class AuditEntrySerializer(serializers.ModelSerializer):
-    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     actor = serializers.CharField(source="actor_label", read_only=True)
 
     class Meta:

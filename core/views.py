@@ -6,7 +6,7 @@ from core.models import AuditEntry
 from core.serializers import AuditEntrySerializer
 from tenants.models import Role
 from tenants.permissions import IsPerson
-from tenants.selectors import is_staff_member, tenant_for_request, tenants_for_user
+from tenants.selectors import is_person, is_staff_member, tenant_for_request, tenants_for_user
 
 
 @extend_schema_view(list=extend_schema(parameters=[
@@ -21,6 +21,8 @@ class AuditEntryViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     def get_queryset(self) -> QuerySet[AuditEntry]:
         user = self.request.user
+        if not is_person(user):
+            return AuditEntry.objects.none()
         if is_staff_member(user):
             visible = Q(tenant__in=tenants_for_user(user).values("pk")) | Q(tenant__isnull=True)
         else:

@@ -1,6 +1,8 @@
 """Login throttling for the portal form and the token endpoint: failures counted per username and
 per client address in a 15-minute window (atomic cache counters)."""
 
+import hashlib
+
 from django.conf import settings
 from django.core.cache import cache
 
@@ -8,7 +10,8 @@ WINDOW_SECONDS = 15 * 60
 
 
 def _keys(username: str, address: str) -> list[str]:
-    return [f"login:u:{username.lower()[:150]}", f"login:a:{address}"]
+    user_digest = hashlib.sha256(username.lower().encode()).hexdigest()[:32]
+    return [f"login:u:{user_digest}", f"login:a:{address}"]
 
 
 def login_wait_seconds(*, username: str, address: str) -> int:

@@ -69,7 +69,7 @@ class DepartmentCreateSerializer(serializers.Serializer):
 
 class ProjectSerializer(serializers.ModelSerializer):
     tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    department = serializers.PrimaryKeyRelatedField(read_only=True)
+    department = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
 
     class Meta:
         model = Project
@@ -123,7 +123,7 @@ class MemberUpdateSerializer(serializers.Serializer):
 class ApiKeySerializer(serializers.ModelSerializer):
     tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     state = serializers.CharField(read_only=True)
 
     class Meta:
@@ -151,7 +151,7 @@ class ApiKeyCreatedSerializer(ApiKeySerializer):
 
 
 class GatewayTokenSerializer(serializers.ModelSerializer):
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     state = serializers.CharField(read_only=True)
 
     class Meta:

@@ -180,10 +180,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "core.schema.add_error_responses",
+    ],
     "ENUM_NAME_OVERRIDES": {
-        "RoleEnum": "tenants.models.Role.choices",
-        "EnvironmentEnum": "tenants.models.Environment.choices",
-        "TenantStatusEnum": "tenants.models.Tenant.Status.choices",
+        "RoleEnum": "tenants.models.Role",
+        "EnvironmentEnum": "tenants.models.Environment",
     },
 }
 

@@ -1,0 +1,96 @@
+"""Every API error has the §11 shape and the right status; never HTML under /api/."""
+
+import pytest
+from django.test import override_settings
+from django.urls import path
+from rest_framework.decorators import api_view, permission_classes
+from rest_framework.permissions import AllowAny
+
+import config.urls
+
+pytestmark = pytest.mark.django_db
+
+
+def _assert_error(response, status: int, code: str) -> dict:
+    assert response.status_code == status
+    assert response["Content-Type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message", "fields"}
+    assert body["error"]["code"] == code
+    assert body["error"]["message"]
+    return body["error"]
+
+
+def test_an_unknown_api_url_is_a_json_404(world) -> None:
+    _assert_error(world.client("alpha_owner").get("/api/v1/no-such-thing"), 404, "not_found")
+    _assert_error(world.client().get("/api/nothing/here"), 404, "not_found")
+
+
+def test_a_wrong_method_is_a_json_405(world) -> None:
+    _assert_error(world.client("alpha_owner").delete("/api/v1/tenants/alpha"), 405, "method_not_allowed")
+
+
+def test_a_non_json_body_is_a_415(world) -> None:
+    response = world.client("alpha_owner").post("/api/v1/projects", "slug=x", content_type="text/plain")
+    _assert_error(response, 415, "unsupported_media_type")
+
+
+def test_malformed_json_is_a_400(world) -> None:
+    response = world.client("alpha_owner").post("/api/v1/projects", "{not json", content_type="application/json")
+    _assert_error(response, 400, "malformed_request")
+
+
+def test_a_json_array_where_an_object_belongs_is_a_400(world) -> None:
+    response = world.client("alpha_owner").post("/api/v1/projects", [1, 2], format="json")
+    _assert_error(response, 400, "invalid")
+
+
+def test_field_errors_are_flattened_by_field(world) -> None:
+    response = world.client("alpha_owner").post("/api/v1/projects", {"slug": "NO WAY"}, format="json")
+    error = _assert_error(response, 400, "invalid")
+    assert set(error["fields"]) == {"slug", "name"}
+    assert all(isinstance(m, str) for msgs in error["fields"].values() for m in msgs)
+
+
+def test_a_bad_page_number_is_a_json_404(world) -> None:
+    _assert_error(world.client("alpha_owner").get("/api/v1/projects?page=99"), 404, "not_found")
+
+
+@override_settings(METERLINE_RATE_LIMITS={"user": 2, "project_key": 2, "gateway": 2, "anonymous": 2})
+def test_the_rate_limit_answers_429_with_retry_after(world) -> None:
+    client = world.client("alpha_owner")
+    assert client.get("/api/v1/projects").status_code == 200
+    assert client.get("/api/v1/projects").status_code == 200
+    response = client.get("/api/v1/projects")
+    _assert_error(response, 429, "rate_limited")
+    assert 1 <= int(response["Retry-After"]) <= 60
+    # Limits are per credential: another user is not affected.
+    assert world.client("bravo_owner").get("/api/v1/projects").status_code == 200
+
+
+@api_view(["GET"])
+@permission_classes([AllowAny])
+def _exploding_view(request):  # type: ignore[no-untyped-def]
+    raise RuntimeError("boom")
+
+
+class _Urls:
+    urlpatterns = [path("api/v1/explode", _exploding_view), *config.urls.urlpatterns]
+
+
+@override_settings(ROOT_URLCONF=_Urls)
+def test_an_unhandled_error_is_logged_and_answered_as_json_500_with_the_request_id(world, caplog) -> None:
+    client = world.client()
+    client.raise_request_exception = False
+    response = client.get("/api/v1/explode", HTTP_X_REQUEST_ID="req-123")
+    error = _assert_error(response, 500, "server_error")
+    assert "req-123" in error["message"]
+    assert response["X-Request-Id"] == "req-123"
+    assert any("boom" in (r.exc_text or str(r.exc_info)) for r in caplog.records if r.exc_info)
+
+
+def test_portal_pages_keep_html_errors(world) -> None:
+    response = world.client().get("/no-such-page/")
+    assert response.status_code == 404
+    assert not response["Content-Type"].startswith("application/json")
