@@ -131,7 +131,8 @@ SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 60 * 60 * 12)
 # --- I18n -----------------------------------------------------------------------------------
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
-LOCALE_PATHS = [BASE_DIR / "locale"]
+# Overridable so that the catalogue test can regenerate it into a scratch copy.
+LOCALE_PATHS = [Path(env_str("METERLINE_LOCALE_DIR") or BASE_DIR / "locale")]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

@@ -1,0 +1,137 @@
+import pytest
+from django.test import Client, override_settings
+
+from tenants.models import ApiKey, Membership, Project, Tenant
+
+pytestmark = pytest.mark.django_db
+
+
+def _client(world, who: str) -> Client:
+    client = Client()
+    client.force_login(world.users[who])
+    return client
+
+
+def test_the_login_page_renders_and_logs_in(world) -> None:
+    client = Client()
+    assert client.get("/accounts/login/").status_code == 200
+    response = client.post("/accounts/login/", {"username": "alpha-owner", "password": "pw-for-tests"})
+    assert response.status_code == 302
+    assert client.get("/", follow=True).request["PATH_INFO"] == "/t/alpha/"
+
+
+@override_settings(METERLINE_LOGIN_ATTEMPTS=2)
+def test_the_portal_login_is_throttled_after_failures(world) -> None:
+    client = Client()
+    for _ in range(2):
+        assert client.post("/accounts/login/", {"username": "alpha-owner", "password": "bad"}).status_code == 200
+    blocked = client.post("/accounts/login/", {"username": "alpha-owner", "password": "pw-for-tests"})
+    assert blocked.status_code == 429
+    assert "_auth_user_id" not in client.session
+
+
+def test_anonymous_visitors_are_sent_to_the_login(world) -> None:
+    response = Client().get("/t/alpha/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/")
+
+
+def test_an_api_key_secret_is_shown_once_after_creation(world) -> None:
+    client = _client(world, "alpha_admin")
+    created = client.post("/t/alpha/projects/chatbot/", {"name": "prod gateway"})
+    assert created.status_code == 302
+    key = ApiKey.objects.get(name="prod gateway")
+    first = client.get("/t/alpha/projects/chatbot/")
+    assert first["Cache-Control"] == "no-store"
+    shown = first.context["new_key"]["key"]
+    assert shown.startswith(key.prefix + "_")
+    assert shown in first.content.decode()
+    again = client.get("/t/alpha/projects/chatbot/")
+    assert shown not in again.content.decode()
+    assert key.prefix in again.content.decode()
+
+
+def test_a_member_sees_keys_but_cannot_create_or_revoke(world) -> None:
+    client = _client(world, "alpha_member")
+    page = client.get("/t/alpha/projects/chatbot/")
+    assert page.status_code == 200
+    assert world.alpha_key.prefix in page.content.decode()
+    assert "Create key" not in page.content.decode()
+    assert client.post("/t/alpha/projects/chatbot/", {"name": "sneaky"}).status_code == 403
+    assert client.post(f"/t/alpha/api-keys/{world.alpha_key.pk}/revoke/").status_code == 403
+    assert not ApiKey.objects.filter(name="sneaky").exists()
+    assert ApiKey.objects.get(pk=world.alpha_key.pk).revoked_at is None
+
+
+def test_an_admin_revokes_a_key_from_the_portal(world) -> None:
+    client = _client(world, "alpha_admin")
+    response = client.post(f"/t/alpha/api-keys/{world.alpha_key.pk}/revoke/")
+    assert response.status_code == 302
+    assert ApiKey.objects.get(pk=world.alpha_key.pk).revoked_at is not None
+
+
+def test_a_developer_sees_only_their_projects_and_no_member_list(world) -> None:
+    client = _client(world, "alpha_dev")
+    overview = client.get("/t/alpha/").content.decode()
+    assert "Alpha Chatbot" in overview and "Alpha Research" not in overview
+    assert client.get("/t/alpha/projects/research/").status_code == 404
+    assert client.get("/t/alpha/members/").status_code == 403
+
+
+def test_an_owner_adds_a_member_and_changes_a_role(world) -> None:
+    client = _client(world, "alpha_owner")
+    response = client.post("/t/alpha/members/", {"username": "carol", "email": "carol@alpha.example",
+                                                 "role": "developer", "projects": [world.alpha_project.pk]})
+    assert response.status_code == 302
+    membership = Membership.objects.get(user__username="carol", tenant=world.alpha)
+    assert list(membership.projects.all()) == [world.alpha_project]
+    client.post(f"/t/alpha/members/{membership.pk}/", {"role": "member"})
+    membership.refresh_from_db()
+    assert membership.role == "member"
+    assert membership.projects.count() == 0
+
+
+def test_the_last_owner_cannot_be_removed_in_the_portal(world) -> None:
+    client = _client(world, "alpha_owner")
+    response = client.post(f"/t/alpha/members/{world.memberships['alpha_owner'].pk}/", {"remove": "1"},
+                           follow=True)
+    assert "at least one owner" in response.content.decode()
+    assert Membership.objects.filter(pk=world.memberships["alpha_owner"].pk).exists()
+
+
+def test_an_owner_creates_a_project(world) -> None:
+    client = _client(world, "alpha_owner")
+    response = client.post("/t/alpha/projects/", {"name": "Voice", "slug": "voice", "environment": "staging"})
+    assert response.status_code == 302
+    assert Project.objects.filter(tenant=world.alpha, slug="voice").exists()
+
+
+def test_an_account_manager_creates_a_tenant_from_the_staff_page(world) -> None:
+    client = _client(world, "am")
+    listing = client.get("/staff/tenants/").content.decode()
+    assert "Alpha Secret Co" in listing and "Bravo Ltd" not in listing
+    response = client.post("/staff/tenants/", {"slug": "delta", "name": "Delta", "country": "SG",
+                                               "billing_currency": "SGD", "timezone": "Asia/Singapore"})
+    assert response.status_code == 302
+    assert Tenant.objects.get(slug="delta").account_manager == world.users["am"]
+
+
+def test_tenant_users_cannot_open_the_staff_pages(world) -> None:
+    assert _client(world, "alpha_owner").get("/staff/tenants/").status_code == 403
+
+
+def test_the_tenant_switcher_lists_every_tenant_of_the_user(world) -> None:
+    Membership.objects.create(user=world.users["alpha_member"], tenant=world.bravo, role="member")
+    page = _client(world, "alpha_member").get("/t/alpha/").content.decode()
+    assert 'value="bravo"' in page and 'value="alpha"' in page
+    response = _client(world, "alpha_member").get("/?tenant=bravo")
+    assert response["Location"] == "/t/bravo/"
+
+
+def test_the_language_switch_serves_simplified_chinese(world) -> None:
+    client = _client(world, "alpha_owner")
+    response = client.post("/i18n/setlang/", {"language": "zh-hans", "next": "/t/alpha/"})
+    assert response.status_code == 302
+    page = client.get("/t/alpha/").content.decode()
+    assert 'lang="zh-hans"' in page
+    assert "项目" in page and "成员" in page
