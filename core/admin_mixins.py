@@ -16,10 +16,17 @@ class AuditedAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         before = audit_snapshot(type(obj).objects.get(pk=obj.pk)) if change and obj.pk else {}
         super().save_model(request, obj, form, change)
-        audit_record(actor=request.user, action="update" if change else "create", instance=obj,
-                     before=before, after=audit_snapshot(obj), tenant=self._tenant_of(obj))
+        audit_record(
+            actor=request.user,
+            action="update" if change else "create",
+            instance=obj,
+            before=before,
+            after=audit_snapshot(obj),
+            tenant=self._tenant_of(obj),
+        )
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
-        audit_record(actor=request.user, action="delete", instance=obj, before=audit_snapshot(obj),
-                     tenant=self._tenant_of(obj))
+        audit_record(
+            actor=request.user, action="delete", instance=obj, before=audit_snapshot(obj), tenant=self._tenant_of(obj)
+        )
         super().delete_model(request, obj)

@@ -7,8 +7,8 @@ from typing import Any
 
 from django.db import models
 
-from core.request_id import current_request_id
 from core.models import AuditEntry
+from core.request_id import current_request_id
 
 
 def _json_safe(value: Any) -> Any:

@@ -44,6 +44,7 @@ def add_error_responses(result: dict[str, Any], generator: Any, request: Any, pu
                 continue
             responses = operation.setdefault("responses", {})
             for status, description in ERROR_STATUSES.items():
-                responses.setdefault(status, {"description": description,
-                                              "content": {"application/json": {"schema": ref}}})
+                responses.setdefault(
+                    status, {"description": description, "content": {"application/json": {"schema": ref}}}
+                )
     return result

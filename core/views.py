@@ -9,9 +9,15 @@ from tenants.permissions import IsPerson
 from tenants.selectors import is_person, is_staff_member, tenant_for_request, tenants_for_user
 
 
-@extend_schema_view(list=extend_schema(parameters=[
-    OpenApiParameter("tenant", str), OpenApiParameter("object_type", str), OpenApiParameter("action", str),
-]))
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            OpenApiParameter("tenant", str),
+            OpenApiParameter("object_type", str),
+            OpenApiParameter("action", str),
+        ]
+    )
+)
 class AuditEntryViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     """Who changed what: staff see their tenants' entries and provider-wide ones (prices, gateway
     tokens); a tenant's owners and admins see their tenant's."""

@@ -99,9 +99,7 @@ class TokenView(APIView):
         address = client_address(request.META)
         wait = login_wait_seconds(username=username, address=address)
         if wait:
-            response = Response(
-                error_body("rate_limited", "Too many failed logins. Try again later."), status=429
-            )
+            response = Response(error_body("rate_limited", "Too many failed logins. Try again later."), status=429)
             response["Retry-After"] = str(wait)
             return response
         user = authenticate(request._request, username=username, password=body.validated_data["password"])
@@ -110,8 +108,9 @@ class TokenView(APIView):
             raise ApiError(401, "invalid_credentials", "Wrong username or password.")
         login_succeeded(username=username, address=address)
         token, secret = services.personal_token_create(user=user)
-        return Response({"token": secret, "prefix": token.prefix, "expires_at": token.expires_at},
-                        status=status.HTTP_201_CREATED)
+        return Response(
+            {"token": secret, "prefix": token.prefix, "expires_at": token.expires_at}, status=status.HTTP_201_CREATED
+        )
 
     @extend_schema(request=None, responses={204: None})
     def delete(self, request: Request) -> Response:
@@ -126,22 +125,29 @@ class MeView(APIView):
 
     @extend_schema(responses=MeSerializer)
     def get(self, request: Request) -> Response:
-        user = request.user
+        user: Any = request.user
         memberships = Membership.objects.filter(user=user).select_related("tenant")
-        return Response({
-            "username": user.username,
-            "email": user.email,
-            "staff_roles": sorted(staff_roles(user)),
-            "memberships": [{"tenant": m.tenant.slug, "role": m.role} for m in memberships],
-        })
+        return Response(
+            {
+                "username": user.username,
+                "email": user.email,
+                "staff_roles": sorted(staff_roles(user)),
+                "memberships": [{"tenant": m.tenant.slug, "role": m.role} for m in memberships],
+            }
+        )
 
 
 # --- Tenants --------------------------------------------------------------------------------------
 
 
 @extend_schema_view(list=extend_schema(parameters=[OpenApiParameter("status", str, enum=["active", "suspended"])]))
-class TenantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
-                    mixins.UpdateModelMixin, viewsets.GenericViewSet):
+class TenantViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
     serializer_class = TenantSerializer
     permission_classes = [IsPerson]
     lookup_field = "slug"
@@ -155,13 +161,13 @@ class TenantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
             tenants = tenants.filter(status=status_filter)
         return tenants.order_by("slug")
 
-    def perform_create(self, serializer: TenantSerializer) -> None:
+    def perform_create(self, serializer: Any) -> None:
         if not has_staff_role(self.request.user, ACCOUNT_MANAGERS):
             raise PermissionDenied("Only account managers create tenants.")
         data = dict(serializer.validated_data)
         serializer.instance = services.tenant_create(actor=self.request.user, **data)
 
-    def perform_update(self, serializer: TenantSerializer) -> None:
+    def perform_update(self, serializer: Any) -> None:
         tenant = serializer.instance
         assert tenant is not None
         changes = dict(serializer.validated_data)
@@ -171,17 +177,17 @@ class TenantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
                 raise PermissionDenied("Only the tenant's owners and admins, or its account manager, may do this.")
             forbidden = sorted(set(changes) - TENANT_PROFILE_FIELDS)
             if forbidden:
-                raise PermissionDenied(
-                    "Only the account manager may change: " + ", ".join(forbidden) + "."
-                )
+                raise PermissionDenied("Only the account manager may change: " + ", ".join(forbidden) + ".")
         serializer.instance = services.tenant_update(actor=self.request.user, tenant=tenant, **changes)
 
 
 # --- Departments ----------------------------------------------------------------------------------
 
 
-@extend_schema_view(list=extend_schema(parameters=[TENANT_FILTER]),
-                    create=extend_schema(request=DepartmentCreateSerializer, responses={201: DepartmentSerializer}))
+@extend_schema_view(
+    list=extend_schema(parameters=[TENANT_FILTER]),
+    create=extend_schema(request=DepartmentCreateSerializer, responses={201: DepartmentSerializer}),
+)
 class DepartmentViewSet(viewsets.ModelViewSet):
     serializer_class = DepartmentSerializer
     permission_classes = [IsPerson]
@@ -198,11 +204,10 @@ class DepartmentViewSet(viewsets.ModelViewSet):
         _require_manage(request.user, tenant)
         if Department.objects.filter(tenant=tenant, code=data["code"]).exists():
             raise ValidationError({"code": ["A department with this code already exists."]})
-        department = services.department_create(actor=request.user, tenant=tenant, name=data["name"],
-                                                code=data["code"])
+        department = services.department_create(actor=request.user, tenant=tenant, name=data["name"], code=data["code"])
         return Response(DepartmentSerializer(department).data, status=status.HTTP_201_CREATED)
 
-    def perform_update(self, serializer: DepartmentSerializer) -> None:
+    def perform_update(self, serializer: Any) -> None:
         department = serializer.instance
         assert department is not None
         _require_manage(self.request.user, department.tenant)
@@ -231,13 +236,19 @@ def _department_for(tenant: Tenant, department_id: int | None) -> Department | N
 
 
 @extend_schema_view(
-    list=extend_schema(parameters=[TENANT_FILTER, OpenApiParameter("environment", str),
-                                   OpenApiParameter("department", int)]),
+    list=extend_schema(
+        parameters=[TENANT_FILTER, OpenApiParameter("environment", str), OpenApiParameter("department", int)]
+    ),
     create=extend_schema(request=ProjectWriteSerializer, responses={201: ProjectSerializer}),
     partial_update=extend_schema(request=ProjectUpdateSerializer, responses=ProjectSerializer),
 )
-class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
-                     mixins.UpdateModelMixin, viewsets.GenericViewSet):
+class ProjectViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
     serializer_class = ProjectSerializer
     permission_classes = [IsPerson]
     http_method_names = ["get", "post", "patch", "head", "options"]
@@ -305,8 +316,14 @@ def _may_touch_owner(user: Any, tenant: Tenant) -> bool:
     create=extend_schema(request=MemberCreateSerializer, responses={201: MemberSerializer}),
     partial_update=extend_schema(request=MemberUpdateSerializer, responses=MemberSerializer),
 )
-class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
-                    mixins.UpdateModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
+class MemberViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
     serializer_class = MemberSerializer
     permission_classes = [IsPerson]
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
@@ -325,8 +342,12 @@ class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
         projects = _projects_by_slug(tenant, data.get("projects"))
         try:
             membership = services.member_add(
-                actor=request.user, tenant=tenant, username=data["username"], email=data.get("email", ""),
-                role=data["role"], projects=projects,
+                actor=request.user,
+                tenant=tenant,
+                username=data["username"],
+                email=data.get("email", ""),
+                role=data["role"],
+                projects=projects,
             )
         except RuleViolation as exc:
             raise _rule(exc) from None
@@ -345,7 +366,9 @@ class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
             raise PermissionDenied("Only an owner may grant or change the owner role.")
         try:
             membership = services.member_update(
-                actor=request.user, membership=membership, role=data.get("role"),
+                actor=request.user,
+                membership=membership,
+                role=data.get("role"),
                 projects=_projects_by_slug(membership.tenant, data.get("projects")),
             )
         except RuleViolation as exc:
@@ -369,12 +392,16 @@ class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
 
 
 @extend_schema_view(
-    list=extend_schema(parameters=[TENANT_FILTER, OpenApiParameter("project", str),
-                                   OpenApiParameter("state", str, enum=["active", "revoked", "expired"])]),
+    list=extend_schema(
+        parameters=[
+            TENANT_FILTER,
+            OpenApiParameter("project", str),
+            OpenApiParameter("state", str, enum=["active", "revoked", "expired"]),
+        ]
+    ),
     create=extend_schema(request=ApiKeyCreateSerializer, responses={201: ApiKeyCreatedSerializer}),
 )
-class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
-                    viewsets.GenericViewSet):
+class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):
     serializer_class = ApiKeySerializer
     permission_classes = [IsPerson]
 
@@ -424,10 +451,12 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
 # --- Gateway tokens -------------------------------------------------------------------------------
 
 
-@extend_schema_view(create=extend_schema(request=GatewayTokenCreateSerializer,
-                                         responses={201: GatewayTokenCreatedSerializer}))
-class GatewayTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
-                          viewsets.GenericViewSet):
+@extend_schema_view(
+    create=extend_schema(request=GatewayTokenCreateSerializer, responses={201: GatewayTokenCreatedSerializer})
+)
+class GatewayTokenViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
+):
     serializer_class = GatewayTokenSerializer
     permission_classes = [IsPerson, staff_only(PLATFORM_ADMINS)]
     queryset = GatewayToken.objects.select_related("created_by").order_by("-created_at", "-id")
@@ -445,5 +474,3 @@ class GatewayTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixi
     def revoke(self, request: Request, pk: str | None = None) -> Response:
         token = services.gateway_token_revoke(actor=request.user, token=self.get_object())
         return Response(GatewayTokenSerializer(token).data)
-
-

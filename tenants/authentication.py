@@ -53,7 +53,7 @@ def _touch(credential: Credential, now: dt.datetime) -> None:
     resolution = dt.timedelta(seconds=settings.METERLINE_LAST_USED_RESOLUTION)
     if credential.last_used_at is not None and now - credential.last_used_at < resolution:
         return
-    type(credential).objects.filter(pk=credential.pk).update(last_used_at=now)
+    type(credential)._default_manager.filter(pk=credential.pk).update(last_used_at=now)
     credential.last_used_at = now
 
 
@@ -72,21 +72,17 @@ class BearerTokenAuthentication(BaseAuthentication):
         if parsed is None:
             raise exceptions.AuthenticationFailed("Malformed bearer token.")
         kind, prefix, secret = parsed
-        model: type[Credential]
+        credential: Credential | None
         if kind == KIND_PROJECT_KEY:
-            model = ApiKey
-            queryset = ApiKey.objects.select_related("tenant", "project")
+            credential = ApiKey.objects.select_related("tenant", "project").filter(prefix=prefix).first()
         elif kind == KIND_GATEWAY_TOKEN:
-            model = GatewayToken
-            queryset = GatewayToken.objects.all()
+            credential = GatewayToken.objects.filter(prefix=prefix).first()
         else:
-            model = PersonalToken
-            queryset = PersonalToken.objects.select_related("user")
-        credential = queryset.filter(prefix=prefix).first()
+            credential = PersonalToken.objects.select_related("user").filter(prefix=prefix).first()
         if credential is None or not secret_matches(secret, credential.secret_hash):
             raise exceptions.AuthenticationFailed("Invalid token.")
         now = timezone.now()
-        label = model._meta.verbose_name
+        label = credential._meta.verbose_name
         if credential.is_revoked():
             raise exceptions.AuthenticationFailed(f"This {label} has been revoked.")
         if credential.is_expired(now):

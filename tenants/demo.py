@@ -21,9 +21,15 @@ STAFF = [
 
 TENANTS = [
     {
-        "slug": "acme", "name": "Acme Robotics", "legal_name": "上海艾克米机器人有限公司",
-        "tax_id": "91310000MA1K4XXXX1", "address": "上海市浦东新区张江路 88 号", "country": "CN",
-        "billing_currency": "CNY", "timezone": "Asia/Shanghai", "billing_emails": ["ap@acme.example"],
+        "slug": "acme",
+        "name": "Acme Robotics",
+        "legal_name": "上海艾克米机器人有限公司",
+        "tax_id": "91310000MA1K4XXXX1",
+        "address": "上海市浦东新区张江路 88 号",
+        "country": "CN",
+        "billing_currency": "CNY",
+        "timezone": "Asia/Shanghai",
+        "billing_emails": ["ap@acme.example"],
         "departments": [("Customer Support", "CS-100"), ("Research", "RD-200")],
         "projects": [
             ("chatbot", "Support chatbot", "production", "CS-100"),
@@ -32,29 +38,59 @@ TENANTS = [
         ],
     },
     {
-        "slug": "globex", "name": "Globex", "legal_name": "Globex Corporation", "tax_id": "US-84-1234567",
-        "address": "1 Globex Way, Cypress Creek, OR 97000", "country": "US", "billing_currency": "USD",
-        "timezone": "America/Los_Angeles", "billing_emails": ["billing@globex.example"],
+        "slug": "globex",
+        "name": "Globex",
+        "legal_name": "Globex Corporation",
+        "tax_id": "US-84-1234567",
+        "address": "1 Globex Way, Cypress Creek, OR 97000",
+        "country": "US",
+        "billing_currency": "USD",
+        "timezone": "America/Los_Angeles",
+        "billing_emails": ["billing@globex.example"],
         "departments": [("Product", "P-01")],
-        "projects": [("search", "Semantic search", "production", "P-01"), ("copilot", "Sales copilot", "production", None)],
+        "projects": [
+            ("search", "Semantic search", "production", "P-01"),
+            ("copilot", "Sales copilot", "production", None),
+        ],
     },
     {
-        "slug": "initech", "name": "Initech", "legal_name": "Initech GmbH", "tax_id": "DE123456789",
-        "address": "Friedrichstraße 1, 10117 Berlin", "country": "DE", "billing_currency": "EUR",
-        "timezone": "Europe/Berlin", "billing_emails": ["rechnung@initech.example"],
+        "slug": "initech",
+        "name": "Initech",
+        "legal_name": "Initech GmbH",
+        "tax_id": "DE123456789",
+        "address": "Friedrichstraße 1, 10117 Berlin",
+        "country": "DE",
+        "billing_currency": "EUR",
+        "timezone": "Europe/Berlin",
+        "billing_emails": ["rechnung@initech.example"],
         "departments": [],
         "projects": [("tps", "TPS report summariser", "production", None)],
     },
     {
-        "slug": "umbrella", "name": "Umbrella KK", "legal_name": "アンブレラ株式会社", "tax_id": "T1234567890123",
-        "address": "東京都港区 1-2-3", "country": "JP", "billing_currency": "JPY", "timezone": "Asia/Tokyo",
-        "billing_emails": ["keiri@umbrella.example"], "departments": [],
+        "slug": "umbrella",
+        "name": "Umbrella KK",
+        "legal_name": "アンブレラ株式会社",
+        "tax_id": "T1234567890123",
+        "address": "東京都港区 1-2-3",
+        "country": "JP",
+        "billing_currency": "JPY",
+        "timezone": "Asia/Tokyo",
+        "billing_emails": ["keiri@umbrella.example"],
+        "departments": [],
         "projects": [("translate", "Document translation", "production", None)],
     },
     {
-        "slug": "meterline-lab", "name": "Meterline Lab (internal)", "legal_name": "", "tax_id": "",
-        "address": "", "country": "US", "billing_currency": "USD", "timezone": "UTC", "billing_emails": [],
-        "is_internal": True, "departments": [],
+        "slug": "meterline-lab",
+        "name": "Meterline Lab (internal)",
+        "legal_name": "",
+        "tax_id": "",
+        "address": "",
+        "country": "US",
+        "billing_currency": "USD",
+        "timezone": "UTC",
+        "billing_emails": [],
+        "is_internal": True,
+        "departments": [],
         "projects": [("playground", "Playground", "development", None)],
     },
 ]
@@ -95,7 +131,7 @@ def seed() -> dict[str, object]:
 
     keys: dict[str, str] = {}
     for spec in TENANTS:
-        spec = dict(spec)
+        spec = dict(spec)  # type: ignore[call-overload]
         departments = spec.pop("departments")
         projects = spec.pop("projects")
         tenant = Tenant.objects.filter(slug=spec["slug"]).first()
@@ -107,8 +143,14 @@ def seed() -> dict[str, object]:
         for slug, name, environment, department_code in projects:
             if not tenant.projects.filter(slug=slug).exists():
                 department = tenant.departments.filter(code=department_code).first() if department_code else None
-                project = services.project_create(actor=staff["am"], tenant=tenant, slug=slug, name=name,
-                                                  environment=environment, department=department)
+                project = services.project_create(
+                    actor=staff["am"],
+                    tenant=tenant,
+                    slug=slug,
+                    name=name,
+                    environment=environment,
+                    department=department,
+                )
                 _key, secret = services.api_key_create(actor=staff["am"], project=project, name=f"{name} key")
                 keys[f"{tenant.slug}/{slug}"] = secret
 

@@ -16,7 +16,10 @@ def member_invite_email(*, membership_id: int) -> bool:
     user = membership.user
     path = reverse(
         "password_reset_confirm",
-        kwargs={"uidb64": urlsafe_base64_encode(force_bytes(user.pk)), "token": default_token_generator.make_token(user)},
+        kwargs={
+            "uidb64": urlsafe_base64_encode(force_bytes(user.pk)),
+            "token": default_token_generator.make_token(user),
+        },
     )
     context = {"membership": membership, "link": f"{settings.METERLINE_BASE_URL.rstrip('/')}{path}"}
     send_mail(

@@ -7,8 +7,12 @@ from tenants.validators import slug_validator
 
 class ProjectForm(forms.Form):
     name = forms.CharField(label=_("Name"), max_length=200)
-    slug = forms.CharField(label=_("Slug"), max_length=40, validators=[slug_validator],
-                           help_text=_("Lowercase letters, digits and hyphens; used in the API."))
+    slug = forms.CharField(
+        label=_("Slug"),
+        max_length=40,
+        validators=[slug_validator],
+        help_text=_("Lowercase letters, digits and hyphens; used in the API."),
+    )
     environment = forms.ChoiceField(label=_("Environment"), choices=Environment.choices)
     department = forms.ModelChoiceField(label=_("Department"), queryset=Department.objects.none(), required=False)
 
@@ -25,19 +29,23 @@ class ProjectForm(forms.Form):
 
 
 class ApiKeyForm(forms.Form):
-    name = forms.CharField(label=_("Key name"), max_length=200,
-                           help_text=_("Say where the key is used, e.g. “chatbot production”."))
-    expires_at = forms.DateTimeField(label=_("Expires at (optional)"), required=False,
-                                     widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+    name = forms.CharField(
+        label=_("Key name"), max_length=200, help_text=_("Say where the key is used, e.g. “chatbot production”.")
+    )
+    expires_at = forms.DateTimeField(
+        label=_("Expires at (optional)"), required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+    )
 
 
 class MemberForm(forms.Form):
     username = forms.RegexField(label=_("Username"), regex=r"^[\w.@+-]{1,150}\Z", max_length=150)
-    email = forms.EmailField(label=_("Email"), required=False,
-                             help_text=_("New users get a link to set their password."))
+    email = forms.EmailField(
+        label=_("Email"), required=False, help_text=_("New users get a link to set their password.")
+    )
     role = forms.ChoiceField(label=_("Role"), choices=Role.choices, initial=Role.MEMBER)
-    projects = forms.ModelMultipleChoiceField(label=_("Projects (developers only)"), queryset=Project.objects.none(),
-                                              required=False)
+    projects = forms.ModelMultipleChoiceField(
+        label=_("Projects (developers only)"), queryset=Project.objects.none(), required=False
+    )
 
     def __init__(self, *args, tenant: Tenant, **kwargs):  # type: ignore[no-untyped-def]
         super().__init__(*args, **kwargs)
@@ -51,12 +59,26 @@ class MemberRoleForm(forms.Form):
 class TenantForm(forms.ModelForm):
     class Meta:
         model = Tenant
-        fields = ["slug", "name", "legal_name", "tax_id", "address", "country", "billing_currency", "timezone",
-                  "is_internal"]
+        fields = [
+            "slug",
+            "name",
+            "legal_name",
+            "tax_id",
+            "address",
+            "country",
+            "billing_currency",
+            "timezone",
+            "is_internal",
+        ]
         widgets = {"address": forms.Textarea(attrs={"rows": 3})}
         labels = {
-            "slug": _("Slug"), "name": _("Name"), "legal_name": _("Legal name"), "tax_id": _("Tax id"),
-            "address": _("Address"), "country": _("Country (ISO 3166-1)"),
-            "billing_currency": _("Billing currency (ISO 4217)"), "timezone": _("Time zone (IANA)"),
+            "slug": _("Slug"),
+            "name": _("Name"),
+            "legal_name": _("Legal name"),
+            "tax_id": _("Tax id"),
+            "address": _("Address"),
+            "country": _("Country (ISO 3166-1)"),
+            "billing_currency": _("Billing currency (ISO 4217)"),
+            "timezone": _("Time zone (IANA)"),
             "is_internal": _("Internal tenant (metered, never billed)"),
         }

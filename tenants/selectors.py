@@ -72,9 +72,7 @@ def manages_as_staff(user: Any, tenant: Tenant) -> bool:
     """Provider staff who may change a tenant's set-up: its account manager, or a superuser."""
     if not is_person(user):
         return False
-    return user.is_superuser or (
-        has_staff_role(user, ACCOUNT_MANAGERS) and tenant.account_manager_id == user.pk
-    )
+    return user.is_superuser or (has_staff_role(user, ACCOUNT_MANAGERS) and tenant.account_manager_id == user.pk)
 
 
 def can_manage_tenant(user: Any, tenant: Tenant) -> bool:

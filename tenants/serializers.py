@@ -1,3 +1,7 @@
+from __future__ import annotations
+
+from typing import Any
+
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
@@ -28,15 +32,26 @@ class TenantSerializer(serializers.ModelSerializer):
     )
     timezone = serializers.CharField(max_length=64, required=False, validators=[_django_validator(validate_timezone)])
     billing_emails = serializers.ListField(child=serializers.EmailField(), required=False, max_length=20)
-    account_manager = serializers.SlugRelatedField(
+    account_manager: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
         slug_field="username", queryset=User.objects.filter(is_active=True), required=False, allow_null=True
     )
 
     class Meta:
         model = Tenant
         fields = [
-            "slug", "name", "legal_name", "tax_id", "address", "country", "billing_currency", "timezone",
-            "billing_emails", "status", "is_internal", "account_manager", "created_at",
+            "slug",
+            "name",
+            "legal_name",
+            "tax_id",
+            "address",
+            "country",
+            "billing_currency",
+            "timezone",
+            "billing_emails",
+            "status",
+            "is_internal",
+            "account_manager",
+            "created_at",
         ]
         read_only_fields = ["created_at"]
 
@@ -53,7 +68,7 @@ TENANT_PROFILE_FIELDS = {"name", "legal_name", "tax_id", "address", "billing_ema
 
 
 class DepartmentSerializer(serializers.ModelSerializer):
-    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    tenant: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(slug_field="slug", read_only=True)
 
     class Meta:
         model = Department
@@ -68,8 +83,10 @@ class DepartmentCreateSerializer(serializers.Serializer):
 
 
 class ProjectSerializer(serializers.ModelSerializer):
-    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    department = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
+    tenant: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    department: serializers.PrimaryKeyRelatedField[Any] = serializers.PrimaryKeyRelatedField(
+        read_only=True, allow_null=True
+    )
 
     class Meta:
         model = Project
@@ -94,10 +111,12 @@ class ProjectUpdateSerializer(serializers.Serializer):
 
 
 class MemberSerializer(serializers.ModelSerializer):
-    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    tenant: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     username = serializers.CharField(source="user.username", read_only=True)
     email = serializers.EmailField(source="user.email", read_only=True)
-    projects = serializers.SlugRelatedField(slug_field="slug", many=True, read_only=True)
+    projects: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="slug", many=True, read_only=True
+    )
 
     class Meta:
         model = Membership
@@ -110,9 +129,7 @@ class MemberCreateSerializer(serializers.Serializer):
     username = serializers.RegexField(r"^[\w.@+-]{1,150}\Z", max_length=150)
     email = serializers.EmailField(required=False, allow_blank=True)
     role = serializers.ChoiceField(choices=Role.choices, default=Role.MEMBER)
-    projects = serializers.ListField(
-        child=serializers.CharField(max_length=40), required=False, max_length=500
-    )
+    projects = serializers.ListField(child=serializers.CharField(max_length=40), required=False, max_length=500)
 
 
 class MemberUpdateSerializer(serializers.Serializer):
@@ -121,16 +138,27 @@ class MemberUpdateSerializer(serializers.Serializer):
 
 
 class ApiKeySerializer(serializers.ModelSerializer):
-    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    tenant: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    project: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    created_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
     state = serializers.CharField(read_only=True)
 
     class Meta:
         model = ApiKey
         fields = [
-            "id", "tenant", "project", "name", "prefix", "state", "created_by", "created_at", "last_used_at",
-            "expires_at", "revoked_at",
+            "id",
+            "tenant",
+            "project",
+            "name",
+            "prefix",
+            "state",
+            "created_by",
+            "created_at",
+            "last_used_at",
+            "expires_at",
+            "revoked_at",
         ]
         read_only_fields = fields
 
@@ -151,13 +179,24 @@ class ApiKeyCreatedSerializer(ApiKeySerializer):
 
 
 class GatewayTokenSerializer(serializers.ModelSerializer):
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    created_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
     state = serializers.CharField(read_only=True)
 
     class Meta:
         model = GatewayToken
-        fields = ["id", "name", "prefix", "state", "created_by", "created_at", "last_used_at", "expires_at",
-                  "revoked_at"]
+        fields = [
+            "id",
+            "name",
+            "prefix",
+            "state",
+            "created_by",
+            "created_at",
+            "last_used_at",
+            "expires_at",
+            "revoked_at",
+        ]
         read_only_fields = fields
 
 

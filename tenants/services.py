@@ -7,7 +7,6 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
@@ -60,8 +59,9 @@ def tenant_update(*, actor: Any, tenant: Tenant, **changes: Any) -> Tenant:
     _apply(tenant, changes)
     tenant.full_clean()
     tenant.save()
-    audit_record(actor=actor, action="update", instance=tenant, before=before, after=audit_snapshot(tenant),
-                 tenant=tenant)
+    audit_record(
+        actor=actor, action="update", instance=tenant, before=before, after=audit_snapshot(tenant), tenant=tenant
+    )
     return tenant
 
 
@@ -71,8 +71,7 @@ def tenant_update(*, actor: Any, tenant: Tenant, **changes: Any) -> Tenant:
 @transaction.atomic
 def department_create(*, actor: Any, tenant: Tenant, name: str, code: str) -> Department:
     department = Department.objects.create(tenant=tenant, name=name, code=code)
-    audit_record(actor=actor, action="create", instance=department, after=audit_snapshot(department),
-                 tenant=tenant)
+    audit_record(actor=actor, action="create", instance=department, after=audit_snapshot(department), tenant=tenant)
     return department
 
 
@@ -81,8 +80,14 @@ def department_update(*, actor: Any, department: Department, **changes: Any) -> 
     before = audit_snapshot(department)
     _apply(department, changes)
     department.save()
-    audit_record(actor=actor, action="update", instance=department, before=before,
-                 after=audit_snapshot(department), tenant=department.tenant)
+    audit_record(
+        actor=actor,
+        action="update",
+        instance=department,
+        before=before,
+        after=audit_snapshot(department),
+        tenant=department.tenant,
+    )
     return department
 
 
@@ -105,7 +110,11 @@ def project_create(
     is_internal: bool = False,
 ) -> Project:
     project = Project.objects.create(
-        tenant=tenant, slug=slug, name=name, environment=environment, department=department,
+        tenant=tenant,
+        slug=slug,
+        name=name,
+        environment=environment,
+        department=department,
         is_internal=is_internal,
     )
     audit_record(actor=actor, action="create", instance=project, after=audit_snapshot(project), tenant=tenant)
@@ -117,8 +126,14 @@ def project_update(*, actor: Any, project: Project, **changes: Any) -> Project:
     before = audit_snapshot(project)
     _apply(project, changes)
     project.save()
-    audit_record(actor=actor, action="update", instance=project, before=before, after=audit_snapshot(project),
-                 tenant=project.tenant)
+    audit_record(
+        actor=actor,
+        action="update",
+        instance=project,
+        before=before,
+        after=audit_snapshot(project),
+        tenant=project.tenant,
+    )
     return project
 
 
@@ -151,8 +166,7 @@ def member_add(
     membership = Membership.objects.create(user=user, tenant=tenant, role=role)
     if role == Role.DEVELOPER and projects:
         membership.projects.set(projects)
-    audit_record(actor=actor, action="create", instance=membership, after=audit_snapshot(membership),
-                 tenant=tenant)
+    audit_record(actor=actor, action="create", instance=membership, after=audit_snapshot(membership), tenant=tenant)
     if created_user and user.email:
         from tenants.tasks import member_invite_send
 
@@ -176,8 +190,14 @@ def member_update(
         membership.projects.clear()
     elif projects is not None:
         membership.projects.set(projects)
-    audit_record(actor=actor, action="update", instance=membership, before=before,
-                 after=audit_snapshot(membership), tenant=membership.tenant)
+    audit_record(
+        actor=actor,
+        action="update",
+        instance=membership,
+        before=before,
+        after=audit_snapshot(membership),
+        tenant=membership.tenant,
+    )
     return membership
 
 
@@ -186,8 +206,9 @@ def member_remove(*, actor: Any, membership: Membership) -> None:
     membership = Membership.objects.select_for_update().get(pk=membership.pk)
     if membership.role == Role.OWNER and _owner_count(membership.tenant) <= 1:
         raise RuleViolation("A tenant keeps at least one owner.", code="last_owner")
-    audit_record(actor=actor, action="delete", instance=membership, before=audit_snapshot(membership),
-                 tenant=membership.tenant)
+    audit_record(
+        actor=actor, action="delete", instance=membership, before=audit_snapshot(membership), tenant=membership.tenant
+    )
     membership.delete()
 
 
@@ -207,10 +228,9 @@ def api_key_create(
         prefix=prefix,
         secret_hash=secret_hash,
         expires_at=expires_at,
-        created_by=actor if isinstance(actor, AbstractBaseUser) else None,
+        created_by=actor if isinstance(actor, User) else None,
     )
-    audit_record(actor=actor, action="create", instance=api_key, after=audit_snapshot(api_key),
-                 tenant=project.tenant)
+    audit_record(actor=actor, action="create", instance=api_key, after=audit_snapshot(api_key), tenant=project.tenant)
     return api_key, full_key
 
 
@@ -222,19 +242,26 @@ def api_key_revoke(*, actor: Any, api_key: ApiKey) -> ApiKey:
         before = audit_snapshot(api_key)
         api_key.revoked_at = timezone.now()
         api_key.save(update_fields=["revoked_at"])
-        audit_record(actor=actor, action="revoke", instance=api_key, before=before,
-                     after=audit_snapshot(api_key), tenant=api_key.tenant)
+        audit_record(
+            actor=actor,
+            action="revoke",
+            instance=api_key,
+            before=before,
+            after=audit_snapshot(api_key),
+            tenant=api_key.tenant,
+        )
     return api_key
 
 
 @transaction.atomic
-def gateway_token_create(
-    *, actor: Any, name: str, expires_at: dt.datetime | None = None
-) -> tuple[GatewayToken, str]:
+def gateway_token_create(*, actor: Any, name: str, expires_at: dt.datetime | None = None) -> tuple[GatewayToken, str]:
     prefix, secret_hash, full_token = credential_generate(KIND_GATEWAY_TOKEN)
     token = GatewayToken.objects.create(
-        name=name, prefix=prefix, secret_hash=secret_hash, expires_at=expires_at,
-        created_by=actor if isinstance(actor, AbstractBaseUser) else None,
+        name=name,
+        prefix=prefix,
+        secret_hash=secret_hash,
+        expires_at=expires_at,
+        created_by=actor if isinstance(actor, User) else None,
     )
     audit_record(actor=actor, action="create", instance=token, after=audit_snapshot(token))
     return token, full_token

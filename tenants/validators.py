@@ -7,14 +7,12 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.utils.translation import gettext_lazy as _
 
-slug_validator = RegexValidator(
-    r"^[a-z0-9-]{2,40}\Z", _("Use 2–40 lowercase letters, digits or hyphens.")
-)
+slug_validator = RegexValidator(r"^[a-z0-9-]{2,40}\Z", _("Use 2–40 lowercase letters, digits or hyphens."))
 
 
 @cache
 def _countries() -> frozenset[str]:
-    return frozenset(code for code in Locale("en").territories if len(code) == 2 and code.isalpha())
+    return frozenset(str(code) for code in Locale("en").territories if len(str(code)) == 2 and str(code).isalpha())
 
 
 @cache

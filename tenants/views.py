@@ -18,7 +18,7 @@ from django.views.decorators.http import require_POST
 from tenants import services
 from tenants.forms import ApiKeyForm, MemberForm, MemberRoleForm, ProjectForm, TenantForm
 from tenants.login_guard import client_address, login_failed, login_succeeded, login_wait_seconds
-from tenants.models import Role
+from tenants.models import Membership, Role
 from tenants.roles import ACCOUNT_MANAGERS
 from tenants.selectors import (
     api_keys_for_user,
@@ -69,7 +69,9 @@ def home(request: HttpRequest) -> HttpResponse:
     wanted = request.GET.get("tenant")
     if wanted:  # the tenant switcher without JavaScript
         return redirect("portal:tenant", tenant=tenant_get_for_user(user=request.user, slug=wanted).slug)
-    membership = request.user.memberships.select_related("tenant").order_by("tenant__name").first()
+    membership = (
+        Membership.objects.filter(user=request.user.pk).select_related("tenant").order_by("tenant__name").first()
+    )
     if membership is not None:
         return redirect("portal:tenant", tenant=membership.tenant.slug)
     if is_staff_member(request.user):
@@ -83,13 +85,17 @@ def tenant_overview(request: HttpRequest, tenant: str) -> HttpResponse:
     projects = projects_for_user(request.user, tenant_obj).annotate(
         key_count=Count("api_keys", filter=Q(api_keys__revoked_at__isnull=True))
     )
-    return render(request, "portal/tenant_overview.html", {
-        "tenant": tenant_obj,
-        "projects": projects,
-        "membership": membership_for(user=request.user, tenant=tenant_obj),
-        "member_count": members_for_user(request.user, tenant_obj).count(),
-        "can_manage": can_manage_tenant(request.user, tenant_obj),
-    })
+    return render(
+        request,
+        "portal/tenant_overview.html",
+        {
+            "tenant": tenant_obj,
+            "projects": projects,
+            "membership": membership_for(user=request.user, tenant=tenant_obj),
+            "member_count": members_for_user(request.user, tenant_obj).count(),
+            "can_manage": can_manage_tenant(request.user, tenant_obj),
+        },
+    )
 
 
 @login_required
@@ -113,18 +119,32 @@ def members(request: HttpRequest, tenant: str) -> HttpResponse:
                 form.add_error("role", _("Only an owner may add another owner."))
             else:
                 try:
-                    services.member_add(actor=request.user, tenant=tenant_obj, username=data["username"],
-                                        email=data["email"], role=data["role"], projects=list(data["projects"]))
+                    services.member_add(
+                        actor=request.user,
+                        tenant=tenant_obj,
+                        username=data["username"],
+                        email=data["email"],
+                        role=data["role"],
+                        projects=list(data["projects"]),
+                    )
                 except RuleViolation as exc:
                     form.add_error("username", str(exc))
                 else:
                     messages.success(request, _("%(user)s was added.") % {"user": data["username"]})
                     return redirect("portal:members", tenant=tenant_obj.slug)
     page = Paginator(membership_list, 50).get_page(request.GET.get("page"))
-    return render(request, "portal/members.html", {
-        "tenant": tenant_obj, "page": page, "form": form, "can_manage": can_manage,
-        "role_form": MemberRoleForm(), "roles": Role.choices,
-    })
+    return render(
+        request,
+        "portal/members.html",
+        {
+            "tenant": tenant_obj,
+            "page": page,
+            "form": form,
+            "can_manage": can_manage,
+            "role_form": MemberRoleForm(),
+            "roles": Role.choices,
+        },
+    )
 
 
 @login_required
@@ -168,13 +188,22 @@ def projects(request: HttpRequest, tenant: str) -> HttpResponse:
             project = services.project_create(actor=request.user, tenant=tenant_obj, **form.cleaned_data)
             messages.success(request, _("Project %(name)s created.") % {"name": project.name})
             return redirect("portal:project", tenant=tenant_obj.slug, project=project.slug)
-    project_list = projects_for_user(request.user, tenant_obj).annotate(
-        key_count=Count("api_keys", filter=Q(api_keys__revoked_at__isnull=True))
-    ).order_by("name")
+    project_list = (
+        projects_for_user(request.user, tenant_obj)
+        .annotate(key_count=Count("api_keys", filter=Q(api_keys__revoked_at__isnull=True)))
+        .order_by("name")
+    )
     page = Paginator(project_list, 50).get_page(request.GET.get("page"))
-    return render(request, "portal/projects.html", {
-        "tenant": tenant_obj, "page": page, "form": form, "can_manage": can_manage,
-    })
+    return render(
+        request,
+        "portal/projects.html",
+        {
+            "tenant": tenant_obj,
+            "page": page,
+            "form": form,
+            "can_manage": can_manage,
+        },
+    )
 
 
 @login_required
@@ -187,18 +216,29 @@ def project_detail(request: HttpRequest, tenant: str, project: str) -> HttpRespo
         _require_manage(request, tenant_obj)
         form = ApiKeyForm(request.POST)
         if form.is_valid():
-            api_key, secret = services.api_key_create(actor=request.user, project=project_obj,
-                                                      name=form.cleaned_data["name"],
-                                                      expires_at=form.cleaned_data["expires_at"])
+            api_key, secret = services.api_key_create(
+                actor=request.user,
+                project=project_obj,
+                name=form.cleaned_data["name"],
+                expires_at=form.cleaned_data["expires_at"],
+            )
             # Shown on the next page view only (post/redirect/get): a reload shows it no more.
             request.session[_SECRET_SESSION_KEY] = {"id": api_key.pk, "key": secret}
             return redirect("portal:project", tenant=tenant_obj.slug, project=project_obj.slug)
     new_key = request.session.pop(_SECRET_SESSION_KEY, None)
     keys = api_keys_for_user(request.user, tenant_obj).filter(project=project_obj).order_by("-created_at")
-    response = render(request, "portal/project_detail.html", {
-        "tenant": tenant_obj, "project": project_obj, "keys": keys, "form": form, "can_manage": can_manage,
-        "new_key": new_key,
-    })
+    response = render(
+        request,
+        "portal/project_detail.html",
+        {
+            "tenant": tenant_obj,
+            "project": project_obj,
+            "keys": keys,
+            "form": form,
+            "can_manage": can_manage,
+            "new_key": new_key,
+        },
+    )
     response["Cache-Control"] = "no-store"
     return response
 
@@ -229,12 +269,22 @@ def staff_tenants(request: HttpRequest) -> HttpResponse:
             messages.success(request, _("Tenant %(name)s created.") % {"name": tenant.name})
             return redirect("portal:tenant", tenant=tenant.slug)
     query = request.GET.get("q", "").strip()
-    tenant_list = tenants_for_user(request.user).select_related("account_manager").annotate(
-        project_count=Count("projects", distinct=True)
-    ).order_by("name")
+    tenant_list = (
+        tenants_for_user(request.user)
+        .select_related("account_manager")
+        .annotate(project_count=Count("projects", distinct=True))
+        .order_by("name")
+    )
     if query:
         tenant_list = tenant_list.filter(Q(name__icontains=query) | Q(slug__icontains=query))
     page = Paginator(tenant_list, 50).get_page(request.GET.get("page"))
-    return render(request, "portal/staff_tenants.html", {
-        "page": page, "form": form, "may_create": may_create, "query": query,
-    })
+    return render(
+        request,
+        "portal/staff_tenants.html",
+        {
+            "page": page,
+            "form": form,
+            "may_create": may_create,
+            "query": query,
+        },
+    )

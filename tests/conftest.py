@@ -84,8 +84,16 @@ def world(db: Any) -> World:
     memberships["alpha_dev"].projects.set([alpha_project])
 
     return World(
-        alpha=alpha, bravo=bravo, alpha_department=department, alpha_project=alpha_project,
-        alpha_other_project=alpha_other, bravo_project=bravo_project, alpha_key=alpha_key,
-        alpha_key_secret=alpha_secret, bravo_key=bravo_key, bravo_key_secret=bravo_secret, users=users,
+        alpha=alpha,
+        bravo=bravo,
+        alpha_department=department,
+        alpha_project=alpha_project,
+        alpha_other_project=alpha_other,
+        bravo_project=bravo_project,
+        alpha_key=alpha_key,
+        alpha_key_secret=alpha_secret,
+        bravo_key=bravo_key,
+        bravo_key_secret=bravo_secret,
+        users=users,
         memberships=memberships,
     )

@@ -18,8 +18,15 @@ pytestmark = pytest.mark.django_db
 
 # Patterns that carry no tenant data (login, language switch, schema, docs).
 PUBLIC = {
-    "schema", "api-docs", "login", "logout", "password_reset_confirm", "password_reset_complete",
-    "set_language", "javascript-catalog", "api:auth-token",
+    "schema",
+    "api-docs",
+    "login",
+    "logout",
+    "password_reset_confirm",
+    "password_reset_complete",
+    "set_language",
+    "javascript-catalog",
+    "api:auth-token",
 }
 # Django admin: staff only; a tenant user is sent to the admin login, whatever the id.
 STAFF_ADMIN_NAMESPACE = "admin"
@@ -28,9 +35,15 @@ STAFF_ONLY = {"api:gatewaytoken-list", "api:gatewaytoken-detail", "api:gatewayto
 
 # Collections: listed for the outsider, who must see none of Alpha's data.
 COLLECTIONS = {
-    "api:tenant-list", "api:department-list", "api:project-list", "api:member-list", "api:apikey-list",
-    "api:auditentry-list", "api:auth-me",
-    "portal:home", "portal:staff-tenants",
+    "api:tenant-list",
+    "api:department-list",
+    "api:project-list",
+    "api:member-list",
+    "api:apikey-list",
+    "api:auditentry-list",
+    "api:auth-me",
+    "portal:home",
+    "portal:staff-tenants",
 }
 
 # Object patterns: how to name Alpha's object in each.
@@ -56,8 +69,9 @@ def _walk(patterns: list, namespace: str = "", prefix: str = "") -> Iterator[tup
     for entry in patterns:
         if isinstance(entry, URLResolver):
             ns = entry.namespace or ""
-            yield from _walk(entry.url_patterns, f"{namespace}:{ns}".strip(":") if ns else namespace,
-                             prefix + str(entry.pattern))
+            yield from _walk(
+                entry.url_patterns, f"{namespace}:{ns}".strip(":") if ns else namespace, prefix + str(entry.pattern)
+            )
         elif isinstance(entry, URLPattern):
             name = f"{namespace}:{entry.name}" if namespace and entry.name else (entry.name or "")
             yield name, prefix + str(entry.pattern)
@@ -68,14 +82,20 @@ def all_patterns() -> list[tuple[str, str]]:
 
 
 def alpha_markers(world: Any) -> list[str]:
-    return [world.alpha.name, world.alpha_project.name, world.alpha_key.prefix, world.alpha_department.code,
-            "alpha-owner"]
+    return [
+        world.alpha.name,
+        world.alpha_project.name,
+        world.alpha_key.prefix,
+        world.alpha_department.code,
+        "alpha-owner",
+    ]
 
 
 def test_every_url_pattern_is_classified() -> None:
     known = PUBLIC | STAFF_ONLY | COLLECTIONS | set(OBJECT_KWARGS)
     unclassified = [
-        (name, route) for name, route in all_patterns()
+        (name, route)
+        for name, route in all_patterns()
         if name not in known and not name.startswith(STAFF_ADMIN_NAMESPACE + ":") and not route.startswith("admin/")
     ]
     assert unclassified == [], "Add these URL patterns to the isolation test: " + repr(unclassified)

@@ -3,6 +3,8 @@ schema (status documented, content type, body shape)."""
 
 import pytest
 import schemathesis
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import (
     content_type_conformance,
@@ -10,9 +12,6 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-
-from django.core.signals import request_finished, request_started
-from django.db import close_old_connections
 
 from config.wsgi import application
 from tenants import services

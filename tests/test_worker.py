@@ -35,9 +35,27 @@ def worker(tmp_path):  # type: ignore[no-untyped-def]
     }
     queue = f"test-{os.getpid()}"
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "--concurrency=1",
-         "-Q", queue, "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel=INFO"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--pool=solo",
+            "--concurrency=1",
+            "-Q",
+            queue,
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "--loglevel=INFO",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     celery_app.conf.task_always_eager = False
     celery_app.conf.task_default_queue = queue
@@ -57,8 +75,9 @@ def worker(tmp_path):  # type: ignore[no-untyped-def]
 
 def test_a_real_worker_sends_the_invitation_email(worker) -> None:
     tenant = TenantFactory(slug="delta")
-    membership = services.member_add(actor=None, tenant=tenant, username="newcomer",
-                                     email="newcomer@delta.example", role=Role.MEMBER)
+    membership = services.member_add(
+        actor=None, tenant=tenant, username="newcomer", email="newcomer@delta.example", role=Role.MEMBER
+    )
     deadline = time.monotonic() + 60
     messages: list[Path] = []
     while time.monotonic() < deadline:

@@ -81,7 +81,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": BASE_DIR / "var" / "demo.sqlite3",
+            "NAME": str(BASE_DIR / "var" / "demo.sqlite3"),
             "OPTIONS": {"timeout": 20},
         }
     }

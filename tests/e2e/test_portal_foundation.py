@@ -7,8 +7,7 @@ from tests.e2e.conftest import ARTIFACTS
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
-def test_an_admin_creates_a_key_sees_the_secret_once_and_switches_to_chinese(world, live_server,
-                                                                             browser_page) -> None:
+def test_an_admin_creates_a_key_sees_the_secret_once_and_switches_to_chinese(world, live_server, browser_page) -> None:
     page = browser_page
     page.goto(f"{live_server.url}/accounts/login/")
     page.fill("#id_username", "alpha-admin")

@@ -80,8 +80,15 @@ def test_a_developer_sees_only_their_projects_and_no_member_list(world) -> None:
 
 def test_an_owner_adds_a_member_and_changes_a_role(world) -> None:
     client = _client(world, "alpha_owner")
-    response = client.post("/t/alpha/members/", {"username": "carol", "email": "carol@alpha.example",
-                                                 "role": "developer", "projects": [world.alpha_project.pk]})
+    response = client.post(
+        "/t/alpha/members/",
+        {
+            "username": "carol",
+            "email": "carol@alpha.example",
+            "role": "developer",
+            "projects": [world.alpha_project.pk],
+        },
+    )
     assert response.status_code == 302
     membership = Membership.objects.get(user__username="carol", tenant=world.alpha)
     assert list(membership.projects.all()) == [world.alpha_project]
@@ -93,8 +100,7 @@ def test_an_owner_adds_a_member_and_changes_a_role(world) -> None:
 
 def test_the_last_owner_cannot_be_removed_in_the_portal(world) -> None:
     client = _client(world, "alpha_owner")
-    response = client.post(f"/t/alpha/members/{world.memberships['alpha_owner'].pk}/", {"remove": "1"},
-                           follow=True)
+    response = client.post(f"/t/alpha/members/{world.memberships['alpha_owner'].pk}/", {"remove": "1"}, follow=True)
     assert "at least one owner" in response.content.decode()
     assert Membership.objects.filter(pk=world.memberships["alpha_owner"].pk).exists()
 
@@ -110,8 +116,10 @@ def test_an_account_manager_creates_a_tenant_from_the_staff_page(world) -> None:
     client = _client(world, "am")
     listing = client.get("/staff/tenants/").content.decode()
     assert "Alpha Secret Co" in listing and "Bravo Ltd" not in listing
-    response = client.post("/staff/tenants/", {"slug": "delta", "name": "Delta", "country": "SG",
-                                               "billing_currency": "SGD", "timezone": "Asia/Singapore"})
+    response = client.post(
+        "/staff/tenants/",
+        {"slug": "delta", "name": "Delta", "country": "SG", "billing_currency": "SGD", "timezone": "Asia/Singapore"},
+    )
     assert response.status_code == 302
     assert Tenant.objects.get(slug="delta").account_manager == world.users["am"]
 

@@ -8,11 +8,18 @@ from tenants.models import ApiKey, Department, GatewayToken, Membership, Project
 
 pytestmark = pytest.mark.django_db
 
-NEW_TENANT = {"slug": "charlie", "name": "Charlie", "country": "DE", "billing_currency": "EUR",
-              "timezone": "Europe/Berlin", "billing_emails": ["ap@charlie.example"]}
+NEW_TENANT = {
+    "slug": "charlie",
+    "name": "Charlie",
+    "country": "DE",
+    "billing_currency": "EUR",
+    "timezone": "Europe/Berlin",
+    "billing_emails": ["ap@charlie.example"],
+}
 
 
 # --- tenants ----------------------------------------------------------------------------------------
+
 
 def test_an_account_manager_creates_a_tenant_and_manages_it(world) -> None:
     response = world.client("am").post("/api/v1/tenants", NEW_TENANT, format="json")
@@ -75,10 +82,13 @@ def test_a_member_cannot_edit_the_tenant(world) -> None:
 
 # --- departments and projects -----------------------------------------------------------------------
 
+
 def test_an_admin_creates_a_project_in_their_tenant_implied(world) -> None:
     response = world.client("alpha_admin").post(
-        "/api/v1/projects", {"slug": "voice", "name": "Voice bot", "environment": "staging",
-                             "department": world.alpha_department.pk}, format="json")
+        "/api/v1/projects",
+        {"slug": "voice", "name": "Voice bot", "environment": "staging", "department": world.alpha_department.pk},
+        format="json",
+    )
     assert response.status_code == 201, response.json()
     body = response.json()
     assert body["tenant"] == "alpha" and body["department"] == world.alpha_department.pk
@@ -88,21 +98,20 @@ def test_an_admin_creates_a_project_in_their_tenant_implied(world) -> None:
 def test_a_project_cannot_use_another_tenants_department(world) -> None:
     foreign = Department.objects.create(tenant=world.bravo, name="Ops", code="OPS")
     response = world.client("alpha_admin").post(
-        "/api/v1/projects", {"slug": "voice", "name": "Voice", "department": foreign.pk}, format="json")
+        "/api/v1/projects", {"slug": "voice", "name": "Voice", "department": foreign.pk}, format="json"
+    )
     assert response.status_code == 400
     assert not Project.objects.filter(slug="voice").exists()
 
 
 def test_a_member_trying_to_create_a_project_gets_403(world) -> None:
-    response = world.client("alpha_member").post("/api/v1/projects", {"slug": "voice", "name": "Voice"},
-                                                 format="json")
+    response = world.client("alpha_member").post("/api/v1/projects", {"slug": "voice", "name": "Voice"}, format="json")
     assert response.status_code == 403
     assert not Project.objects.filter(slug="voice").exists()
 
 
 def test_a_duplicate_project_slug_in_a_tenant_is_400(world) -> None:
-    response = world.client("alpha_admin").post("/api/v1/projects", {"slug": "chatbot", "name": "x"},
-                                                format="json")
+    response = world.client("alpha_admin").post("/api/v1/projects", {"slug": "chatbot", "name": "x"}, format="json")
     assert response.status_code == 400
     assert response.json()["error"]["fields"]["slug"]
 
@@ -115,14 +124,16 @@ def test_a_developer_sees_only_their_projects(world) -> None:
 
 
 def test_staff_naming_a_tenant_they_cannot_see_get_404(world) -> None:
-    response = world.client("am").post("/api/v1/projects", {"tenant": "bravo", "slug": "x1", "name": "x"},
-                                       format="json")
+    response = world.client("am").post(
+        "/api/v1/projects", {"tenant": "bravo", "slug": "x1", "name": "x"}, format="json"
+    )
     assert response.status_code == 404
 
 
 def test_a_user_of_several_tenants_must_name_the_tenant(world) -> None:
-    world.memberships["extra"] = Membership.objects.create(user=world.users["alpha_admin"], tenant=world.bravo,
-                                                          role=Role.ADMIN)
+    world.memberships["extra"] = Membership.objects.create(
+        user=world.users["alpha_admin"], tenant=world.bravo, role=Role.ADMIN
+    )
     response = world.client("alpha_admin").post("/api/v1/projects", {"slug": "x1", "name": "x"}, format="json")
     assert response.status_code == 400
     assert "tenant" in response.json()["error"]["fields"]
@@ -137,18 +148,24 @@ def test_departments_are_created_updated_and_deleted_with_audit(world) -> None:
     duplicate = client.post("/api/v1/departments", {"name": "Other", "code": "FIN-9"}, format="json")
     assert duplicate.status_code == 400
     assert client.delete(f"/api/v1/departments/{pk}").status_code == 204
-    actions = list(AuditEntry.objects.filter(object_type="tenants.department", object_id=str(pk))
-                   .order_by("id").values_list("action", flat=True))
+    actions = list(
+        AuditEntry.objects.filter(object_type="tenants.department", object_id=str(pk))
+        .order_by("id")
+        .values_list("action", flat=True)
+    )
     assert actions == ["create", "update", "delete"]
 
 
 # --- members ----------------------------------------------------------------------------------------
 
-def test_adding_a_new_person_creates_the_user_and_emails_a_password_link(world, django_capture_on_commit_callbacks) -> None:
+
+def test_adding_a_new_person_creates_the_user_and_emails_a_password_link(
+    world, django_capture_on_commit_callbacks
+) -> None:
     with django_capture_on_commit_callbacks(execute=True):
         response = world.client("alpha_owner").post(
-            "/api/v1/members", {"username": "newbie", "email": "newbie@alpha.example", "role": "member"},
-            format="json")
+            "/api/v1/members", {"username": "newbie", "email": "newbie@alpha.example", "role": "member"}, format="json"
+        )
     assert response.status_code == 201, response.json()
     assert len(mail.outbox) == 1
     assert mail.outbox[0].to == ["newbie@alpha.example"]
@@ -158,7 +175,8 @@ def test_adding_a_new_person_creates_the_user_and_emails_a_password_link(world, 
 def test_adding_an_existing_user_sends_no_email(world, django_capture_on_commit_callbacks) -> None:
     with django_capture_on_commit_callbacks(execute=True):
         response = world.client("alpha_owner").post(
-            "/api/v1/members", {"username": "bravo-owner", "role": "member"}, format="json")
+            "/api/v1/members", {"username": "bravo-owner", "role": "member"}, format="json"
+        )
     assert response.status_code == 201
     assert mail.outbox == []
 
@@ -171,14 +189,16 @@ def test_adding_someone_twice_is_a_409(world) -> None:
 
 def test_a_developer_is_assigned_projects_by_slug(world) -> None:
     response = world.client("alpha_admin").post(
-        "/api/v1/members", {"username": "dev2", "role": "developer", "projects": ["research"]}, format="json")
+        "/api/v1/members", {"username": "dev2", "role": "developer", "projects": ["research"]}, format="json"
+    )
     assert response.status_code == 201
     assert response.json()["projects"] == ["research"]
 
 
 def test_projects_of_another_tenant_cannot_be_assigned(world) -> None:
     response = world.client("alpha_admin").post(
-        "/api/v1/members", {"username": "dev2", "role": "developer", "projects": ["search"]}, format="json")
+        "/api/v1/members", {"username": "dev2", "role": "developer", "projects": ["search"]}, format="json"
+    )
     assert response.status_code == 400
     assert not Membership.objects.filter(user__username="dev2").exists()
 
@@ -213,8 +233,9 @@ def test_a_developer_cannot_list_members(world) -> None:
 
 def test_a_role_change_is_audited_with_before_and_after(world) -> None:
     pk = world.memberships["alpha_member"].pk
-    assert world.client("alpha_owner").patch(f"/api/v1/members/{pk}", {"role": "admin"},
-                                             format="json").status_code == 200
+    assert (
+        world.client("alpha_owner").patch(f"/api/v1/members/{pk}", {"role": "admin"}, format="json").status_code == 200
+    )
     entry = AuditEntry.objects.get(object_type="tenants.membership", object_id=str(pk), action="update")
     assert entry.changes["role"] == {"before": "member", "after": "admin"}
     assert entry.actor_label == "alpha-owner"
@@ -222,6 +243,7 @@ def test_a_role_change_is_audited_with_before_and_after(world) -> None:
 
 
 # --- API keys ---------------------------------------------------------------------------------------
+
 
 def test_creating_a_key_shows_the_secret_once(world) -> None:
     client = world.client("alpha_admin")
@@ -254,8 +276,9 @@ def test_a_member_cannot_create_or_revoke_keys(world) -> None:
 
 
 def test_a_developer_sees_only_their_projects_keys(world) -> None:
-    other_key = ApiKey.objects.create(tenant=world.alpha, project=world.alpha_other_project, name="r",
-                                      prefix="mlk_aaaaaaaaaaaa", secret_hash="0" * 64)
+    other_key = ApiKey.objects.create(
+        tenant=world.alpha, project=world.alpha_other_project, name="r", prefix="mlk_aaaaaaaaaaaa", secret_hash="0" * 64
+    )
     client = world.client("alpha_dev")
     ids = [k["id"] for k in client.get("/api/v1/api-keys").json()["results"]]
     assert ids == [world.alpha_key.pk]
@@ -263,12 +286,12 @@ def test_a_developer_sees_only_their_projects_keys(world) -> None:
 
 
 def test_a_key_for_a_project_the_user_cannot_see_is_404(world) -> None:
-    response = world.client("alpha_owner").post("/api/v1/api-keys", {"project": "search", "name": "x"},
-                                                format="json")
+    response = world.client("alpha_owner").post("/api/v1/api-keys", {"project": "search", "name": "x"}, format="json")
     assert response.status_code == 404
 
 
 # --- gateway tokens ---------------------------------------------------------------------------------
+
 
 def test_platform_admins_create_gateway_tokens_shown_once(world) -> None:
     client = world.client("platform")
@@ -288,6 +311,7 @@ def test_only_platform_admins_touch_gateway_tokens(world) -> None:
 
 
 # --- audit log --------------------------------------------------------------------------------------
+
 
 def test_tenant_admins_read_their_own_audit_log_only(world) -> None:
     world.client("alpha_owner").post("/api/v1/api-keys", {"project": "chatbot", "name": "k"}, format="json")

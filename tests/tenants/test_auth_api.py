@@ -11,8 +11,9 @@ pytestmark = pytest.mark.django_db
 
 
 def test_token_endpoint_exchanges_a_password_for_a_personal_token(world) -> None:
-    response = world.client().post("/api/v1/auth/token", {"username": "alpha-owner", "password": "pw-for-tests"},
-                                   format="json")
+    response = world.client().post(
+        "/api/v1/auth/token", {"username": "alpha-owner", "password": "pw-for-tests"}, format="json"
+    )
     assert response.status_code == 201
     token = response.json()["token"]
     assert token.startswith("mlt_")
@@ -24,8 +25,7 @@ def test_token_endpoint_exchanges_a_password_for_a_personal_token(world) -> None
 
 
 def test_wrong_password_is_401_with_the_error_shape_and_creates_no_token(world) -> None:
-    response = world.client().post("/api/v1/auth/token", {"username": "alpha-owner", "password": "nope"},
-                                   format="json")
+    response = world.client().post("/api/v1/auth/token", {"username": "alpha-owner", "password": "nope"}, format="json")
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "invalid_credentials"
     assert not PersonalToken.objects.exists()
@@ -35,10 +35,11 @@ def test_wrong_password_is_401_with_the_error_shape_and_creates_no_token(world) 
 def test_repeated_failed_logins_are_throttled_with_retry_after(world) -> None:
     client = world.client()
     for _ in range(3):
-        assert client.post("/api/v1/auth/token", {"username": "alpha-owner", "password": "x"},
-                           format="json").status_code == 401
-    blocked = client.post("/api/v1/auth/token", {"username": "alpha-owner", "password": "pw-for-tests"},
-                          format="json")
+        assert (
+            client.post("/api/v1/auth/token", {"username": "alpha-owner", "password": "x"}, format="json").status_code
+            == 401
+        )
+    blocked = client.post("/api/v1/auth/token", {"username": "alpha-owner", "password": "pw-for-tests"}, format="json")
     assert blocked.status_code == 429
     assert int(blocked["Retry-After"]) > 0
     assert blocked.json()["error"]["code"] == "rate_limited"
@@ -57,7 +58,9 @@ def test_a_revoked_project_key_is_refused_with_401(world) -> None:
     response = world.key_client(world.alpha_key_secret).get("/api/v1/projects")
     assert response.status_code == 401
     assert response.json()["error"] == {
-        "code": "authentication_failed", "message": "This API key has been revoked.", "fields": {},
+        "code": "authentication_failed",
+        "message": "This API key has been revoked.",
+        "fields": {},
     }
     assert response["WWW-Authenticate"].startswith("Bearer")
 

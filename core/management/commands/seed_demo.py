@@ -15,7 +15,7 @@ class Command(BaseCommand):
         for username, _group, label in seeded["staff"]:  # type: ignore[attr-defined]
             self.stdout.write(f"  {username:<15} {label}")
         seen = set()
-        for username, tenant, role, _projects in seeded["members"]:  # type: ignore[attr-defined]
+        for username, _tenant, role, _projects in seeded["members"]:  # type: ignore[attr-defined]
             if username in seen:
                 continue
             seen.add(username)

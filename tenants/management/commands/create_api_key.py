@@ -17,14 +17,13 @@ class Command(BaseCommand):
         parser.add_argument("--expires-in-days", type=int)
 
     def handle(self, *args, **opts):  # type: ignore[no-untyped-def]
-        project = Project.objects.select_related("tenant").filter(
-            tenant__slug=opts["tenant"], slug=opts["project"]
-        ).first()
+        project = (
+            Project.objects.select_related("tenant").filter(tenant__slug=opts["tenant"], slug=opts["project"]).first()
+        )
         if project is None:
             raise CommandError(f"No project {opts['project']!r} in tenant {opts['tenant']!r}.")
         expires_at = None
         if opts["expires_in_days"]:
             expires_at = timezone.now() + dt.timedelta(days=opts["expires_in_days"])
-        api_key, secret = services.api_key_create(actor=None, project=project, name=opts["name"],
-                                                  expires_at=expires_at)
+        api_key, secret = services.api_key_create(actor=None, project=project, name=opts["name"], expires_at=expires_at)
         self.stdout.write(secret)

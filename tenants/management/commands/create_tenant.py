@@ -32,15 +32,23 @@ class Command(BaseCommand):
                 raise CommandError(f"No user {opts['account_manager']!r}.")
         try:
             tenant = services.tenant_create(
-                actor=None, slug=opts["slug"], name=opts["name"], country=opts["country"],
-                billing_currency=opts["currency"], timezone=opts["timezone"], legal_name=opts["legal_name"],
-                tax_id=opts["tax_id"], billing_emails=opts["billing_email"], is_internal=opts["internal"],
+                actor=None,
+                slug=opts["slug"],
+                name=opts["name"],
+                country=opts["country"],
+                billing_currency=opts["currency"],
+                timezone=opts["timezone"],
+                legal_name=opts["legal_name"],
+                tax_id=opts["tax_id"],
+                billing_emails=opts["billing_email"],
+                is_internal=opts["internal"],
                 account_manager=manager,
             )
         except ValidationError as exc:
             raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
         self.stdout.write(f"Created tenant {tenant.slug} ({tenant.name}).")
         if opts["owner"]:
-            services.member_add(actor=None, tenant=tenant, username=opts["owner"], email=opts["owner_email"],
-                                role=Role.OWNER)
+            services.member_add(
+                actor=None, tenant=tenant, username=opts["owner"], email=opts["owner_email"], role=Role.OWNER
+            )
             self.stdout.write(f"{opts['owner']} is its owner.")
