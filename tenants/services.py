@@ -32,9 +32,33 @@ class RuleViolation(Exception):
         self.code = code
 
 
-def _apply(instance: Any, changes: dict[str, Any]) -> None:
+def _update_audited(*, actor: Any, instance: Any, changes: dict[str, Any], tenant: Tenant | None) -> None:
+    """Apply field changes, validate, save, and log the before/after of what changed."""
+    before = audit_snapshot(instance)
     for field, value in changes.items():
         setattr(instance, field, value)
+    instance.full_clean(validate_unique=False, validate_constraints=False)
+    instance.save()
+    audit_record(
+        actor=actor, action="update", instance=instance, before=before, after=audit_snapshot(instance), tenant=tenant
+    )
+
+
+def _revoke_audited(*, actor: Any, credential: Any, tenant: Tenant | None) -> None:
+    """Idempotent: revoking a revoked credential keeps the first revocation time. Caller holds the row lock."""
+    if credential.revoked_at is not None:
+        return
+    before = audit_snapshot(credential)
+    credential.revoked_at = timezone.now()
+    credential.save(update_fields=["revoked_at"])
+    audit_record(
+        actor=actor,
+        action="revoke",
+        instance=credential,
+        before=before,
+        after=audit_snapshot(credential),
+        tenant=tenant,
+    )
 
 
 # --- Tenants ----------------------------------------------------------------------------------
@@ -55,13 +79,7 @@ def tenant_create(*, actor: Any, slug: str, name: str, country: str, **fields: A
 @transaction.atomic
 def tenant_update(*, actor: Any, tenant: Tenant, **changes: Any) -> Tenant:
     tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
-    before = audit_snapshot(tenant)
-    _apply(tenant, changes)
-    tenant.full_clean()
-    tenant.save()
-    audit_record(
-        actor=actor, action="update", instance=tenant, before=before, after=audit_snapshot(tenant), tenant=tenant
-    )
+    _update_audited(actor=actor, instance=tenant, changes=changes, tenant=tenant)
     return tenant
 
 
@@ -77,17 +95,7 @@ def department_create(*, actor: Any, tenant: Tenant, name: str, code: str) -> De
 
 @transaction.atomic
 def department_update(*, actor: Any, department: Department, **changes: Any) -> Department:
-    before = audit_snapshot(department)
-    _apply(department, changes)
-    department.save()
-    audit_record(
-        actor=actor,
-        action="update",
-        instance=department,
-        before=before,
-        after=audit_snapshot(department),
-        tenant=department.tenant,
-    )
+    _update_audited(actor=actor, instance=department, changes=changes, tenant=department.tenant)
     return department
 
 
@@ -123,17 +131,7 @@ def project_create(
 
 @transaction.atomic
 def project_update(*, actor: Any, project: Project, **changes: Any) -> Project:
-    before = audit_snapshot(project)
-    _apply(project, changes)
-    project.save()
-    audit_record(
-        actor=actor,
-        action="update",
-        instance=project,
-        before=before,
-        after=audit_snapshot(project),
-        tenant=project.tenant,
-    )
+    _update_audited(actor=actor, instance=project, changes=changes, tenant=project.tenant)
     return project
 
 
@@ -236,20 +234,8 @@ def api_key_create(
 
 @transaction.atomic
 def api_key_revoke(*, actor: Any, api_key: ApiKey) -> ApiKey:
-    """Idempotent: revoking a revoked key keeps the first revocation time."""
     api_key = ApiKey.objects.select_for_update().get(pk=api_key.pk)
-    if api_key.revoked_at is None:
-        before = audit_snapshot(api_key)
-        api_key.revoked_at = timezone.now()
-        api_key.save(update_fields=["revoked_at"])
-        audit_record(
-            actor=actor,
-            action="revoke",
-            instance=api_key,
-            before=before,
-            after=audit_snapshot(api_key),
-            tenant=api_key.tenant,
-        )
+    _revoke_audited(actor=actor, credential=api_key, tenant=api_key.tenant)
     return api_key
 
 
@@ -270,11 +256,7 @@ def gateway_token_create(*, actor: Any, name: str, expires_at: dt.datetime | Non
 @transaction.atomic
 def gateway_token_revoke(*, actor: Any, token: GatewayToken) -> GatewayToken:
     token = GatewayToken.objects.select_for_update().get(pk=token.pk)
-    if token.revoked_at is None:
-        before = audit_snapshot(token)
-        token.revoked_at = timezone.now()
-        token.save(update_fields=["revoked_at"])
-        audit_record(actor=actor, action="revoke", instance=token, before=before, after=audit_snapshot(token))
+    _revoke_audited(actor=actor, credential=token, tenant=None)
     return token
 
 
