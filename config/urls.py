@@ -9,6 +9,7 @@ from tenants.views import MeterlineLoginView
 api_v1 = [
     path("", include("tenants.api_urls")),
     path("", include("core.api_urls")),
+    path("", include("metering.api_urls")),
 ]
 
 urlpatterns = [

@@ -217,3 +217,10 @@ LOGGING = {
     "loggers": {"django.request": {"level": "ERROR"}},
 }
 METERLINE_PERSONAL_TOKEN_DAYS = env_int("METERLINE_PERSONAL_TOKEN_DAYS", 90)
+# When a model name is priced by several providers and the event names none, the first listed wins.
+METERLINE_PREFERRED_PROVIDERS = env_list(
+    "METERLINE_PREFERRED_PROVIDERS",
+    ["openai", "anthropic", "google", "mistral", "deepseek", "x-ai", "cohere", "moonshotai", "meta", "aws", "azure"],
+)
+# How often a process checks whether the price book changed (seconds).
+METERLINE_PRICEBOOK_CHECK_SECONDS = float(env_str("METERLINE_PRICEBOOK_CHECK_SECONDS") or 1.0)

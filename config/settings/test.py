@@ -15,3 +15,4 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 CELERY_TASK_ALWAYS_EAGER = True
 CACHES["default"]["KEY_PREFIX"] = "ml-test"
 assert REDIS_URL
+METERLINE_PRICEBOOK_CHECK_SECONDS = 0.0

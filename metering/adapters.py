@@ -1,0 +1,305 @@
+"""Provider usage formats → canonical, non-overlapping token buckets (SPEC §5.2).
+
+Each adapter normalises its provider's own `usage` object exactly once. Errors name the provider's field
+(`usage.prompt_tokens`) so a sender can fix its payload.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+MAX_TOKENS = 10**9
+BUCKETS = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens")
+FORMATS = ("canonical", "openai_chat", "openai_responses", "anthropic", "gemini", "dify", "otel")
+
+
+class UsageError(Exception):
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__(errors)
+        self.errors = errors
+
+
+@dataclass
+class Buckets:
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    # Set when the payload's own total disagrees with the sum of the parts (kept as reported).
+    total_mismatch: dict[str, int] | None = field(default=None, compare=False)
+
+    def is_zero(self) -> bool:
+        return not (self.input_tokens or self.cached_input_tokens or self.cache_write_tokens or self.output_tokens)
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in BUCKETS}
+
+
+class _Reader:
+    """Reads token counts from a payload, collecting every error instead of stopping at the first."""
+
+    def __init__(self, payload: dict[str, Any]) -> None:
+        self.payload = payload
+        self.errors: dict[str, str] = {}
+
+    def count(self, *path: str, required: bool = False) -> int:
+        value: Any = self.payload
+        for part in path:
+            value = value.get(part) if isinstance(value, dict) else None
+        name = "usage." + ".".join(path)
+        if value is None:
+            if required:
+                self.errors[name] = "This field is required."
+            return 0
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+            self.errors[name] = "Must be a whole number of tokens."
+            return 0
+        value = int(value)
+        if not 0 <= value <= MAX_TOKENS:
+            self.errors[name] = f"Must be between 0 and {MAX_TOKENS}."
+            return 0
+        return value
+
+    def present(self, *path: str) -> bool:
+        value: Any = self.payload
+        for part in path:
+            value = value.get(part) if isinstance(value, dict) else None
+        return value is not None
+
+    def check(self, buckets: Buckets, *, input_field: str, output_field: str) -> Buckets:
+        if buckets.input_tokens < 0:
+            self.errors[f"usage.{input_field}"] = "Smaller than the cached and cache-write tokens it includes."
+        if buckets.reasoning_tokens > buckets.output_tokens:
+            self.errors[f"usage.{output_field}"] = "Smaller than the reasoning tokens it includes."
+        if self.errors:
+            raise UsageError(self.errors)
+        return buckets
+
+    def total(self, buckets: Buckets, reported: int | None, computed: int) -> None:
+        if reported is not None and reported != computed:
+            buckets.total_mismatch = {"reported": reported, "computed": computed}
+
+
+class UsageAdapter:
+    name: ClassVar[str]
+
+    @classmethod
+    def detect(cls, usage: dict[str, Any]) -> bool:
+        raise NotImplementedError
+
+    @classmethod
+    def normalize(cls, usage: dict[str, Any]) -> Buckets:
+        raise NotImplementedError
+
+
+class CanonicalAdapter(UsageAdapter):
+    name = "canonical"
+    KEYS = frozenset(BUCKETS) | {"total_tokens"}
+
+    @classmethod
+    def detect(cls, usage: dict[str, Any]) -> bool:
+        return set(usage) <= cls.KEYS
+
+    @classmethod
+    def normalize(cls, usage: dict[str, Any]) -> Buckets:
+        reader = _Reader(usage)
+        buckets = Buckets(*(reader.count(name) for name in BUCKETS))
+        total = reader.count("total_tokens") if reader.present("total_tokens") else None
+        reader.total(
+            buckets,
+            total,
+            buckets.input_tokens + buckets.cached_input_tokens + buckets.cache_write_tokens + buckets.output_tokens,
+        )
+        return reader.check(buckets, input_field="input_tokens", output_field="output_tokens")
+
+
+class OpenAIChatAdapter(UsageAdapter):
+    name = "openai_chat"
+
+    @classmethod
+    def detect(cls, usage: dict[str, Any]) -> bool:
+        return "prompt_tokens" in usage and "metadata" not in usage and "prompt_unit_price" not in usage
+
+    @classmethod
+    def normalize(cls, usage: dict[str, Any]) -> Buckets:
+        reader = _Reader(usage)
+        prompt = reader.count("prompt_tokens", required=True)
+        cached = reader.count("prompt_tokens_details", "cached_tokens")
+        cache_write = reader.count("prompt_tokens_details", "cache_write_tokens")
+        output = reader.count("completion_tokens")
+        reasoning = reader.count("completion_tokens_details", "reasoning_tokens")
+        buckets = Buckets(prompt - cached - cache_write, cached, cache_write, output, reasoning)
+        total = reader.count("total_tokens") if reader.present("total_tokens") else None
+        reader.total(buckets, total, prompt + output)
+        return reader.check(buckets, input_field="prompt_tokens", output_field="completion_tokens")
+
+
+class OpenAIResponsesAdapter(UsageAdapter):
+    name = "openai_responses"
+
+    @classmethod
+    def detect(cls, usage: dict[str, Any]) -> bool:
+        return "input_tokens_details" in usage or "output_tokens_details" in usage
+
+    @classmethod
+    def normalize(cls, usage: dict[str, Any]) -> Buckets:
+        reader = _Reader(usage)
+        prompt = reader.count("input_tokens", required=True)
+        cached = reader.count("input_tokens_details", "cached_tokens")
+        cache_write = reader.count("input_tokens_details", "cache_write_tokens")
+        output = reader.count("output_tokens")
+        reasoning = reader.count("output_tokens_details", "reasoning_tokens")
+        buckets = Buckets(prompt - cached - cache_write, cached, cache_write, output, reasoning)
+        total = reader.count("total_tokens") if reader.present("total_tokens") else None
+        reader.total(buckets, total, prompt + output)
+        return reader.check(buckets, input_field="input_tokens", output_field="output_tokens")
+
+
+class AnthropicAdapter(UsageAdapter):
+    name = "anthropic"
+
+    @classmethod
+    def detect(cls, usage: dict[str, Any]) -> bool:
+        return bool(
+            {"cache_creation_input_tokens", "cache_read_input_tokens", "cache_creation", "service_tier"} & set(usage)
+        )
+
+    @classmethod
+    def normalize(cls, usage: dict[str, Any]) -> Buckets:
+        reader = _Reader(usage)
+        buckets = Buckets(
+            reader.count("input_tokens", required=True),
+            reader.count("cache_read_input_tokens"),
+            reader.count("cache_creation_input_tokens"),
+            reader.count("output_tokens"),
+            0,
+        )
+        return reader.check(buckets, input_field="input_tokens", output_field="output_tokens")
+
+
+class GeminiAdapter(UsageAdapter):
+    name = "gemini"
+    CAMEL = (
+        "promptTokenCount",
+        "cachedContentTokenCount",
+        "candidatesTokenCount",
+        "thoughtsTokenCount",
+        "totalTokenCount",
+    )
+    SNAKE = (
+        "prompt_token_count",
+        "cached_content_token_count",
+        "candidates_token_count",
+        "thoughts_token_count",
+        "total_token_count",
+    )
+
+    @classmethod
+    def detect(cls, usage: dict[str, Any]) -> bool:
+        return bool(
+            {"promptTokenCount", "prompt_token_count", "candidatesTokenCount", "candidates_token_count"} & set(usage)
+        )
+
+    @classmethod
+    def normalize(cls, usage: dict[str, Any]) -> Buckets:
+        names = cls.CAMEL if ("promptTokenCount" in usage or "candidatesTokenCount" in usage) else cls.SNAKE
+        reader = _Reader(usage)
+        prompt = reader.count(names[0], required=True)
+        cached = reader.count(names[1])
+        candidates = reader.count(names[2])
+        thoughts = reader.count(names[3])
+        buckets = Buckets(prompt - cached, cached, 0, candidates + thoughts, thoughts)
+        total = reader.count(names[4]) if reader.present(names[4]) else None
+        reader.total(buckets, total, prompt + candidates + thoughts)
+        return reader.check(buckets, input_field=names[0], output_field=names[2])
+
+
+class DifyAdapter(UsageAdapter):
+    name = "dify"
+
+    @classmethod
+    def detect(cls, usage: dict[str, Any]) -> bool:
+        return isinstance(usage.get("metadata"), dict) or "prompt_unit_price" in usage
+
+    @classmethod
+    def normalize(cls, usage: dict[str, Any]) -> Buckets:
+        inner = usage.get("metadata", {}).get("usage") if isinstance(usage.get("metadata"), dict) else usage
+        if not isinstance(inner, dict):
+            raise UsageError({"usage.metadata.usage": "Dify usage is read from metadata.usage."})
+        path = ("metadata", "usage") if inner is not usage else ()
+        reader = _Reader(usage)
+        prompt = reader.count(*path, "prompt_tokens", required=True)
+        output = reader.count(*path, "completion_tokens")
+        buckets = Buckets(prompt, 0, 0, output, 0)
+        if reader.present(*path, "total_tokens"):
+            reader.total(buckets, reader.count(*path, "total_tokens"), prompt + output)
+        return reader.check(buckets, input_field="prompt_tokens", output_field="completion_tokens")
+
+
+class OtelAdapter(UsageAdapter):
+    name = "otel"
+    P = "gen_ai.usage."
+
+    @classmethod
+    def detect(cls, usage: dict[str, Any]) -> bool:
+        return any(key.startswith("gen_ai.") for key in usage)
+
+    @classmethod
+    def normalize(cls, usage: dict[str, Any]) -> Buckets:
+        reader = _Reader(usage)
+        p = cls.P
+        if f"{p}input_tokens" in usage or f"{p}output_tokens" in usage:
+            prompt = reader.count(f"{p}input_tokens")
+            output = reader.count(f"{p}output_tokens")
+        else:  # legacy semantic conventions
+            prompt = reader.count(f"{p}prompt_tokens", required=True)
+            output = reader.count(f"{p}completion_tokens")
+        cached = reader.count(f"{p}cache_read.input_tokens")
+        cache_write = reader.count(f"{p}cache_creation.input_tokens")
+        reasoning = reader.count(f"{p}reasoning.output_tokens")
+        buckets = Buckets(prompt - cached - cache_write, cached, cache_write, output, reasoning)
+        return reader.check(buckets, input_field=f"{p}input_tokens", output_field=f"{p}output_tokens")
+
+
+ADAPTERS: dict[str, type[UsageAdapter]] = {
+    adapter.name: adapter
+    for adapter in (
+        CanonicalAdapter,
+        OpenAIChatAdapter,
+        OpenAIResponsesAdapter,
+        AnthropicAdapter,
+        GeminiAdapter,
+        DifyAdapter,
+        OtelAdapter,
+    )
+}
+# Detection order: the most specific key sets first; canonical (a subset of plain bucket names) last.
+_DETECTION = (
+    OtelAdapter,
+    DifyAdapter,
+    GeminiAdapter,
+    OpenAIResponsesAdapter,
+    AnthropicAdapter,
+    OpenAIChatAdapter,
+    CanonicalAdapter,
+)
+
+
+def detect_format(usage: dict[str, Any]) -> str | None:
+    for adapter in _DETECTION:
+        if adapter.detect(usage):
+            return adapter.name
+    # input/output with unknown extras: treat as the canonical buckets, unknown keys ignored
+    if "input_tokens" in usage or "output_tokens" in usage:
+        return CanonicalAdapter.name
+    return None
+
+
+def normalize_usage(usage: dict[str, Any], usage_format: str | None) -> tuple[str, Buckets]:
+    """(format used, buckets). Raises UsageError with field errors."""
+    name = usage_format or detect_format(usage)
+    if name is None:
+        raise UsageError({"usage": "Unrecognised usage format; name it in usage_format."})
+    return name, ADAPTERS[name].normalize(usage)

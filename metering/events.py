@@ -1,0 +1,238 @@
+"""Validation of incoming usage events (SPEC §5.1) into canonical events.
+
+Hand-written rather than a serializer per event: this runs for every event of every batch, and a
+1,000-event batch must validate in a few milliseconds. Errors use the field paths of the request.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from metering.adapters import FORMATS, Buckets, UsageError, normalize_usage
+
+MAX_BATCH = 1000
+MAX_BODY_BYTES = 4 * 1024 * 1024
+MAX_METADATA_BYTES = 4 * 1024
+FUTURE_TOLERANCE = dt.timedelta(minutes=5)
+MAX_AGE = dt.timedelta(days=35)
+DIMENSIONS = ("feature", "end_user", "session_id", "prompt_template", "environment")
+KNOWN_FIELDS = frozenset(
+    {
+        "event_id",
+        "timestamp",
+        "tenant",
+        "project",
+        "api_key",
+        "model",
+        "provider",
+        "usage",
+        "usage_format",
+        "latency_ms",
+        "status",
+        "request_chars",
+        "response_chars",
+        "request_cjk_chars",
+        "response_cjk_chars",
+        "metadata",
+        *DIMENSIONS,
+    }
+)
+_SLUG = re.compile(r"^[a-z0-9-]{2,40}\Z")
+ESTIMATE_METHOD = "chars:cjk1+latin4"
+
+
+@dataclass
+class CanonicalEvent:
+    index: int
+    event_id: str
+    occurred_at: dt.datetime
+    tenant: str | None
+    project: str | None
+    api_key: str | None
+    model: str
+    provider: str
+    usage_format: str | None
+    buckets: Buckets
+    raw_usage: Any
+    status: str
+    latency_ms: int | None
+    dimensions: dict[str, str]
+    metadata: dict[str, Any]
+    estimated: bool = False
+    estimate_method: str = ""
+    content_hash: str = field(default="", compare=False)
+
+
+class EventInvalid(Exception):
+    def __init__(self, errors: dict[str, list[str]], event_id: str | None) -> None:
+        super().__init__(errors)
+        self.errors = errors
+        self.event_id = event_id
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def parse_timestamp(value: Any) -> dt.datetime | None:
+    if not isinstance(value, str) or not 20 <= len(value) <= 40 or "T" not in value.upper():
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("z", "Z"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return None
+    return parsed.astimezone(dt.UTC)
+
+
+def estimate_tokens(chars: int, cjk_chars: int) -> int:
+    """CJK characters count about one token each; other text about four characters per token."""
+    cjk = min(cjk_chars, chars)
+    return cjk + math.ceil((chars - cjk) / 4)
+
+
+def event_parse(raw: Any, *, index: int, now: dt.datetime) -> CanonicalEvent:
+    """A canonical event, or EventInvalid with every problem found."""
+    errors: dict[str, list[str]] = {}
+
+    def err(name: str, message: str) -> None:
+        errors.setdefault(name, []).append(message)
+
+    if not isinstance(raw, dict):
+        raise EventInvalid({"non_field_errors": ["An event is a JSON object."]}, None)
+    unknown = sorted(set(raw) - KNOWN_FIELDS)
+    for name in unknown[:20]:
+        err(name, "Unknown field.")
+
+    event_id = raw.get("event_id")
+    if not isinstance(event_id, str) or not 1 <= len(event_id) <= 128:
+        err("event_id", "Required: a string of 1–128 characters.")
+        event_id = event_id if isinstance(event_id, str) else None
+
+    occurred_at = parse_timestamp(raw.get("timestamp"))
+    if raw.get("timestamp") is None:
+        err("timestamp", "This field is required.")
+    elif occurred_at is None:
+        err("timestamp", "Use RFC 3339 with an offset, e.g. 2026-11-02T08:15:00Z.")
+    elif occurred_at > now + FUTURE_TOLERANCE:
+        err("timestamp", "More than 5 minutes in the future.")
+    elif occurred_at < now - MAX_AGE:
+        err("timestamp", "Older than 35 days.")
+
+    model = raw.get("model")
+    if not isinstance(model, str) or not 1 <= len(model.strip()) <= 200:
+        err("model", "Required: a string of 1–200 characters.")
+    provider = raw.get("provider", "") or ""
+    if not isinstance(provider, str) or len(provider) > 100:
+        err("provider", "A string of at most 100 characters.")
+
+    strings: dict[str, str | None] = {}
+    for name in ("tenant", "project"):
+        value = raw.get(name)
+        if value is not None and (not isinstance(value, str) or not _SLUG.match(value)):
+            err(name, "A slug: 2–40 lowercase letters, digits or hyphens.")
+        strings[name] = value if isinstance(value, str) else None
+    api_key = raw.get("api_key")
+    if api_key is not None and (not isinstance(api_key, str) or not 1 <= len(api_key) <= 32):
+        err("api_key", "A key prefix, e.g. mlk_AbCdEf123456.")
+
+    dimensions = {}
+    for name in DIMENSIONS:
+        value = raw.get(name)
+        if value is None:
+            dimensions[name] = ""
+        elif not isinstance(value, str) or len(value) > 200:
+            err(name, "A string of at most 200 characters.")
+        else:
+            dimensions[name] = value
+
+    status = raw.get("status", "success")
+    if status not in ("success", "error"):
+        err("status", "Either success or error.")
+    latency = raw.get("latency_ms")
+    if latency is not None and (not _whole(latency) or not 0 <= latency <= 2**31 - 1):
+        err("latency_ms", "A whole number of milliseconds ≥ 0.")
+    chars = {}
+    for name in ("request_chars", "response_chars", "request_cjk_chars", "response_cjk_chars"):
+        value = raw.get(name)
+        if value is not None and (not _whole(value) or not 0 <= value <= 10**10):
+            err(name, "A whole number ≥ 0.")
+        chars[name] = value if _whole(value) else 0
+
+    metadata = raw.get("metadata")
+    if metadata is None:
+        metadata = {}
+    elif not isinstance(metadata, dict):
+        err("metadata", "A JSON object.")
+        metadata = {}
+    elif len(json.dumps(metadata, separators=(",", ":"), ensure_ascii=False).encode()) > MAX_METADATA_BYTES:
+        err("metadata", "At most 4 KiB as JSON.")
+
+    usage_format = raw.get("usage_format")
+    if usage_format is not None and usage_format not in FORMATS:
+        err("usage_format", f"One of {', '.join(FORMATS)}.")
+        usage_format = None
+    usage = raw.get("usage")
+    buckets = Buckets()
+    if usage is not None and not isinstance(usage, dict):
+        err("usage", "A JSON object of token counts.")
+    elif usage:
+        try:
+            usage_format, buckets = normalize_usage(usage, usage_format)
+        except UsageError as exc:
+            for name, message in exc.errors.items():
+                err(name, message)
+
+    estimated, method = False, ""
+    if not errors and buckets.is_zero() and status == "success":
+        request_chars, response_chars = chars["request_chars"], chars["response_chars"]
+        if request_chars or response_chars:
+            buckets = Buckets(
+                input_tokens=estimate_tokens(request_chars, chars["request_cjk_chars"]),
+                output_tokens=estimate_tokens(response_chars, chars["response_cjk_chars"]),
+            )
+            estimated, method = True, ESTIMATE_METHOD
+        elif usage is None:
+            err("usage", "Send usage, or request_chars/response_chars to estimate it.")
+
+    if errors:
+        raise EventInvalid(errors, event_id)
+    assert occurred_at is not None and isinstance(event_id, str) and isinstance(model, str)
+    if buckets.total_mismatch:
+        metadata = {**metadata, "usage_total_mismatch": buckets.total_mismatch}
+    event = CanonicalEvent(
+        index=index,
+        event_id=event_id,
+        occurred_at=occurred_at,
+        tenant=strings["tenant"],
+        project=strings["project"],
+        api_key=api_key,
+        model=model.strip(),
+        provider=provider,
+        usage_format=usage_format,
+        buckets=buckets,
+        raw_usage=usage,
+        status=status,
+        latency_ms=latency,
+        dimensions=dimensions,
+        metadata=metadata,
+        estimated=estimated,
+        estimate_method=method,
+    )
+    event.content_hash = content_hash(raw, occurred_at)
+    return event
+
+
+def content_hash(raw: dict[str, Any], occurred_at: dt.datetime) -> str:
+    """Identity of an event's content: a retry of the same payload hashes the same, whatever the offset
+    its timestamp was written with."""
+    normalised = {**raw, "timestamp": occurred_at.isoformat()}
+    canonical = json.dumps(normalised, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()

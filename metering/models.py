@@ -1,0 +1,190 @@
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+# Per-1M-token prices carry up to 8 decimals (e.g. 0.0375); costs are exact to 10 dp (SPEC §5.4).
+PRICE = {"max_digits": 20, "decimal_places": 8}
+COST = {"max_digits": 28, "decimal_places": 10}
+
+
+class ModelPrice(models.Model):
+    """One effective-dated row of the price book. A changed price is a new row; history is never edited."""
+
+    class Source(models.TextChoices):
+        GENAI_PRICES = "genai-prices", "genai-prices"
+        MANUAL = "manual", _("Manual")
+        IMPORT = "import", _("Import")
+
+    provider = models.CharField(max_length=100)
+    model = models.CharField(max_length=200)
+    # Exact names and glob patterns such as "gpt-4o-2024-*".
+    aliases = models.JSONField(default=list, blank=True)
+    effective_from = models.DateTimeField()
+    effective_to = models.DateTimeField(null=True, blank=True)
+    currency = models.CharField(max_length=3, default="USD")
+    input = models.DecimalField(**PRICE)
+    cached_input = models.DecimalField(**PRICE, null=True, blank=True)
+    cache_write = models.DecimalField(**PRICE, null=True, blank=True)
+    output = models.DecimalField(**PRICE)
+    reasoning = models.DecimalField(**PRICE, null=True, blank=True)
+    per_request = models.DecimalField(**PRICE, null=True, blank=True)
+    source = models.CharField(max_length=20, choices=Source.choices, default=Source.MANUAL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["provider", "model", "-effective_from"]
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "model", "effective_from"], name="price_unique_start"),
+        ]
+        indexes = [models.Index(fields=["model"])]
+
+    def __str__(self) -> str:
+        return f"{self.provider}/{self.model} from {self.effective_from:%Y-%m-%d}"
+
+    def is_effective(self, at: dt.datetime) -> bool:
+        return self.effective_from <= at and (self.effective_to is None or at < self.effective_to)
+
+    def card(self) -> dict[str, Decimal | None]:
+        return {
+            "input": self.input,
+            "cached_input": self.cached_input,
+            "cache_write": self.cache_write,
+            "output": self.output,
+            "reasoning": self.reasoning,
+            "per_request": self.per_request,
+        }
+
+
+class UsageEvent(models.Model):
+    """One LLM call. Append-only; on PostgreSQL partitioned by month on occurred_at with primary key
+    (tenant_id, occurred_at, id) — see migration 0002."""
+
+    class Status(models.TextChoices):
+        SUCCESS = "success", _("Success")
+        ERROR = "error", _("Error")
+
+    class RatingStatus(models.TextChoices):
+        PRICED = "priced", _("Priced")
+        UNPRICED = "unpriced", _("Unpriced")
+
+    id = models.BigAutoField(primary_key=True)
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    project = models.ForeignKey("tenants.Project", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    api_key = models.ForeignKey(
+        "tenants.ApiKey", null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    event_id = models.CharField(max_length=128)
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField()
+    provider = models.CharField(max_length=100, blank=True)
+    model = models.CharField(max_length=200)
+    input_tokens = models.BigIntegerField(default=0)
+    cached_input_tokens = models.BigIntegerField(default=0)
+    cache_write_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
+    feature = models.CharField(max_length=200, blank=True)
+    end_user = models.CharField(max_length=200, blank=True)
+    session_id = models.CharField(max_length=200, blank=True)
+    prompt_template = models.CharField(max_length=200, blank=True)
+    environment = models.CharField(max_length=200, blank=True)
+    latency_ms = models.IntegerField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.SUCCESS)
+    cost = models.DecimalField(**COST, default=Decimal(0))
+    price = models.ForeignKey(
+        ModelPrice, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    rating_status = models.CharField(max_length=10, choices=RatingStatus.choices)
+    estimated = models.BooleanField(default=False)
+    estimate_method = models.CharField(max_length=40, blank=True)
+    # Internal tenants and projects: metered and shown, never billed.
+    billable = models.BooleanField(default=True)
+    raw_usage = models.JSONField(null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        managed = True
+        indexes = [
+            # cursor pagination and event lookups (usage/events, exports)
+            models.Index(fields=["tenant", "-occurred_at", "-id"], name="event_tenant_time"),
+            models.Index(fields=["tenant", "event_id"], name="event_tenant_event_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} ({self.model})"
+
+
+class EventKey(models.Model):
+    """Permanent idempotency of (tenant, event_id), kept outside the partitioned events table so that the
+    rule holds across months. content_hash decides duplicate vs conflict."""
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    event_id = models.CharField(max_length=128)
+    occurred_at = models.DateTimeField()
+    content_hash = models.CharField(max_length=64)
+    estimated = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "event_id"], name="event_key_unique")]
+
+
+class RollupBase(models.Model):
+    """Sums of events in a bucket. Kept exact by the ingest transaction (INSERT … ON CONFLICT DO UPDATE)."""
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    input_tokens = models.BigIntegerField(default=0)
+    cached_input_tokens = models.BigIntegerField(default=0)
+    cache_write_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
+    requests = models.BigIntegerField(default=0)
+    errors = models.BigIntegerField(default=0)
+    cost = models.DecimalField(**COST, default=Decimal(0))
+    billable_cost = models.DecimalField(**COST, default=Decimal(0))
+    estimated_requests = models.BigIntegerField(default=0)
+    estimated_cost = models.DecimalField(**COST, default=Decimal(0))
+    unpriced_requests = models.BigIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+
+class UsageRollup(RollupBase):
+    """Per (tenant, project, api key, model, feature, environment) and hour (UTC) or day (tenant-local).
+    api_key_id 0 and '' stand for "none" so that the bucket key has no NULLs."""
+
+    class Grain(models.TextChoices):
+        HOUR = "hour"
+        DAY = "day"
+
+    grain = models.CharField(max_length=4, choices=Grain.choices)
+    bucket = models.DateTimeField(help_text="Start of the hour (UTC) or of the tenant-local day.")
+    day = models.DateField(help_text="Tenant-local date of the bucket.")
+    project = models.ForeignKey("tenants.Project", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    api_key_id_value = models.BigIntegerField(default=0, db_column="api_key_id")
+    model = models.CharField(max_length=200)
+    feature = models.CharField(max_length=200, default="")
+    environment = models.CharField(max_length=200, default="")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "grain", "bucket", "project", "api_key_id_value", "model", "feature", "environment"],
+                name="usage_rollup_bucket",
+            )
+        ]
+        indexes = [models.Index(fields=["tenant", "grain", "day"], name="usage_rollup_day")]
+
+
+class EndUserRollup(RollupBase):
+    """Per (tenant, end user, tenant-local day)."""
+
+    day = models.DateField()
+    end_user = models.CharField(max_length=200)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "day", "end_user"], name="end_user_rollup_bucket")]

@@ -1,0 +1,126 @@
+"""The price of model M at time T: an in-process index of the whole price book (a few thousand rows),
+rebuilt when the book's version in the shared cache changes (every write bumps it)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.cache import cache
+
+from metering.models import ModelPrice
+
+VERSION_KEY = "pricebook:version"
+
+
+@dataclass(frozen=True)
+class PriceRow:
+    id: int
+    provider: str
+    model: str
+    effective_from: dt.datetime
+    effective_to: dt.datetime | None
+    input: Decimal
+    cached_input: Decimal | None
+    cache_write: Decimal | None
+    output: Decimal
+    reasoning: Decimal | None
+
+    def is_effective(self, at: dt.datetime) -> bool:
+        return self.effective_from <= at and (self.effective_to is None or at < self.effective_to)
+
+
+class _Index:
+    def __init__(self, rows: list[PriceRow], aliases: dict[int, list[str]]) -> None:
+        self.exact: dict[str, list[PriceRow]] = {}
+        self.globs: list[tuple[str, PriceRow]] = []
+        for row in rows:
+            self.exact.setdefault(row.model.lower(), []).append(row)
+            for alias in aliases.get(row.id, []):
+                alias = alias.lower()
+                if any(ch in alias for ch in "*?["):
+                    self.globs.append((alias, row))
+                else:
+                    self.exact.setdefault(alias, []).append(row)
+
+    def candidates(self, model: str) -> list[PriceRow]:
+        name = model.lower()
+        found = self.exact.get(name)
+        if found:
+            return found
+        return [row for pattern, row in self.globs if fnmatch.fnmatchcase(name, pattern)]
+
+
+class PriceBook:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._index: _Index | None = None
+        self._version: object = None
+        self._checked_at = 0.0
+
+    def _current(self) -> _Index:
+        now = time.monotonic()
+        if self._index is not None and now - self._checked_at < settings.METERLINE_PRICEBOOK_CHECK_SECONDS:
+            return self._index
+        version = cache.get(VERSION_KEY)
+        if version is None:
+            cache.add(VERSION_KEY, uuid.uuid4().hex, None)
+            version = cache.get(VERSION_KEY)
+        with self._lock:
+            if self._index is None or version != self._version:
+                self._index = self._build()
+                self._version = version
+            self._checked_at = now
+            return self._index
+
+    @staticmethod
+    def _build() -> _Index:
+        rows, aliases = [], {}
+        for price in ModelPrice.objects.all().iterator():
+            rows.append(
+                PriceRow(
+                    price.pk,
+                    price.provider,
+                    price.model,
+                    price.effective_from,
+                    price.effective_to,
+                    price.input,
+                    price.cached_input,
+                    price.cache_write,
+                    price.output,
+                    price.reasoning,
+                )
+            )
+            if price.aliases:
+                aliases[price.pk] = list(price.aliases)
+        return _Index(rows, aliases)
+
+    def lookup(self, *, model: str, at: dt.datetime, provider: str | None = None) -> PriceRow | None:
+        candidates = [row for row in self._current().candidates(model) if row.is_effective(at)]
+        if provider:
+            candidates = [row for row in candidates if row.provider.lower() == provider.lower()]
+        if not candidates:
+            return None
+        preferred = [p.lower() for p in settings.METERLINE_PREFERRED_PROVIDERS]
+
+        def rank(row: PriceRow) -> tuple[int, int, float]:
+            exact = 0 if row.model.lower() == model.lower() else 1
+            order = preferred.index(row.provider.lower()) if row.provider.lower() in preferred else len(preferred)
+            return exact, order, -row.effective_from.timestamp()
+
+        return min(candidates, key=rank)
+
+
+price_book = PriceBook()
+
+
+def price_book_changed() -> None:
+    """Call after any write to the price book: every process rebuilds its index within a second."""
+    cache.set(VERSION_KEY, uuid.uuid4().hex, None)
+    price_book._checked_at = 0.0

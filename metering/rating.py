@@ -1,0 +1,92 @@
+"""Rating (SPEC §5.4): an event's cost at the tenant's rate card, exact in Decimal."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+
+from metering.adapters import Buckets
+from metering.pricebook import PriceRow, price_book
+
+MILLION = Decimal(1_000_000)
+COST_QUANTUM = Decimal("1E-10")
+
+
+@dataclass(frozen=True)
+class RateCard:
+    """Per-1M-token prices for one model as charged to one tenant, empty buckets already filled in:
+    cached_input and cache_write fall back to input, reasoning to output."""
+
+    input: Decimal
+    cached_input: Decimal
+    cache_write: Decimal
+    output: Decimal
+    reasoning: Decimal
+    reasoning_priced_apart: bool
+    price_id: int | None
+    provider: str
+
+    @classmethod
+    def from_prices(
+        cls,
+        *,
+        input: Decimal,
+        output: Decimal,
+        cached_input: Decimal | None = None,
+        cache_write: Decimal | None = None,
+        reasoning: Decimal | None = None,
+        multiplier: Decimal = Decimal(1),
+        price_id: int | None = None,
+        provider: str = "",
+    ) -> RateCard:
+        cached = input if cached_input is None else cached_input
+        write = input if cache_write is None else cache_write
+        reason = output if reasoning is None else reasoning
+        return cls(
+            input=input * multiplier,
+            cached_input=cached * multiplier,
+            cache_write=write * multiplier,
+            output=output * multiplier,
+            reasoning=reason * multiplier,
+            reasoning_priced_apart=reasoning is not None and reasoning != output,
+            price_id=price_id,
+            provider=provider,
+        )
+
+
+def event_cost(card: RateCard, buckets: Buckets) -> Decimal:
+    """cost = Σ bucket × price ÷ 1,000,000, stored at 10 dp."""
+    total = (
+        buckets.input_tokens * card.input
+        + buckets.cached_input_tokens * card.cached_input
+        + buckets.cache_write_tokens * card.cache_write
+        + (buckets.output_tokens - buckets.reasoning_tokens) * card.output
+        + buckets.reasoning_tokens * card.reasoning
+    ) / MILLION
+    return total.quantize(COST_QUANTUM, rounding=ROUND_HALF_UP)
+
+
+def book_card(row: PriceRow, *, markup_percent: Decimal = Decimal(0)) -> RateCard:
+    return RateCard.from_prices(
+        input=row.input,
+        output=row.output,
+        cached_input=row.cached_input,
+        cache_write=row.cache_write,
+        reasoning=row.reasoning,
+        multiplier=1 + markup_percent / 100,
+        price_id=row.id,
+        provider=row.provider,
+    )
+
+
+class RateCardResolver:
+    """Rate cards for one tenant. Until contracts exist, a tenant is rated at book prices with no
+    markup (SPEC §5.4); the contract's overrides and markup plug in here."""
+
+    def __init__(self, tenant_id: int) -> None:
+        self.tenant_id = tenant_id
+
+    def card(self, *, model: str, provider: str, at: dt.datetime) -> RateCard | None:
+        row = price_book.lookup(model=model, provider=provider or None, at=at)
+        return book_card(row) if row is not None else None

@@ -1,0 +1,573 @@
+"""Writes of the metering app: ingestion (SPEC §5.1–5.4), re-rating, the price book."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import zoneinfo
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from metering.events import CanonicalEvent, EventInvalid, event_parse
+from metering.rating import RateCardResolver, event_cost
+from tenants.models import ApiKey, Project, Tenant
+
+EVENT_COLUMNS = (
+    "tenant_id",
+    "project_id",
+    "api_key_id",
+    "event_id",
+    "occurred_at",
+    "received_at",
+    "provider",
+    "model",
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "feature",
+    "end_user",
+    "session_id",
+    "prompt_template",
+    "environment",
+    "latency_ms",
+    "status",
+    "cost",
+    "price_id",
+    "rating_status",
+    "estimated",
+    "estimate_method",
+    "billable",
+    "raw_usage",
+    "metadata",
+)
+SUMS = (
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "requests",
+    "errors",
+    "cost",
+    "billable_cost",
+    "estimated_requests",
+    "estimated_cost",
+    "unpriced_requests",
+)
+USAGE_ROLLUP_KEY = ("tenant_id", "grain", "bucket", "project_id", "api_key_id", "model", "feature", "environment")
+END_USER_ROLLUP_KEY = ("tenant_id", "day", "end_user")
+
+
+@dataclass
+class IngestScope:
+    """Who is sending: fixes or constrains the tenant, project and key of every event."""
+
+    kind: str  # project_key | user | gateway
+    api_key: ApiKey | None = None
+    user: Any = None
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    corrected: int = 0
+    conflicts: int = 0
+    estimated: int = 0
+    unpriced: int = 0
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    outcomes: dict[int, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "corrected": self.corrected,
+            "conflicts": self.conflicts,
+            "estimated": self.estimated,
+            "unpriced": self.unpriced,
+            "rejected": self.rejected,
+        }
+
+    def reject(self, index: int, event_id: str | None, errors: dict[str, list[str]], code: str = "invalid") -> None:
+        self.rejected.append({"index": index, "event_id": event_id, "code": code, "errors": errors})
+        self.outcomes[index] = "rejected"
+
+
+@dataclass
+class _Row:
+    """A validated event, resolved to its tenant, project and key, rated."""
+
+    event: CanonicalEvent
+    tenant: Tenant
+    project: Project
+    api_key_id: int | None
+    environment: str
+    cost: Decimal
+    price_id: int | None
+    priced: bool
+    billable: bool
+    outcome: str = "accepted"
+
+    @property
+    def key(self) -> tuple[int, str]:
+        return (self.tenant.pk, self.event.event_id)
+
+
+class _Resolver:
+    """Tenant, project and key lookups for one ingest call, each fetched once."""
+
+    def __init__(self, scope: IngestScope) -> None:
+        self.scope = scope
+        self.tenants: dict[str, Tenant | None] = {}
+        self.projects: dict[tuple[int, str], Project | None] = {}
+        self.keys: dict[str, ApiKey | None] = {}
+        self.cards: dict[int, RateCardResolver] = {}
+        self._user_tenants: list[Tenant] | None = None
+
+    def tenant(self, slug: str) -> Tenant | None:
+        if slug not in self.tenants:
+            if self.scope.kind == "user":
+                from tenants.selectors import tenants_for_user
+
+                self.tenants[slug] = tenants_for_user(self.scope.user).filter(slug=slug).first()
+            else:
+                self.tenants[slug] = Tenant.objects.filter(slug=slug).first()
+        return self.tenants[slug]
+
+    def implied_tenant(self) -> Tenant | None:
+        if self._user_tenants is None:
+            from tenants.selectors import tenants_for_user
+
+            self._user_tenants = list(tenants_for_user(self.scope.user)[:2])
+        return self._user_tenants[0] if len(self._user_tenants) == 1 else None
+
+    def project(self, tenant: Tenant, slug: str) -> Project | None:
+        cache_key = (tenant.pk, slug)
+        if cache_key not in self.projects:
+            if self.scope.kind == "user":
+                from tenants.selectors import projects_for_user
+
+                projects = projects_for_user(self.scope.user, tenant)
+            else:
+                projects = Project.objects.filter(tenant=tenant)
+            self.projects[cache_key] = projects.filter(slug=slug).first()
+        return self.projects[cache_key]
+
+    def key(self, prefix: str) -> ApiKey | None:
+        if prefix not in self.keys:
+            self.keys[prefix] = ApiKey.objects.filter(prefix=prefix).first()
+        return self.keys[prefix]
+
+    def rate_cards(self, tenant: Tenant) -> RateCardResolver:
+        if tenant.pk not in self.cards:
+            self.cards[tenant.pk] = RateCardResolver(tenant.pk)
+        return self.cards[tenant.pk]
+
+    def resolve(self, event: CanonicalEvent) -> tuple[Tenant, Project, int | None] | dict[str, list[str]]:
+        scope = self.scope
+        if scope.kind == "project_key":
+            assert scope.api_key is not None
+            tenant, project = scope.api_key.tenant, scope.api_key.project
+            if event.tenant and event.tenant != tenant.slug:
+                return {"tenant": ["Does not match the API key's tenant."]}
+            if event.project and event.project != project.slug:
+                return {"project": ["Does not match the API key's project."]}
+        else:
+            if event.tenant:
+                found = self.tenant(event.tenant)
+                if found is None:
+                    return {"tenant": ["No such tenant."]}
+                tenant = found
+            elif scope.kind == "user" and (implied := self.implied_tenant()) is not None:
+                tenant = implied
+            else:
+                return {"tenant": ["Name the tenant (required with a gateway token or a multi-tenant user)."]}
+            if not event.project:
+                return {"project": ["Name the project (required with a gateway or personal token)."]}
+            found_project = self.project(tenant, event.project)
+            if found_project is None:
+                return {"project": ["No such project in this tenant."]}
+            project = found_project
+        api_key_id = scope.api_key.pk if scope.api_key is not None else None
+        if event.api_key:
+            key = self.key(event.api_key)
+            if key is None or key.tenant_id != tenant.pk or key.project_id != project.pk:
+                return {"api_key": ["No such API key in this project."]}
+            api_key_id = key.pk
+        return tenant, project, api_key_id
+
+
+def _rate(row_parts: tuple[Tenant, Project, int | None], event: CanonicalEvent, resolver: _Resolver) -> _Row:
+    tenant, project, api_key_id = row_parts
+    card = resolver.rate_cards(tenant).card(model=event.model, provider=event.provider, at=event.occurred_at)
+    cost = event_cost(card, event.buckets) if card is not None else Decimal(0)
+    return _Row(
+        event=event,
+        tenant=tenant,
+        project=project,
+        api_key_id=api_key_id,
+        environment=event.dimensions["environment"] or project.environment,
+        cost=cost,
+        price_id=card.price_id if card else None,
+        priced=card is not None,
+        billable=not (tenant.is_internal or project.is_internal),
+    )
+
+
+def events_ingest(*, scope: IngestScope, raw_events: list[Any], now: dt.datetime | None = None) -> IngestResult:
+    """Validate, rate and store a batch. Valid events are stored even when neighbours are rejected;
+    (tenant, event_id) is stored once, forever; rollups change in the same transaction."""
+    now = now or timezone.now()
+    result = IngestResult()
+    resolver = _Resolver(scope)
+    pending: dict[tuple[int, str], _Row] = {}
+    for index, raw in enumerate(raw_events):
+        try:
+            event = event_parse(raw, index=index, now=now)
+        except EventInvalid as exc:
+            result.reject(index, exc.event_id, exc.errors)
+            continue
+        resolved = resolver.resolve(event)
+        if isinstance(resolved, dict):
+            result.reject(index, event.event_id, resolved)
+            continue
+        row = _rate(resolved, event, resolver)
+        earlier = pending.get(row.key)
+        if earlier is None:
+            pending[row.key] = row
+        elif earlier.event.content_hash == event.content_hash:
+            result.duplicates += 1
+            result.outcomes[index] = "duplicate"
+        elif earlier.event.estimated and not event.estimated:
+            # The estimate was never stored: the real usage replaces it before it is.
+            result.outcomes[earlier.event.index] = "accepted"
+            row.outcome = "corrected"
+            pending[row.key] = row
+        else:
+            result.conflicts += 1
+            result.outcomes[index] = "conflict"
+    if pending:
+        _store(list(pending.values()), now=now, result=result)
+    return result
+
+
+# --- storage --------------------------------------------------------------------------------------
+
+
+def _placeholders(rows: int, columns: int) -> str:
+    one = "(" + ", ".join(["%s"] * columns) + ")"
+    return ", ".join([one] * rows)
+
+
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+@transaction.atomic
+def _store(rows: list[_Row], *, now: dt.datetime, result: IngestResult) -> None:
+    # One order for every writer: concurrent batches never wait on each other in a cycle.
+    rows.sort(key=lambda r: r.key)
+    with connection.cursor() as cursor:
+        inserted: set[tuple[int, str]] = set()
+        for chunk in _chunks(rows, 1000):
+            params: list[Any] = []
+            for row in chunk:
+                params += [
+                    row.tenant.pk,
+                    row.event.event_id,
+                    row.event.occurred_at,
+                    row.event.content_hash,
+                    row.event.estimated,
+                ]
+            cursor.execute(
+                "INSERT INTO metering_eventkey (tenant_id, event_id, occurred_at, content_hash, estimated) "
+                f"VALUES {_placeholders(len(chunk), 5)} ON CONFLICT (tenant_id, event_id) DO NOTHING "
+                "RETURNING tenant_id, event_id",
+                params,
+            )
+            inserted.update((tenant_id, event_id) for tenant_id, event_id in cursor.fetchall())
+
+        existing = [row for row in rows if row.key not in inserted]
+        removed: list[dict[str, Any]] = []
+        to_write = [row for row in rows if row.key in inserted]
+        if existing:
+            stored = _stored_keys(cursor, [row.key for row in existing])
+            for row in existing:
+                content_hash, was_estimated, old_occurred_at = stored[row.key]
+                if content_hash == row.event.content_hash:
+                    row.outcome = "duplicate"
+                elif was_estimated and not row.event.estimated and _claim_correction(cursor, row):
+                    row.outcome = "corrected"
+                    removed += _remove_event(cursor, row.tenant.pk, row.event.event_id, old_occurred_at)
+                    to_write.append(row)
+                else:
+                    row.outcome = "conflict"
+
+        _insert_events(cursor, to_write, now)
+        _rollups_apply(cursor, to_write, removed)
+
+    for row in rows:
+        index = row.event.index
+        if row.outcome == "accepted":
+            result.accepted += 1
+        elif row.outcome == "corrected":
+            result.corrected += 1
+        elif row.outcome == "duplicate":
+            result.duplicates += 1
+        else:
+            result.conflicts += 1
+        if row.outcome in ("accepted", "corrected"):
+            result.estimated += row.event.estimated
+            result.unpriced += not row.priced
+        result.outcomes[index] = row.outcome
+
+
+def _stored_keys(cursor: Any, keys: list[tuple[int, str]]) -> dict[tuple[int, str], tuple[str, bool, dt.datetime]]:
+    found = {}
+    for chunk in _chunks(keys, 500):
+        params = [value for key in chunk for value in key]
+        cursor.execute(
+            "SELECT tenant_id, event_id, content_hash, estimated, occurred_at FROM metering_eventkey "
+            f"WHERE (tenant_id, event_id) IN (VALUES {_placeholders(len(chunk), 2)})",
+            params,
+        )
+        for tenant_id, event_id, content_hash, estimated, occurred_at in cursor.fetchall():
+            if isinstance(occurred_at, str):  # SQLite
+                occurred_at = dt.datetime.fromisoformat(occurred_at)
+            found[(tenant_id, event_id)] = (content_hash, bool(estimated), occurred_at)
+    return found
+
+
+def _claim_correction(cursor: Any, row: _Row) -> bool:
+    """Conditional update: exactly one concurrent sender replaces a given estimate."""
+    cursor.execute(
+        "UPDATE metering_eventkey SET content_hash = %s, estimated = %s, occurred_at = %s "
+        "WHERE tenant_id = %s AND event_id = %s AND estimated",
+        [row.event.content_hash, False, row.event.occurred_at, row.tenant.pk, row.event.event_id],
+    )
+    return cursor.rowcount == 1
+
+
+_REMOVED_COLUMNS = (
+    "tenant_id",
+    "project_id",
+    "api_key_id",
+    "model",
+    "feature",
+    "environment",
+    "end_user",
+    "occurred_at",
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "status",
+    "cost",
+    "rating_status",
+    "estimated",
+    "billable",
+)
+
+
+def _remove_event(cursor: Any, tenant_id: int, event_id: str, occurred_at: dt.datetime) -> list[dict[str, Any]]:
+    cursor.execute(
+        f"DELETE FROM metering_usageevent WHERE tenant_id = %s AND event_id = %s AND occurred_at = %s "
+        f"RETURNING {', '.join(_REMOVED_COLUMNS)}",
+        [tenant_id, event_id, occurred_at],
+    )
+    return [dict(zip(_REMOVED_COLUMNS, values, strict=True)) for values in cursor.fetchall()]
+
+
+def _insert_events(cursor: Any, rows: list[_Row], received_at: dt.datetime) -> None:
+    if not rows:
+        return
+    values = []
+    for row in rows:
+        event, buckets, dims = row.event, row.event.buckets, row.event.dimensions
+        values.append(
+            (
+                row.tenant.pk,
+                row.project.pk,
+                row.api_key_id,
+                event.event_id,
+                event.occurred_at,
+                received_at,
+                event.provider or (_price_provider(row) or ""),
+                event.model,
+                buckets.input_tokens,
+                buckets.cached_input_tokens,
+                buckets.cache_write_tokens,
+                buckets.output_tokens,
+                buckets.reasoning_tokens,
+                dims["feature"],
+                dims["end_user"],
+                dims["session_id"],
+                dims["prompt_template"],
+                row.environment,
+                event.latency_ms,
+                event.status,
+                row.cost,
+                row.price_id,
+                "priced" if row.priced else "unpriced",
+                event.estimated,
+                event.estimate_method,
+                row.billable,
+                None if event.raw_usage is None else json.dumps(event.raw_usage, ensure_ascii=False),
+                json.dumps(event.metadata, ensure_ascii=False),
+            )
+        )
+    columns = ", ".join(EVENT_COLUMNS)
+    if connection.vendor == "postgresql":
+        # COPY into the partitioned parent: the fastest path, routed to the month's partition.
+        with cursor.cursor.copy(f"COPY metering_usageevent ({columns}) FROM STDIN") as copy:
+            for value in values:
+                copy.write_row(value)
+        return
+    for chunk in _chunks(values, 500):
+        cursor.execute(
+            f"INSERT INTO metering_usageevent ({columns}) VALUES {_placeholders(len(chunk), len(EVENT_COLUMNS))}",
+            [v for value in chunk for v in value],
+        )
+
+
+def _price_provider(row: _Row) -> str | None:
+    from metering.pricebook import price_book
+
+    found = price_book.lookup(model=row.event.model, at=row.event.occurred_at)
+    return found.provider if found else None
+
+
+# --- rollups --------------------------------------------------------------------------------------
+
+
+def _zone(name: str) -> zoneinfo.ZoneInfo:
+    return zoneinfo.ZoneInfo(name)
+
+
+def _bucket_keys(tenant_id: int, tz: str, occurred_at: dt.datetime, dims: dict[str, Any]) -> tuple[tuple, tuple, tuple]:
+    local = occurred_at.astimezone(_zone(tz))
+    day = local.date()
+    day_start = dt.datetime.combine(day, dt.time(), tzinfo=_zone(tz)).astimezone(dt.UTC)
+    hour = occurred_at.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
+    common = (dims["project_id"], dims["api_key_id"] or 0, dims["model"], dims["feature"], dims["environment"])
+    hourly = (tenant_id, "hour", hour, *common)
+    daily = (tenant_id, "day", day_start, *common)
+    end_user = (tenant_id, day, dims["end_user"])
+    return (hourly, day), (daily, day), end_user
+
+
+def _sums(
+    *, buckets: dict[str, int], status: str, cost: Decimal, priced: bool, estimated: bool, billable: bool, sign: int
+) -> list[Any]:
+    return [
+        sign * buckets["input_tokens"],
+        sign * buckets["cached_input_tokens"],
+        sign * buckets["cache_write_tokens"],
+        sign * buckets["output_tokens"],
+        sign * buckets["reasoning_tokens"],
+        sign,
+        sign * (status == "error"),
+        sign * cost,
+        sign * (cost if billable else Decimal(0)),
+        sign * estimated,
+        sign * (cost if estimated else Decimal(0)),
+        sign * (not priced),
+    ]
+
+
+def _rollups_apply(cursor: Any, added: list[_Row], removed: list[dict[str, Any]]) -> None:
+    usage: dict[tuple, list[Any]] = {}
+    usage_day: dict[tuple, Any] = {}
+    end_users: dict[tuple, list[Any]] = {}
+    tz_by_tenant: dict[int, str] = {row.tenant.pk: row.tenant.timezone for row in added}
+    missing = {r["tenant_id"] for r in removed} - set(tz_by_tenant)
+    if missing:
+        tz_by_tenant.update(Tenant.objects.filter(pk__in=missing).values_list("pk", "timezone"))
+
+    def add(tenant_id: int, occurred_at: dt.datetime, dims: dict[str, Any], sums: list[Any]) -> None:
+        (hourly, day), (daily, _day), end_user = _bucket_keys(tenant_id, tz_by_tenant[tenant_id], occurred_at, dims)
+        for key in (hourly, daily):
+            usage_day[key] = day
+            current = usage.setdefault(key, [0] * len(SUMS))
+            for i, value in enumerate(sums):
+                current[i] += value
+        current = end_users.setdefault(end_user, [0] * len(SUMS))
+        for i, value in enumerate(sums):
+            current[i] += value
+
+    for row in added:
+        dims = {
+            "project_id": row.project.pk,
+            "api_key_id": row.api_key_id,
+            "model": row.event.model,
+            "feature": row.event.dimensions["feature"],
+            "environment": row.environment,
+            "end_user": row.event.dimensions["end_user"],
+        }
+        add(
+            row.tenant.pk,
+            row.event.occurred_at,
+            dims,
+            _sums(
+                buckets=row.event.buckets.as_dict(),
+                status=row.event.status,
+                cost=row.cost,
+                priced=row.priced,
+                estimated=row.event.estimated,
+                billable=row.billable,
+                sign=1,
+            ),
+        )
+    for old in removed:
+        occurred_at = old["occurred_at"]
+        if isinstance(occurred_at, str):
+            occurred_at = dt.datetime.fromisoformat(occurred_at)
+        add(
+            old["tenant_id"],
+            occurred_at,
+            old,
+            _sums(
+                buckets=old,
+                status=old["status"],
+                cost=Decimal(old["cost"]),
+                priced=old["rating_status"] == "priced",
+                estimated=bool(old["estimated"]),
+                billable=bool(old["billable"]),
+                sign=-1,
+            ),
+        )
+
+    _upsert(
+        cursor,
+        "metering_usagerollup",
+        USAGE_ROLLUP_KEY + ("day",),
+        sorted(((*key, usage_day[key]), sums) for key, sums in usage.items()),
+        len(USAGE_ROLLUP_KEY),
+    )
+    _upsert(cursor, "metering_enduserrollup", END_USER_ROLLUP_KEY, sorted(end_users.items()), len(END_USER_ROLLUP_KEY))
+
+
+def _upsert(
+    cursor: Any, table: str, key_columns: tuple[str, ...], items: list[tuple[tuple, list[Any]]], conflict_width: int
+) -> None:
+    if not items:
+        return
+    columns = (*key_columns, *SUMS)
+    conflict = ", ".join(key_columns[:conflict_width])
+    updates = ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name in SUMS)
+    for chunk in _chunks(items, 400):
+        params = [value for key, sums in chunk for value in (*key, *sums)]
+        cursor.execute(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES {_placeholders(len(chunk), len(columns))} "
+            f"ON CONFLICT ({conflict}) DO UPDATE SET {updates}",
+            params,
+        )

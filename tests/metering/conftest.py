@@ -1,0 +1,54 @@
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from metering.models import ModelPrice
+from metering.pricebook import price_book_changed
+
+EPOCH = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+
+
+def add_price(
+    model: str,
+    provider: str = "openai",
+    *,
+    input: str,
+    output: str,
+    cached_input: str | None = None,
+    cache_write: str | None = None,
+    reasoning: str | None = None,
+    aliases: list[str] | None = None,
+    effective_from: dt.datetime = EPOCH,
+    effective_to: dt.datetime | None = None,
+) -> ModelPrice:
+    price = ModelPrice.objects.create(
+        provider=provider,
+        model=model,
+        aliases=aliases or [],
+        effective_from=effective_from,
+        effective_to=effective_to,
+        input=Decimal(input),
+        output=Decimal(output),
+        cached_input=Decimal(cached_input) if cached_input else None,
+        cache_write=Decimal(cache_write) if cache_write else None,
+        reasoning=Decimal(reasoning) if reasoning else None,
+        source="manual",
+    )
+    price_book_changed()
+    return price
+
+
+@pytest.fixture
+def prices(db):  # type: ignore[no-untyped-def]
+    return {
+        "gpt-4o": add_price("gpt-4o", input="2.5", cached_input="1.25", output="10", aliases=["gpt-4o-2024-*"]),
+        "claude": add_price(
+            "claude-sonnet-4", "anthropic", input="3", cached_input="0.3", cache_write="3.75", output="15"
+        ),
+        "o3": add_price("o3", input="2", cached_input="0.5", output="8", reasoning="12"),
+    }
+
+
+def iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,122 @@
+"""POST /api/v1/events (SPEC §5.1): outcomes, credentials, rejections, idempotency."""
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from metering.models import EventKey, UsageEvent, UsageRollup
+from tests.metering.conftest import iso
+
+pytestmark = pytest.mark.django_db
+WHEN = iso(timezone.now() - dt.timedelta(minutes=5))
+
+
+def event(event_id: str = "e-1", **overrides):  # type: ignore[no-untyped-def]
+    body = {
+        "event_id": event_id,
+        "timestamp": WHEN,
+        "model": "gpt-4o",
+        "usage": {"prompt_tokens": 2006, "completion_tokens": 300, "prompt_tokens_details": {"cached_tokens": 1920}},
+        "feature": "support-reply",
+        "end_user": "user-42",
+    }
+    body.update(overrides)
+    return body
+
+
+def test_a_single_event_is_accepted_rated_and_rolled_up(world, prices) -> None:
+    client = world.key_client(world.alpha_key_secret)
+    response = client.post("/api/v1/events", event(), format="json")
+    assert response.status_code == 201, response.json()
+    assert response.json()["outcome"] == "accepted"
+    stored = UsageEvent.objects.get(event_id="e-1")
+    assert (stored.input_tokens, stored.cached_input_tokens, stored.output_tokens) == (86, 1920, 300)
+    # 86 × 2.5 + 1920 × 1.25 + 300 × 10 = 215 + 2400 + 3000 = 5615 → ÷ 1e6
+    assert stored.cost == Decimal("0.005615")
+    assert stored.project_id == world.alpha_project.pk and stored.api_key_id == world.alpha_key.pk
+    assert stored.environment == "production" and stored.rating_status == "priced"
+    assert stored.raw_usage["prompt_tokens"] == 2006
+    daily = UsageRollup.objects.get(grain="day", tenant=world.alpha)
+    assert (daily.requests, daily.cost, daily.input_tokens) == (1, Decimal("0.005615"), 86)
+
+
+def test_the_same_event_twice_is_a_duplicate_counted_once(world, prices) -> None:
+    client = world.key_client(world.alpha_key_secret)
+    body = event()
+    assert client.post("/api/v1/events", body, format="json").status_code == 201
+    again = client.post("/api/v1/events", body, format="json")
+    assert again.status_code == 200
+    assert again.json()["outcome"] == "duplicate"
+    assert UsageEvent.objects.count() == 1
+    assert UsageRollup.objects.get(grain="hour").requests == 1
+
+
+def test_same_id_different_content_is_a_conflict_and_the_first_wins(world, prices) -> None:
+    client = world.key_client(world.alpha_key_secret)
+    client.post("/api/v1/events", event(), format="json")
+    response = client.post("/api/v1/events", event(model="claude-sonnet-4"), format="json")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "conflict"
+    assert UsageEvent.objects.get().model == "gpt-4o"
+
+
+def test_a_batch_reports_every_outcome_and_keeps_valid_neighbours(world, prices) -> None:
+    client = world.key_client(world.alpha_key_secret)
+    client.post("/api/v1/events", event("dup"), format="json")
+    client.post("/api/v1/events", event("conf"), format="json")
+    batch = [
+        event("ok-1"),
+        event("dup"),
+        event("conf", feature="other"),
+        event("bad", usage={"prompt_tokens": -1}),
+        event("est", usage=None, request_chars=400, response_chars=80),
+        event("unpriced", model="mystery-model-9"),
+        event("ok-2", timestamp="yesterday"),
+    ]
+    batch[4].pop("usage")
+    response = client.post("/api/v1/events", {"events": batch}, format="json")
+    assert response.status_code == 200
+    body = response.json()
+    assert {k: body[k] for k in ("accepted", "duplicates", "corrected", "conflicts", "estimated", "unpriced")} == {
+        "accepted": 3,
+        "duplicates": 1,
+        "corrected": 0,
+        "conflicts": 1,
+        "estimated": 1,
+        "unpriced": 1,
+    }
+    assert [(r["index"], r["event_id"], r["code"], sorted(r["errors"])) for r in body["rejected"]] == [
+        (3, "bad", "invalid", ["usage.prompt_tokens"]),
+        (6, "ok-2", "invalid", ["timestamp"]),
+    ]
+    assert set(UsageEvent.objects.values_list("event_id", flat=True)) == {"dup", "conf", "ok-1", "est", "unpriced"}
+
+
+def test_an_estimate_is_replaced_by_the_real_usage_and_rollups_follow(world, prices) -> None:
+    client = world.key_client(world.alpha_key_secret)
+    estimate = event("e-9", request_chars=4000, response_chars=400)
+    estimate.pop("usage")
+    assert client.post("/api/v1/events", estimate, format="json").status_code == 201
+    stored = UsageEvent.objects.get(event_id="e-9")
+    assert stored.estimated and (stored.input_tokens, stored.output_tokens) == (1000, 100)
+    real = event("e-9", usage={"prompt_tokens": 10, "completion_tokens": 20})
+    response = client.post("/api/v1/events", real, format="json")
+    assert response.status_code == 200 and response.json()["outcome"] == "corrected"
+    stored = UsageEvent.objects.get(event_id="e-9")
+    assert not stored.estimated and (stored.input_tokens, stored.output_tokens) == (10, 20)
+    daily = UsageRollup.objects.get(grain="day")
+    assert (daily.requests, daily.input_tokens, daily.output_tokens, daily.estimated_requests) == (1, 10, 20, 0)
+    assert daily.cost == stored.cost == Decimal("0.000225")
+    assert not EventKey.objects.get(event_id="e-9").estimated
+
+
+def test_events_land_in_their_months_partition(world, prices) -> None:
+    client = world.key_client(world.alpha_key_secret)
+    client.post("/api/v1/events", event(), format="json")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT tableoid::regclass::text FROM metering_usageevent")
+        (partition,) = cursor.fetchone()
+    assert partition == f"metering_usageevent_{timezone.now():%Y%m}"
