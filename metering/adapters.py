@@ -105,7 +105,8 @@ class CanonicalAdapter(UsageAdapter):
     @classmethod
     def normalize(cls, usage: dict[str, Any]) -> Buckets:
         reader = _Reader(usage)
-        buckets = Buckets(*(reader.count(name) for name in BUCKETS))
+        counts = [reader.count(name) for name in BUCKETS]
+        buckets = Buckets(counts[0], counts[1], counts[2], counts[3], counts[4])
         total = reader.count("total_tokens") if reader.present("total_tokens") else None
         reader.total(
             buckets,

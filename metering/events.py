@@ -159,12 +159,12 @@ def event_parse(raw: Any, *, index: int, now: dt.datetime) -> CanonicalEvent:
     latency = raw.get("latency_ms")
     if latency is not None and (not _whole(latency) or not 0 <= latency <= 2**31 - 1):
         err("latency_ms", "A whole number of milliseconds ≥ 0.")
-    chars = {}
+    chars: dict[str, int] = {}
     for name in ("request_chars", "response_chars", "request_cjk_chars", "response_cjk_chars"):
         value = raw.get(name)
         if value is not None and (not _whole(value) or not 0 <= value <= 10**10):
             err(name, "A whole number ≥ 0.")
-        chars[name] = value if _whole(value) else 0
+        chars[name] = int(value) if _whole(value) else 0
 
     metadata = raw.get("metadata")
     if metadata is None:

@@ -6,10 +6,6 @@ from decimal import Decimal
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-# Per-1M-token prices carry up to 8 decimals (e.g. 0.0375); costs are exact to 10 dp (SPEC §5.4).
-PRICE = {"max_digits": 20, "decimal_places": 8}
-COST = {"max_digits": 28, "decimal_places": 10}
-
 
 class ModelPrice(models.Model):
     """One effective-dated row of the price book. A changed price is a new row; history is never edited."""
@@ -26,12 +22,12 @@ class ModelPrice(models.Model):
     effective_from = models.DateTimeField()
     effective_to = models.DateTimeField(null=True, blank=True)
     currency = models.CharField(max_length=3, default="USD")
-    input = models.DecimalField(**PRICE)
-    cached_input = models.DecimalField(**PRICE, null=True, blank=True)
-    cache_write = models.DecimalField(**PRICE, null=True, blank=True)
-    output = models.DecimalField(**PRICE)
-    reasoning = models.DecimalField(**PRICE, null=True, blank=True)
-    per_request = models.DecimalField(**PRICE, null=True, blank=True)
+    input = models.DecimalField(max_digits=20, decimal_places=8)
+    cached_input = models.DecimalField(max_digits=20, decimal_places=8, null=True, blank=True)
+    cache_write = models.DecimalField(max_digits=20, decimal_places=8, null=True, blank=True)
+    output = models.DecimalField(max_digits=20, decimal_places=8)
+    reasoning = models.DecimalField(max_digits=20, decimal_places=8, null=True, blank=True)
+    per_request = models.DecimalField(max_digits=20, decimal_places=8, null=True, blank=True)
     source = models.CharField(max_length=20, choices=Source.choices, default=Source.MANUAL)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -94,7 +90,7 @@ class UsageEvent(models.Model):
     environment = models.CharField(max_length=200, blank=True)
     latency_ms = models.IntegerField(null=True, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.SUCCESS)
-    cost = models.DecimalField(**COST, default=Decimal(0))
+    cost = models.DecimalField(max_digits=28, decimal_places=10, default=Decimal(0))
     price = models.ForeignKey(
         ModelPrice, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
     )
@@ -131,6 +127,9 @@ class EventKey(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["tenant", "event_id"], name="event_key_unique")]
 
+    def __str__(self) -> str:
+        return f"{self.tenant_id}/{self.event_id}"
+
 
 class RollupBase(models.Model):
     """Sums of events in a bucket. Kept exact by the ingest transaction (INSERT … ON CONFLICT DO UPDATE)."""
@@ -143,10 +142,10 @@ class RollupBase(models.Model):
     reasoning_tokens = models.BigIntegerField(default=0)
     requests = models.BigIntegerField(default=0)
     errors = models.BigIntegerField(default=0)
-    cost = models.DecimalField(**COST, default=Decimal(0))
-    billable_cost = models.DecimalField(**COST, default=Decimal(0))
+    cost = models.DecimalField(max_digits=28, decimal_places=10, default=Decimal(0))
+    billable_cost = models.DecimalField(max_digits=28, decimal_places=10, default=Decimal(0))
     estimated_requests = models.BigIntegerField(default=0)
-    estimated_cost = models.DecimalField(**COST, default=Decimal(0))
+    estimated_cost = models.DecimalField(max_digits=28, decimal_places=10, default=Decimal(0))
     unpriced_requests = models.BigIntegerField(default=0)
 
     class Meta:
@@ -179,6 +178,9 @@ class UsageRollup(RollupBase):
         ]
         indexes = [models.Index(fields=["tenant", "grain", "day"], name="usage_rollup_day")]
 
+    def __str__(self) -> str:
+        return f"{self.grain} {self.bucket:%Y-%m-%d %H:%M} {self.model}"
+
 
 class EndUserRollup(RollupBase):
     """Per (tenant, end user, tenant-local day)."""
@@ -188,3 +190,6 @@ class EndUserRollup(RollupBase):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["tenant", "day", "end_user"], name="end_user_rollup_bucket")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.end_user}"
