@@ -164,7 +164,7 @@ def event_parse(raw: Any, *, index: int, now: dt.datetime) -> CanonicalEvent:
         value = raw.get(name)
         if value is not None and (not _whole(value) or not 0 <= value <= 10**10):
             err(name, "A whole number ≥ 0.")
-        chars[name] = int(value) if _whole(value) else 0
+        chars[name] = value if isinstance(value, int) and not isinstance(value, bool) else 0
 
     metadata = raw.get("metadata")
     if metadata is None:
