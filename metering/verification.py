@@ -1,0 +1,72 @@
+"""Recompute rollups from raw events, independently of the ingest path, and list every difference."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import connection
+
+SUM_COLUMNS = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens",
+               "requests", "errors", "cost", "billable_cost", "estimated_requests", "estimated_cost",
+               "unpriced_requests")
+
+_EVENT_SUMS = """
+    sum(e.input_tokens) AS input_tokens, sum(e.cached_input_tokens) AS cached_input_tokens,
+    sum(e.cache_write_tokens) AS cache_write_tokens, sum(e.output_tokens) AS output_tokens,
+    sum(e.reasoning_tokens) AS reasoning_tokens, count(*) AS requests,
+    count(*) FILTER (WHERE e.status = 'error') AS errors, sum(e.cost) AS cost,
+    coalesce(sum(e.cost) FILTER (WHERE e.billable), 0) AS billable_cost,
+    count(*) FILTER (WHERE e.estimated) AS estimated_requests,
+    coalesce(sum(e.cost) FILTER (WHERE e.estimated), 0) AS estimated_cost,
+    count(*) FILTER (WHERE e.rating_status = 'unpriced') AS unpriced_requests
+"""
+
+
+def _compare(expected_sql: str, actual_sql: str, keys: tuple[str, ...], params: list[Any]) -> list[dict[str, Any]]:
+    join = " AND ".join(f"x.{k} = a.{k}" for k in keys)  # bucket keys are never NULL
+    differs = " OR ".join(f"coalesce(x.{c}, 0) <> coalesce(a.{c}, 0)" for c in SUM_COLUMNS)
+    select_keys = ", ".join(f"coalesce(x.{k}, a.{k}) AS {k}" for k in keys)
+    select_sums = ", ".join(f"coalesce(x.{c}, 0) AS expected_{c}, coalesce(a.{c}, 0) AS actual_{c}"
+                            for c in SUM_COLUMNS)
+    sql = (f"WITH x AS ({expected_sql}), a AS ({actual_sql}) SELECT {select_keys}, {select_sums} "
+           f"FROM x FULL OUTER JOIN a ON {join} WHERE {differs}")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        names = [col[0] for col in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def rollups_verify(*, tenant_id: int | None = None) -> list[dict[str, Any]]:
+    """Every bucket whose rollup differs from the sum of its events (empty list: all exact)."""
+    if connection.vendor != "postgresql":
+        raise NotImplementedError("verify_rollups runs on PostgreSQL.")
+    where = "WHERE e.tenant_id = %s" if tenant_id else ""
+    rollup_where = "AND tenant_id = %s" if tenant_id else ""
+    params_one = [tenant_id] if tenant_id else []
+    sums = ", ".join(SUM_COLUMNS)
+    differences = []
+    for grain, bucket_sql in (
+        ("hour", "date_trunc('hour', e.occurred_at)"),
+        ("day", "(date_trunc('day', e.occurred_at AT TIME ZONE t.timezone) AT TIME ZONE t.timezone)"),
+    ):
+        expected = (
+            f"SELECT e.tenant_id, {bucket_sql} AS bucket, e.project_id, coalesce(e.api_key_id, 0) AS api_key_id, "
+            f"e.model, e.feature, e.environment, {_EVENT_SUMS} FROM metering_usageevent e "
+            f"JOIN tenants_tenant t ON t.id = e.tenant_id {where} "
+            "GROUP BY 1, 2, 3, 4, 5, 6, 7"
+        )
+        actual = (
+            f"SELECT tenant_id, bucket, project_id, api_key_id, model, feature, environment, {sums} "
+            f"FROM metering_usagerollup WHERE grain = '{grain}' {rollup_where}"
+        )
+        keys = ("tenant_id", "bucket", "project_id", "api_key_id", "model", "feature", "environment")
+        for row in _compare(expected, actual, keys, params_one * 2):
+            differences.append({"rollup": grain, **row})
+    expected = (
+        f"SELECT e.tenant_id, (e.occurred_at AT TIME ZONE t.timezone)::date AS day, e.end_user, {_EVENT_SUMS} "
+        f"FROM metering_usageevent e JOIN tenants_tenant t ON t.id = e.tenant_id {where} GROUP BY 1, 2, 3"
+    )
+    actual = f"SELECT tenant_id, day, end_user, {sums} FROM metering_enduserrollup WHERE true {rollup_where}"
+    for row in _compare(expected, actual, ("tenant_id", "day", "end_user"), params_one * 2):
+        differences.append({"rollup": "end_user", **row})
+    return differences
