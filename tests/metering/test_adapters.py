@@ -1,0 +1,113 @@
+"""Provider adapters (SPEC §5.2): the shared vectors, edge cases, and invariants under random input."""
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from metering.adapters import BUCKETS, UsageError, detect_format, normalize_usage
+
+VECTORS = Path(__file__).resolve().parents[3] / "shared" / "data" / "usage-payloads"
+FILES = sorted(p for p in VECTORS.glob("*.json") if json.loads(p.read_text())["format"] != "litellm")
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+def test_each_shared_vector_normalises_to_its_expected_buckets(path: Path) -> None:
+    vector = json.loads(path.read_text())
+    expected = {k: v for k, v in vector["expected"].items() if k in BUCKETS}
+    assert detect_format(vector["payload"]) == vector["format"]
+    for explicit in (None, vector["format"]):
+        name, buckets = normalize_usage(vector["payload"], explicit)
+        assert name == vector["format"]
+        assert buckets.as_dict() == expected
+
+
+def test_openai_chat_without_details_is_all_uncached_input() -> None:
+    _name, buckets = normalize_usage({"prompt_tokens": 10, "completion_tokens": 5}, None)
+    assert buckets.as_dict() == {"input_tokens": 10, "cached_input_tokens": 0, "cache_write_tokens": 0,
+                                 "output_tokens": 5, "reasoning_tokens": 0}
+
+
+def test_gemini_snake_case_is_read_too() -> None:
+    usage = {"prompt_token_count": 100, "cached_content_token_count": 40, "candidates_token_count": 10,
+             "thoughts_token_count": 5}
+    assert normalize_usage(usage, None)[1].as_dict() == {
+        "input_tokens": 60, "cached_input_tokens": 40, "cache_write_tokens": 0, "output_tokens": 15,
+        "reasoning_tokens": 5}
+
+
+def test_otel_legacy_names_are_read() -> None:
+    usage = {"gen_ai.usage.prompt_tokens": 30, "gen_ai.usage.completion_tokens": 7}
+    assert normalize_usage(usage, None)[1].as_dict()["input_tokens"] == 30
+
+
+def test_dify_usage_can_be_the_inner_usage_object() -> None:
+    assert normalize_usage({"prompt_tokens": 3, "completion_tokens": 4, "prompt_unit_price": "0.001"}, "dify")[
+        1].output_tokens == 4
+
+
+def test_a_total_that_disagrees_is_kept_and_flagged() -> None:
+    _name, buckets = normalize_usage({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 99}, None)
+    assert buckets.input_tokens == 10 and buckets.output_tokens == 5
+    assert buckets.total_mismatch == {"reported": 99, "computed": 15}
+
+
+def test_cached_tokens_larger_than_the_prompt_are_refused() -> None:
+    with pytest.raises(UsageError) as caught:
+        normalize_usage({"prompt_tokens": 10, "prompt_tokens_details": {"cached_tokens": 20}}, None)
+    assert caught.value.errors == {"usage.prompt_tokens": "Smaller than the cached and cache-write tokens it includes."}
+
+
+def test_reasoning_larger_than_output_is_refused() -> None:
+    with pytest.raises(UsageError) as caught:
+        normalize_usage({"input_tokens": 1, "output_tokens": 2, "output_tokens_details": {"reasoning_tokens": 3}},
+                        None)
+    assert "usage.output_tokens" in caught.value.errors
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "12", True, 10**9 + 1, None])
+def test_counts_must_be_whole_numbers_in_range(bad) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(UsageError) as caught:
+        normalize_usage({"prompt_tokens": bad, "completion_tokens": 1}, "openai_chat")
+    assert list(caught.value.errors) == ["usage.prompt_tokens"]
+
+
+def test_an_unrecognised_usage_object_asks_for_usage_format() -> None:
+    with pytest.raises(UsageError) as caught:
+        normalize_usage({"tokens": 5}, None)
+    assert caught.value.errors == {"usage": "Unrecognised usage format; name it in usage_format."}
+
+
+counts = st.integers(min_value=0, max_value=10**9)
+
+
+@given(prompt=counts, cached=counts, write=counts, output=counts, reasoning=counts)
+def test_openai_buckets_never_overlap_nor_go_negative(prompt, cached, write, output, reasoning) -> None:  # type: ignore[no-untyped-def]
+    usage = {"prompt_tokens": prompt, "completion_tokens": output,
+             "prompt_tokens_details": {"cached_tokens": cached, "cache_write_tokens": write},
+             "completion_tokens_details": {"reasoning_tokens": reasoning}}
+    try:
+        _name, buckets = normalize_usage(usage, None)
+    except UsageError:
+        assert cached + write > prompt or reasoning > output
+        return
+    values = buckets.as_dict()
+    assert all(v >= 0 for v in values.values())
+    # The input buckets partition the prompt exactly; reasoning is a part of output.
+    assert values["input_tokens"] + values["cached_input_tokens"] + values["cache_write_tokens"] == prompt
+    assert values["reasoning_tokens"] <= values["output_tokens"] == output
+
+
+@given(prompt=counts, cached=counts, candidates=counts, thoughts=counts)
+def test_gemini_buckets_never_overlap_nor_go_negative(prompt, cached, candidates, thoughts) -> None:  # type: ignore[no-untyped-def]
+    usage = {"promptTokenCount": prompt, "cachedContentTokenCount": cached, "candidatesTokenCount": candidates,
+             "thoughtsTokenCount": thoughts}
+    try:
+        _name, buckets = normalize_usage(usage, None)
+    except UsageError:
+        assert cached > prompt
+        return
+    assert buckets.input_tokens + buckets.cached_input_tokens == prompt
+    assert buckets.output_tokens == candidates + thoughts >= buckets.reasoning_tokens >= 0

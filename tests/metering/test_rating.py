@@ -1,0 +1,66 @@
+"""Rating (SPEC §5.4): exact Decimal cost, fallbacks inside a card, price lookups by alias and date."""
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from metering.adapters import Buckets
+from metering.pricebook import price_book
+from metering.rating import RateCard, event_cost
+from tests.metering.conftest import add_price
+
+prices_1m = st.decimals(min_value=0, max_value=1000, places=4, allow_nan=False, allow_infinity=False)
+tokens = st.integers(min_value=0, max_value=10**9)
+
+
+@given(p_in=prices_1m, p_cached=prices_1m, p_write=prices_1m, p_out=prices_1m, p_reason=prices_1m,
+       b_in=tokens, b_cached=tokens, b_write=tokens, b_out=tokens, b_reason=tokens)
+def test_cost_is_the_exact_sum_of_bucket_times_price(p_in, p_cached, p_write, p_out, p_reason, b_in, b_cached,  # type: ignore[no-untyped-def]
+                                                      b_write, b_out, b_reason) -> None:
+    b_reason = min(b_reason, b_out)
+    card = RateCard.from_prices(input=p_in, cached_input=p_cached, cache_write=p_write, output=p_out,
+                                reasoning=p_reason)
+    cost = event_cost(card, Buckets(b_in, b_cached, b_write, b_out, b_reason))
+    exact = (b_in * p_in + b_cached * p_cached + b_write * p_write + (b_out - b_reason) * p_out
+             + b_reason * p_reason) / Decimal(1_000_000)
+    # Prices with ≤ 4 decimals make every cost exact at 10 dp: nothing is rounded away.
+    assert cost == exact
+    assert isinstance(cost, Decimal)
+
+
+def test_empty_bucket_prices_fall_back_inside_the_card() -> None:
+    card = RateCard.from_prices(input=Decimal(2), output=Decimal(8))
+    assert (card.cached_input, card.cache_write, card.reasoning) == (Decimal(2), Decimal(2), Decimal(8))
+    assert not card.reasoning_priced_apart
+    # 100 input + 50 cached + 10 write at 2; 40 output of which 30 reasoning at 8 → (320 + 320) / 1e6
+    assert event_cost(card, Buckets(100, 50, 10, 40, 30)) == Decimal("0.00064")
+
+
+@pytest.mark.django_db
+def test_a_dated_snapshot_matches_the_alias_glob() -> None:
+    add_price("gpt-4o", input="2.5", output="10", aliases=["gpt-4o-2024-*"])
+    now = dt.datetime.now(dt.UTC)
+    assert price_book.lookup(model="gpt-4o-2024-08-06", at=now).model == "gpt-4o"
+    assert price_book.lookup(model="GPT-4O", at=now).model == "gpt-4o"
+    assert price_book.lookup(model="gpt-4o-mini", at=now) is None
+
+
+@pytest.mark.django_db
+def test_the_price_in_force_at_the_events_time_is_used() -> None:
+    change = dt.datetime(2026, 10, 15, tzinfo=dt.UTC)
+    old = add_price("m1", input="1", output="2", effective_to=change)
+    new = add_price("m1", input="3", output="4", effective_from=change)
+    assert price_book.lookup(model="m1", at=change - dt.timedelta(seconds=1)).id == old.id
+    assert price_book.lookup(model="m1", at=change).id == new.id
+
+
+@pytest.mark.django_db
+def test_a_named_provider_picks_its_own_price() -> None:
+    add_price("llama-3", "groq", input="0.1", output="0.1")
+    add_price("llama-3", "meta", input="0.2", output="0.2")
+    now = dt.datetime.now(dt.UTC)
+    assert price_book.lookup(model="llama-3", provider="groq", at=now).provider == "groq"
+    assert price_book.lookup(model="llama-3", at=now).provider == "meta"  # the preferred provider
