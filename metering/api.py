@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import PermissionDenied
+from rest_framework.generics import ListAPIView
+from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -14,10 +19,18 @@ from rest_framework.views import APIView
 from core.api import ApiError, error_body
 from core.parsers import LimitedJSONParser
 from metering.events import MAX_BATCH
-from metering.serializers import EventBatchSerializer, IngestResultSerializer, SingleIngestResultSerializer
+from metering.serializers import (
+    EventBatchSerializer,
+    IngestResultSerializer,
+    SingleIngestResultSerializer,
+    UsageEventSerializer,
+    UsageResponseSerializer,
+)
 from metering.services import IngestResult, IngestScope, events_ingest
 from tenants.models import ApiKey, GatewayToken
 from tenants.selectors import is_person
+
+COST_DIGITS = Decimal("1E-10")
 
 
 def ingest_scope(request: Request) -> IngestScope:
@@ -90,3 +103,246 @@ class EventsView(APIView):
         if is_batch:
             return Response(result.as_dict(), status=status.HTTP_200_OK)
         return single_response(result, events[0])
+
+
+# --- Reading usage --------------------------------------------------------------------------------
+
+
+def _usage_tenant(request: Request) -> tuple[Any, list[int] | None]:
+    """The tenant whose usage is read, and the projects the caller may see in it."""
+    from metering.selectors import usage_scope_projects
+    from tenants.selectors import tenant_for_request
+
+    if isinstance(request.auth, ApiKey):
+        slug = request.query_params.get("tenant")
+        if slug and slug != request.auth.tenant.slug:
+            from django.http import Http404
+
+            raise Http404("No such tenant.")
+        return request.auth.tenant, usage_scope_projects(tenant=request.auth.tenant, api_key=request.auth)
+    if not is_person(request.user):
+        raise PermissionDenied("Usage is read with a project key, a personal token or a portal session.")
+    tenant = tenant_for_request(user=request.user, slug=request.query_params.get("tenant"))
+    return tenant, usage_scope_projects(tenant=tenant, user=request.user)
+
+
+def usage_query_from(request: Request, *, need_dates: bool = True, default_days: int = 30) -> Any:
+    import datetime as dt
+
+    from django.utils import timezone as django_timezone
+
+    from metering.selectors import FILTERS, GROUP_BY, MAX_DAYS, UsageQuery
+
+    tenant, project_ids = _usage_tenant(request)
+    params = request.query_params
+    errors: dict[str, list[str]] = {}
+    dates: dict[str, dt.date] = {}
+    for name in ("start", "end"):
+        raw = params.get(name)
+        if raw is None:
+            if need_dates:
+                errors[name] = ["Required: a date YYYY-MM-DD."]
+            continue
+        try:
+            dates[name] = dt.date.fromisoformat(raw)
+        except ValueError:
+            errors[name] = ["A date YYYY-MM-DD."]
+            continue
+        if not 2000 <= dates[name].year <= 2100:
+            errors[name] = ["A date between the years 2000 and 2100."]
+    today = django_timezone.now().date()
+    start = dates.get("start", today - dt.timedelta(days=default_days - 1))
+    end = dates.get("end", today)
+    if not errors and end < start:
+        errors["end"] = ["On or after start."]
+    elif not errors and (end - start).days >= MAX_DAYS:
+        errors["end"] = [f"At most {MAX_DAYS} days per query."]
+    group_by = [g for g in params.get("group_by", "").split(",") if g]
+    unknown = [g for g in group_by if g not in GROUP_BY]
+    if unknown:
+        errors["group_by"] = [f"Unknown: {', '.join(unknown)}. Use {', '.join(GROUP_BY)}."]
+    if len(set(group_by)) != len(group_by):
+        errors["group_by"] = ["Each dimension once."]
+    filters: dict[str, Any] = {}
+    for name in FILTERS:
+        value = params.get(name)
+        if value is None:
+            continue
+        if name == "estimated":
+            if value not in ("true", "false"):
+                errors[name] = ["true or false."]
+            filters[name] = value == "true"
+        elif len(value) > 200:
+            errors[name] = ["At most 200 characters."]
+        else:
+            filters[name] = value
+    if errors:
+        raise ApiError(400, "invalid", "The query has invalid parameters.", errors)
+    return UsageQuery(tenant=tenant, start=start, end=end, group_by=group_by, filters=filters, project_ids=project_ids)
+
+
+class UsageView(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(n, str)
+            for n in (
+                "start",
+                "end",
+                "group_by",
+                "tenant",
+                "project",
+                "model",
+                "feature",
+                "end_user",
+                "api_key",
+                "department",
+                "environment",
+                "estimated",
+            )
+        ],
+        responses=UsageResponseSerializer,
+        description="Aggregated usage from the rollups; group_by takes day, model, project, feature, end_user, "
+        "api_key, department, environment. Days are the tenant's local calendar days.",
+    )
+    def get(self, request: Request) -> Response:
+        from metering.selectors import usage_aggregate
+
+        result = usage_aggregate(usage_query_from(request))
+        for row in [*result["rows"], result["totals"]]:
+            row["cost"] = str(row["cost"].quantize(COST_DIGITS))
+        return Response(result)
+
+
+class UsageEventsPagination(CursorPagination):
+    ordering = ("-occurred_at", "-id")
+    page_size = 100
+    page_size_query_param = "page_size"
+    max_page_size = 1000
+
+
+class UsageEventsView(ListAPIView):
+    """Raw events, newest first, cursor-paginated; same filters as /usage plus event_id, rating_status."""
+
+    serializer_class = UsageEventSerializer
+    pagination_class = UsageEventsPagination
+    filter_backends: list = []
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(n, str)
+            for n in (
+                "start",
+                "end",
+                "tenant",
+                "project",
+                "model",
+                "feature",
+                "end_user",
+                "api_key",
+                "department",
+                "environment",
+                "estimated",
+                "event_id",
+                "rating_status",
+                "cursor",
+            )
+        ]
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self) -> Any:
+        from metering.selectors import events_for
+
+        query = usage_query_from(self.request, need_dates=False, default_days=35)
+        extra = {}
+        rating = self.request.query_params.get("rating_status")
+        if rating:
+            if rating not in ("priced", "unpriced"):
+                raise ApiError(
+                    400, "invalid", "The query has invalid parameters.", {"rating_status": ["priced or unpriced."]}
+                )
+            extra["rating_status"] = rating
+        return events_for(query, event_id=self.request.query_params.get("event_id"), extra=extra)
+
+
+class UsageExportView(APIView):
+    """Detailed events as CSV, or XLSX with a Summary (by department and project) and a Detailed sheet."""
+
+    @extend_schema(
+        parameters=[OpenApiParameter("format", str, enum=["csv", "xlsx"])]
+        + [
+            OpenApiParameter(n, str)
+            for n in (
+                "start",
+                "end",
+                "tenant",
+                "project",
+                "model",
+                "feature",
+                "end_user",
+                "api_key",
+                "department",
+                "environment",
+                "estimated",
+            )
+        ],
+        responses={
+            (200, "text/csv"): OpenApiTypes.BINARY,
+            (200, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"): OpenApiTypes.BINARY,
+        },
+    )
+    def get(self, request: Request) -> HttpResponse:
+        import tablib
+        from django.conf import settings
+
+        from metering.resources import UsageEventResource
+        from metering.selectors import events_for, project_summary
+
+        kind = request.query_params.get("format", "csv")
+        if kind not in ("csv", "xlsx"):
+            raise ApiError(400, "invalid", "The query has invalid parameters.", {"format": ["csv or xlsx."]})
+        query = usage_query_from(request, need_dates=False)
+        events = events_for(query).order_by("occurred_at", "id")
+        limit = settings.METERLINE_EXPORT_MAX_ROWS
+        if events[limit : limit + 1].exists():
+            raise ApiError(422, "export_too_large", f"More than {limit} events: narrow the date range or add filters.")
+        detailed = UsageEventResource().export(events)
+        detailed.title = "Detailed"
+        name = f"usage-{query.tenant.slug}-{query.start:%Y%m%d}-{query.end:%Y%m%d}"
+        if kind == "csv":
+            response = HttpResponse(detailed.export("csv"), content_type="text/csv; charset=utf-8")
+            response["Content-Disposition"] = f'attachment; filename="{name}.csv"'
+            return response
+        summary = tablib.Dataset(title="Summary")
+        summary.headers = [
+            "department",
+            "project",
+            "requests",
+            "input_tokens",
+            "cached_input_tokens",
+            "cache_write_tokens",
+            "output_tokens",
+            "reasoning_tokens",
+            "cost_usd",
+        ]
+        for row in project_summary(query):
+            summary.append(
+                [
+                    row["department"] or "",
+                    row["project"],
+                    row["requests"],
+                    row["input_tokens"],
+                    row["cached_input_tokens"],
+                    row["cache_write_tokens"],
+                    row["output_tokens"],
+                    row["reasoning_tokens"],
+                    row["cost"],
+                ]
+            )
+        book = tablib.Databook([summary, detailed])
+        response = HttpResponse(
+            book.export("xlsx"), content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+        )
+        response["Content-Disposition"] = f'attachment; filename="{name}.xlsx"'
+        return response

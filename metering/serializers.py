@@ -45,3 +45,77 @@ class ModelPriceSerializer(serializers.ModelSerializer):
             "created_at",
         ]
         read_only_fields = ["id", "source", "created_at"]
+
+
+class UsageRowSerializer(serializers.Serializer):
+    day = serializers.DateField(required=False)
+    model = serializers.CharField(required=False, allow_null=True)
+    project = serializers.CharField(required=False, allow_null=True)
+    feature = serializers.CharField(required=False, allow_null=True)
+    end_user = serializers.CharField(required=False, allow_null=True)
+    api_key = serializers.CharField(required=False, allow_null=True)
+    department = serializers.CharField(required=False, allow_null=True)
+    environment = serializers.CharField(required=False, allow_null=True)
+    input_tokens = serializers.IntegerField()
+    cached_input_tokens = serializers.IntegerField()
+    cache_write_tokens = serializers.IntegerField()
+    output_tokens = serializers.IntegerField()
+    reasoning_tokens = serializers.IntegerField()
+    requests = serializers.IntegerField()
+    cost = serializers.DecimalField(max_digits=28, decimal_places=10, coerce_to_string=True)
+
+
+class UsageTotalsSerializer(serializers.Serializer):
+    input_tokens = serializers.IntegerField()
+    cached_input_tokens = serializers.IntegerField()
+    cache_write_tokens = serializers.IntegerField()
+    output_tokens = serializers.IntegerField()
+    reasoning_tokens = serializers.IntegerField()
+    requests = serializers.IntegerField()
+    cost = serializers.DecimalField(max_digits=28, decimal_places=10, coerce_to_string=True)
+
+
+class UsageResponseSerializer(serializers.Serializer):
+    currency = serializers.CharField()
+    rows = UsageRowSerializer(many=True)
+    totals = UsageTotalsSerializer()
+
+
+class UsageEventSerializer(serializers.ModelSerializer):
+    project = serializers.CharField(source="project.slug")
+    api_key = serializers.CharField(source="api_key.prefix", allow_null=True, default=None)
+    timestamp = serializers.DateTimeField(source="occurred_at")
+
+    class Meta:
+        from metering.models import UsageEvent
+
+        model = UsageEvent
+        fields = [
+            "event_id",
+            "timestamp",
+            "received_at",
+            "project",
+            "api_key",
+            "provider",
+            "model",
+            "input_tokens",
+            "cached_input_tokens",
+            "cache_write_tokens",
+            "output_tokens",
+            "reasoning_tokens",
+            "feature",
+            "end_user",
+            "session_id",
+            "prompt_template",
+            "environment",
+            "latency_ms",
+            "status",
+            "cost",
+            "rating_status",
+            "estimated",
+            "estimate_method",
+            "billable",
+            "raw_usage",
+            "metadata",
+        ]
+        read_only_fields = fields

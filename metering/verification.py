@@ -6,9 +6,20 @@ from typing import Any
 
 from django.db import connection
 
-SUM_COLUMNS = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens",
-               "requests", "errors", "cost", "billable_cost", "estimated_requests", "estimated_cost",
-               "unpriced_requests")
+SUM_COLUMNS = (
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "requests",
+    "errors",
+    "cost",
+    "billable_cost",
+    "estimated_requests",
+    "estimated_cost",
+    "unpriced_requests",
+)
 
 _EVENT_SUMS = """
     sum(e.input_tokens) AS input_tokens, sum(e.cached_input_tokens) AS cached_input_tokens,
@@ -26,10 +37,13 @@ def _compare(expected_sql: str, actual_sql: str, keys: tuple[str, ...], params: 
     join = " AND ".join(f"x.{k} = a.{k}" for k in keys)  # bucket keys are never NULL
     differs = " OR ".join(f"coalesce(x.{c}, 0) <> coalesce(a.{c}, 0)" for c in SUM_COLUMNS)
     select_keys = ", ".join(f"coalesce(x.{k}, a.{k}) AS {k}" for k in keys)
-    select_sums = ", ".join(f"coalesce(x.{c}, 0) AS expected_{c}, coalesce(a.{c}, 0) AS actual_{c}"
-                            for c in SUM_COLUMNS)
-    sql = (f"WITH x AS ({expected_sql}), a AS ({actual_sql}) SELECT {select_keys}, {select_sums} "
-           f"FROM x FULL OUTER JOIN a ON {join} WHERE {differs}")
+    select_sums = ", ".join(
+        f"coalesce(x.{c}, 0) AS expected_{c}, coalesce(a.{c}, 0) AS actual_{c}" for c in SUM_COLUMNS
+    )
+    sql = (
+        f"WITH x AS ({expected_sql}), a AS ({actual_sql}) SELECT {select_keys}, {select_sums} "
+        f"FROM x FULL OUTER JOIN a ON {join} WHERE {differs}"
+    )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         names = [col[0] for col in cursor.description]

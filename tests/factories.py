@@ -19,7 +19,7 @@ class UserFactory(factory.django.DjangoModelFactory):
     @factory.post_generation
     def staff_groups(self, create, extracted, **kwargs):  # type: ignore[no-untyped-def]
         for name in extracted or []:
-            self.groups.add(Group.objects.get(name=name))
+            self.groups.add(Group.objects.get_or_create(name=name)[0])
 
 
 class TenantFactory(factory.django.DjangoModelFactory):

@@ -33,6 +33,10 @@ STAFF_ADMIN_NAMESPACE = "admin"
 # Provider-wide staff resources: the outsider (a tenant user) is refused outright.
 STAFF_ONLY = {"api:gatewaytoken-list", "api:gatewaytoken-detail", "api:gatewaytoken-revoke"}
 
+# Ingestion endpoints: the tenant and project are named in the body; naming another tenant's is an
+# event rejection (tested below), never a write into it.
+INGEST = {"api:events"}
+
 # Collections: listed for the outsider, who must see none of Alpha's data.
 COLLECTIONS = {
     "api:tenant-list",
@@ -42,6 +46,9 @@ COLLECTIONS = {
     "api:apikey-list",
     "api:auditentry-list",
     "api:auth-me",
+    "api:usage",
+    "api:usage-events",
+    "api:usage-export",
     "portal:home",
     "portal:staff-tenants",
 }
@@ -92,7 +99,7 @@ def alpha_markers(world: Any) -> list[str]:
 
 
 def test_every_url_pattern_is_classified() -> None:
-    known = PUBLIC | STAFF_ONLY | COLLECTIONS | set(OBJECT_KWARGS)
+    known = PUBLIC | STAFF_ONLY | COLLECTIONS | INGEST | set(OBJECT_KWARGS)
     unclassified = [
         (name, route)
         for name, route in all_patterns()
@@ -103,7 +110,7 @@ def test_every_url_pattern_is_classified() -> None:
 
 def test_the_classification_has_no_stale_entries() -> None:
     names = {name for name, _route in all_patterns()}
-    assert (COLLECTIONS | set(OBJECT_KWARGS) | STAFF_ONLY | PUBLIC) - names == set()
+    assert (COLLECTIONS | set(OBJECT_KWARGS) | STAFF_ONLY | PUBLIC | INGEST) - names == set()
 
 
 def _outsider_clients(world: Any) -> dict[str, Any]:
@@ -155,10 +162,16 @@ def test_the_outsider_sees_none_of_alphas_data_in_collections(world: Any, name: 
     clients = _outsider_clients(world)
     client = clients["portal"] if name.startswith("portal:") else clients["token"]
     response = client.get(url, follow=name.startswith("portal:"))
-    assert response.status_code in (200, 403), (url, response.status_code)
+    assert response.status_code in (200, 400, 403), (url, response.status_code)
     body = response.content.decode()
     for marker in alpha_markers(world):
         assert marker not in body, (url, marker)
+    if name.startswith("api:"):
+        # Naming Alpha explicitly is a 404 (or is ignored), never Alpha's data.
+        named = client.get(url, {"tenant": "alpha", "start": "2026-01-01", "end": "2026-01-31"})
+        assert named.status_code in (200, 404), (url, named.status_code)
+        for marker in alpha_markers(world):
+            assert marker not in named.content.decode(), (url, marker)
 
 
 @pytest.mark.parametrize("name", sorted(STAFF_ONLY))
@@ -177,3 +190,22 @@ def test_django_admin_sends_tenant_users_to_the_admin_login(world: Any) -> None:
     response = client.get(f"/admin/tenants/tenant/{world.alpha.pk}/change/")
     assert response.status_code == 302
     assert response["Location"].startswith("/admin/login/")
+
+
+def test_the_outsider_cannot_write_usage_into_alpha(world: Any) -> None:
+    from metering.models import UsageEvent
+
+    body = {
+        "event_id": "x-1",
+        "timestamp": "2026-11-01T00:00:00Z",
+        "model": "gpt-4o",
+        "tenant": "alpha",
+        "project": "chatbot",
+        "usage": {"input_tokens": 1, "output_tokens": 1},
+    }
+    for client in (world.client("bravo_owner"), world.key_client(world.bravo_key_secret)):
+        response = client.post(reverse("api:events"), {"events": [body]}, format="json")
+        assert response.status_code == 200
+        assert response.json()["accepted"] == 0
+        assert sorted(response.json()["rejected"][0]["errors"]) == ["tenant"]
+    assert not UsageEvent.objects.filter(tenant=world.alpha).exists()

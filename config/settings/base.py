@@ -171,6 +171,8 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "core.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # `?format=` is ours (usage exports), not DRF's renderer override.
+    "URL_FORMAT_OVERRIDE": None,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Meterline API",
@@ -224,3 +226,5 @@ METERLINE_PREFERRED_PROVIDERS = env_list(
 )
 # How often a process checks whether the price book changed (seconds).
 METERLINE_PRICEBOOK_CHECK_SECONDS = float(env_str("METERLINE_PRICEBOOK_CHECK_SECONDS") or 1.0)
+# Synchronous usage exports stop here and ask for a narrower query.
+METERLINE_EXPORT_MAX_ROWS = env_int("METERLINE_EXPORT_MAX_ROWS", 200_000)

@@ -26,16 +26,29 @@ def test_each_shared_vector_normalises_to_its_expected_buckets(path: Path) -> No
 
 def test_openai_chat_without_details_is_all_uncached_input() -> None:
     _name, buckets = normalize_usage({"prompt_tokens": 10, "completion_tokens": 5}, None)
-    assert buckets.as_dict() == {"input_tokens": 10, "cached_input_tokens": 0, "cache_write_tokens": 0,
-                                 "output_tokens": 5, "reasoning_tokens": 0}
+    assert buckets.as_dict() == {
+        "input_tokens": 10,
+        "cached_input_tokens": 0,
+        "cache_write_tokens": 0,
+        "output_tokens": 5,
+        "reasoning_tokens": 0,
+    }
 
 
 def test_gemini_snake_case_is_read_too() -> None:
-    usage = {"prompt_token_count": 100, "cached_content_token_count": 40, "candidates_token_count": 10,
-             "thoughts_token_count": 5}
+    usage = {
+        "prompt_token_count": 100,
+        "cached_content_token_count": 40,
+        "candidates_token_count": 10,
+        "thoughts_token_count": 5,
+    }
     assert normalize_usage(usage, None)[1].as_dict() == {
-        "input_tokens": 60, "cached_input_tokens": 40, "cache_write_tokens": 0, "output_tokens": 15,
-        "reasoning_tokens": 5}
+        "input_tokens": 60,
+        "cached_input_tokens": 40,
+        "cache_write_tokens": 0,
+        "output_tokens": 15,
+        "reasoning_tokens": 5,
+    }
 
 
 def test_otel_legacy_names_are_read() -> None:
@@ -44,8 +57,12 @@ def test_otel_legacy_names_are_read() -> None:
 
 
 def test_dify_usage_can_be_the_inner_usage_object() -> None:
-    assert normalize_usage({"prompt_tokens": 3, "completion_tokens": 4, "prompt_unit_price": "0.001"}, "dify")[
-        1].output_tokens == 4
+    assert (
+        normalize_usage({"prompt_tokens": 3, "completion_tokens": 4, "prompt_unit_price": "0.001"}, "dify")[
+            1
+        ].output_tokens
+        == 4
+    )
 
 
 def test_a_total_that_disagrees_is_kept_and_flagged() -> None:
@@ -62,8 +79,7 @@ def test_cached_tokens_larger_than_the_prompt_are_refused() -> None:
 
 def test_reasoning_larger_than_output_is_refused() -> None:
     with pytest.raises(UsageError) as caught:
-        normalize_usage({"input_tokens": 1, "output_tokens": 2, "output_tokens_details": {"reasoning_tokens": 3}},
-                        None)
+        normalize_usage({"input_tokens": 1, "output_tokens": 2, "output_tokens_details": {"reasoning_tokens": 3}}, None)
     assert "usage.output_tokens" in caught.value.errors
 
 
@@ -85,9 +101,12 @@ counts = st.integers(min_value=0, max_value=10**9)
 
 @given(prompt=counts, cached=counts, write=counts, output=counts, reasoning=counts)
 def test_openai_buckets_never_overlap_nor_go_negative(prompt, cached, write, output, reasoning) -> None:  # type: ignore[no-untyped-def]
-    usage = {"prompt_tokens": prompt, "completion_tokens": output,
-             "prompt_tokens_details": {"cached_tokens": cached, "cache_write_tokens": write},
-             "completion_tokens_details": {"reasoning_tokens": reasoning}}
+    usage = {
+        "prompt_tokens": prompt,
+        "completion_tokens": output,
+        "prompt_tokens_details": {"cached_tokens": cached, "cache_write_tokens": write},
+        "completion_tokens_details": {"reasoning_tokens": reasoning},
+    }
     try:
         _name, buckets = normalize_usage(usage, None)
     except UsageError:
@@ -102,8 +121,12 @@ def test_openai_buckets_never_overlap_nor_go_negative(prompt, cached, write, out
 
 @given(prompt=counts, cached=counts, candidates=counts, thoughts=counts)
 def test_gemini_buckets_never_overlap_nor_go_negative(prompt, cached, candidates, thoughts) -> None:  # type: ignore[no-untyped-def]
-    usage = {"promptTokenCount": prompt, "cachedContentTokenCount": cached, "candidatesTokenCount": candidates,
-             "thoughtsTokenCount": thoughts}
+    usage = {
+        "promptTokenCount": prompt,
+        "cachedContentTokenCount": cached,
+        "candidatesTokenCount": candidates,
+        "thoughtsTokenCount": thoughts,
+    }
     try:
         _name, buckets = normalize_usage(usage, None)
     except UsageError:

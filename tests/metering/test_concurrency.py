@@ -24,17 +24,19 @@ def test_overlapping_concurrent_batches_store_each_event_once(world, prices) -> 
     rng = random.Random(7)
     events = []
     for n in range(600):
-        events.append({
-            "event_id": f"c-{n}",
-            "timestamp": iso(base + dt.timedelta(seconds=17 * n)),
-            "model": rng.choice(["gpt-4o", "claude-sonnet-4", "o3"]),
-            "usage": {"input_tokens": rng.randint(1, 5000), "output_tokens": rng.randint(1, 900)},
-            "feature": rng.choice(["chat", "search"]),
-            "end_user": f"u-{rng.randint(1, 9)}",
-        })
+        events.append(
+            {
+                "event_id": f"c-{n}",
+                "timestamp": iso(base + dt.timedelta(seconds=17 * n)),
+                "model": rng.choice(["gpt-4o", "claude-sonnet-4", "o3"]),
+                "usage": {"input_tokens": rng.randint(1, 5000), "output_tokens": rng.randint(1, 900)},
+                "feature": rng.choice(["chat", "search"]),
+                "end_user": f"u-{rng.randint(1, 9)}",
+            }
+        )
     sends = events * 3
     rng.shuffle(sends)
-    batches = [sends[i:i + 75] for i in range(0, len(sends), 75)]
+    batches = [sends[i : i + 75] for i in range(0, len(sends), 75)]
     errors: list[Exception] = []
     summaries = []
     lock = threading.Lock()

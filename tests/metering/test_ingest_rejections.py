@@ -73,8 +73,7 @@ def test_a_batch_over_1000_events_is_refused_whole(world, prices) -> None:
 
 def test_a_body_over_4_mib_is_a_413(world, prices) -> None:
     huge = '{"events": [' + ",".join(['{"event_id": "' + "x" * 1000 + '"}'] * 4300) + "]}"
-    response = world.key_client(world.alpha_key_secret).post("/api/v1/events", huge,
-                                                            content_type="application/json")
+    response = world.key_client(world.alpha_key_secret).post("/api/v1/events", huge, content_type="application/json")
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"
 
@@ -89,25 +88,36 @@ def test_a_non_json_body_is_a_415_and_malformed_json_a_400(world) -> None:
 def test_a_gateway_must_name_tenant_and_project(world, prices) -> None:
     _token, secret = services.gateway_token_create(actor=None, name="edge")
     client = world.key_client(secret)
-    response = client.post("/api/v1/events", {"events": [
-        event("g-1", tenant="alpha", project="chatbot"),
-        event("g-2", project="chatbot"),
-        event("g-3", tenant="alpha"),
-        event("g-4", tenant="nope", project="chatbot"),
-        event("g-5", tenant="bravo", project="search", api_key=world.alpha_key.prefix),
-    ]}, format="json")
+    response = client.post(
+        "/api/v1/events",
+        {
+            "events": [
+                event("g-1", tenant="alpha", project="chatbot"),
+                event("g-2", project="chatbot"),
+                event("g-3", tenant="alpha"),
+                event("g-4", tenant="nope", project="chatbot"),
+                event("g-5", tenant="bravo", project="search", api_key=world.alpha_key.prefix),
+            ]
+        },
+        format="json",
+    )
     body = response.json()
     assert body["accepted"] == 1
     assert [(r["index"], sorted(r["errors"])) for r in body["rejected"]] == [
-        (1, ["tenant"]), (2, ["project"]), (3, ["tenant"]), (4, ["api_key"])]
+        (1, ["tenant"]),
+        (2, ["project"]),
+        (3, ["tenant"]),
+        (4, ["api_key"]),
+    ]
     stored = UsageEvent.objects.get(event_id="g-1")
     assert stored.tenant_id == world.alpha.pk and stored.api_key_id is None
 
 
 def test_a_personal_token_sends_usage_for_projects_its_user_can_see(world, prices) -> None:
     client = world.client("alpha_dev")
-    response = client.post("/api/v1/events", {"events": [event("u-1", project="chatbot"),
-                                                          event("u-2", project="research")]}, format="json")
+    response = client.post(
+        "/api/v1/events", {"events": [event("u-1", project="chatbot"), event("u-2", project="research")]}, format="json"
+    )
     body = response.json()
     assert body["accepted"] == 1
     assert body["rejected"][0]["errors"] == {"project": ["No such project in this tenant."]}

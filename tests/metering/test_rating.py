@@ -16,16 +16,38 @@ prices_1m = st.decimals(min_value=0, max_value=1000, places=4, allow_nan=False, 
 tokens = st.integers(min_value=0, max_value=10**9)
 
 
-@given(p_in=prices_1m, p_cached=prices_1m, p_write=prices_1m, p_out=prices_1m, p_reason=prices_1m,
-       b_in=tokens, b_cached=tokens, b_write=tokens, b_out=tokens, b_reason=tokens)
-def test_cost_is_the_exact_sum_of_bucket_times_price(p_in, p_cached, p_write, p_out, p_reason, b_in, b_cached,  # type: ignore[no-untyped-def]
-                                                      b_write, b_out, b_reason) -> None:
+@given(
+    p_in=prices_1m,
+    p_cached=prices_1m,
+    p_write=prices_1m,
+    p_out=prices_1m,
+    p_reason=prices_1m,
+    b_in=tokens,
+    b_cached=tokens,
+    b_write=tokens,
+    b_out=tokens,
+    b_reason=tokens,
+)
+def test_cost_is_the_exact_sum_of_bucket_times_price(
+    p_in,
+    p_cached,
+    p_write,
+    p_out,
+    p_reason,
+    b_in,
+    b_cached,  # type: ignore[no-untyped-def]
+    b_write,
+    b_out,
+    b_reason,
+) -> None:
     b_reason = min(b_reason, b_out)
-    card = RateCard.from_prices(input=p_in, cached_input=p_cached, cache_write=p_write, output=p_out,
-                                reasoning=p_reason)
+    card = RateCard.from_prices(
+        input=p_in, cached_input=p_cached, cache_write=p_write, output=p_out, reasoning=p_reason
+    )
     cost = event_cost(card, Buckets(b_in, b_cached, b_write, b_out, b_reason))
-    exact = (b_in * p_in + b_cached * p_cached + b_write * p_write + (b_out - b_reason) * p_out
-             + b_reason * p_reason) / Decimal(1_000_000)
+    exact = (
+        b_in * p_in + b_cached * p_cached + b_write * p_write + (b_out - b_reason) * p_out + b_reason * p_reason
+    ) / Decimal(1_000_000)
     # Prices with ≤ 4 decimals make every cost exact at 10 dp: nothing is rounded away.
     assert cost == exact
     assert isinstance(cost, Decimal)

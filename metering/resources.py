@@ -1,0 +1,71 @@
+"""Tabular exports (django-import-export): detailed usage events and the price book."""
+
+from import_export import fields, resources
+
+from metering.models import ModelPrice, UsageEvent
+
+
+class UsageEventResource(resources.ModelResource):
+    project = fields.Field(attribute="project__slug", column_name="project")
+    department = fields.Field(attribute="project__department__code", column_name="department")
+    api_key = fields.Field(attribute="api_key__prefix", column_name="api_key")
+    timestamp = fields.Field(attribute="occurred_at", column_name="timestamp")
+
+    class Meta:
+        model = UsageEvent
+        fields = (
+            "event_id",
+            "timestamp",
+            "department",
+            "project",
+            "api_key",
+            "provider",
+            "model",
+            "input_tokens",
+            "cached_input_tokens",
+            "cache_write_tokens",
+            "output_tokens",
+            "reasoning_tokens",
+            "feature",
+            "end_user",
+            "session_id",
+            "prompt_template",
+            "environment",
+            "latency_ms",
+            "status",
+            "cost",
+            "rating_status",
+            "estimated",
+            "estimate_method",
+            "billable",
+        )
+        export_order = fields
+
+    def dehydrate_timestamp(self, event: UsageEvent) -> str:
+        return event.occurred_at.isoformat()
+
+
+class ModelPriceResource(resources.ModelResource):
+    """CSV import/export of the price book. A row whose (provider, model, effective_from) exists with
+    other prices is refused: history is never edited; add a row with a later effective_from."""
+
+    class Meta:
+        model = ModelPrice
+        import_id_fields = ("provider", "model", "effective_from")
+        fields = (
+            "provider",
+            "model",
+            "aliases",
+            "effective_from",
+            "effective_to",
+            "currency",
+            "input",
+            "cached_input",
+            "cache_write",
+            "output",
+            "reasoning",
+            "per_request",
+            "source",
+        )
+        skip_unchanged = True
+        report_skipped = True

@@ -1,0 +1,195 @@
+"""Reads of usage (SPEC §5.5): aggregates from the rollups, raw events for what rollups cannot answer."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import Count, Max, Min, QuerySet, Sum
+
+from metering.models import EndUserRollup, UsageEvent, UsageRollup
+from tenants.models import ApiKey, Project, Tenant
+
+GROUP_BY = ("day", "model", "project", "feature", "end_user", "api_key", "department", "environment")
+FILTERS = ("project", "model", "feature", "end_user", "api_key", "department", "environment", "estimated")
+TOKEN_SUMS = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens")
+MAX_DAYS = 366
+
+
+@dataclass
+class UsageQuery:
+    tenant: Tenant
+    start: dt.date
+    end: dt.date
+    group_by: list[str]
+    filters: dict[str, Any] = field(default_factory=dict)
+    # None: every project of the tenant; otherwise only these (developers, project keys).
+    project_ids: list[int] | None = None
+
+
+def usage_scope_projects(*, tenant: Tenant, user: Any = None, api_key: ApiKey | None = None) -> list[int] | None:
+    if api_key is not None:
+        return [api_key.project_id]
+    from tenants.selectors import full_access_tenant_ids, projects_for_user
+
+    if full_access_tenant_ids(user).filter(pk=tenant.pk).exists():
+        return None
+    return list(projects_for_user(user, tenant).values_list("pk", flat=True))
+
+
+def _rollup_source(query: UsageQuery) -> str:
+    dims = set(query.group_by) | {k for k in query.filters if k != "estimated"}
+    if "estimated" in query.filters:
+        return "events"
+    if "end_user" in dims:
+        # The end-user rollup is per (tenant, end user, day) only.
+        if dims <= {"day", "end_user"} and query.project_ids is None:
+            return "end_user"
+        return "events"
+    return "usage"
+
+
+_FIELD = {
+    "usage": {
+        "day": "day",
+        "model": "model",
+        "project": "project__slug",
+        "feature": "feature",
+        "api_key": "api_key_id_value",
+        "department": "project__department__code",
+        "environment": "environment",
+    },
+    "end_user": {"day": "day", "end_user": "end_user"},
+    "events": {
+        "day": "local_day",
+        "model": "model",
+        "project": "project__slug",
+        "feature": "feature",
+        "end_user": "end_user",
+        "api_key": "api_key__prefix",
+        "department": "project__department__code",
+        "environment": "environment",
+    },
+}
+
+
+def _base(query: UsageQuery, source: str) -> QuerySet:
+    if source == "usage":
+        rows = UsageRollup.objects.filter(
+            tenant=query.tenant, grain=UsageRollup.Grain.DAY, day__gte=query.start, day__lte=query.end
+        )
+    elif source == "end_user":
+        rows = EndUserRollup.objects.filter(tenant=query.tenant, day__gte=query.start, day__lte=query.end)
+    else:
+        rows = events_in_days(query.tenant, query.start, query.end)
+    if query.project_ids is not None and source != "end_user":
+        rows = rows.filter(project_id__in=query.project_ids)
+    fields = _FIELD[source]
+    for name, value in query.filters.items():
+        if name == "estimated":
+            rows = rows.filter(estimated=value)
+        elif name == "api_key" and source == "usage":
+            key = ApiKey.objects.filter(tenant=query.tenant, prefix=value).first()
+            rows = rows.filter(api_key_id_value=key.pk if key else -1)
+        else:
+            rows = rows.filter(**{fields[name]: value})
+    return rows
+
+
+def events_in_days(tenant: Tenant, start: dt.date, end: dt.date) -> QuerySet[UsageEvent]:
+    """Events of the tenant-local days start..end (bounds computed in the tenant's time zone)."""
+    import zoneinfo
+
+    from django.db.models.functions import TruncDate
+
+    zone = zoneinfo.ZoneInfo(tenant.timezone)
+    lower = dt.datetime.combine(start, dt.time(), tzinfo=zone)
+    upper = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), tzinfo=zone)
+    return UsageEvent.objects.filter(tenant=tenant, occurred_at__gte=lower, occurred_at__lt=upper).annotate(
+        local_day=TruncDate("occurred_at", tzinfo=zone)
+    )
+
+
+def usage_aggregate(query: UsageQuery) -> dict[str, Any]:
+    source = _rollup_source(query)
+    rows = _base(query, source)
+    fields = _FIELD[source]
+    names = [fields[dim] for dim in query.group_by]
+    if source == "events":
+        sums = {name: Sum(name) for name in TOKEN_SUMS} | {"requests": Count("id"), "cost": Sum("cost")}
+    else:
+        sums = {name: Sum(name) for name in (*TOKEN_SUMS, "requests", "cost")}
+    aggregated = rows.values(*names).annotate(**sums).order_by(*names) if names else [rows.aggregate(**sums)]
+    api_key_prefixes = {}
+    if "api_key" in query.group_by and source == "usage":
+        api_key_prefixes = dict(ApiKey.objects.filter(tenant=query.tenant).values_list("pk", "prefix"))
+    out_rows = []
+    totals: dict[str, Any] = {name: 0 for name in (*TOKEN_SUMS, "requests")} | {"cost": Decimal(0)}
+    for item in aggregated:
+        if item.get("requests") in (None, 0) and not names:
+            continue
+        row: dict[str, Any] = {}
+        for dim, name in zip(query.group_by, names, strict=True):
+            value = item[name]
+            if dim == "api_key" and source == "usage":
+                value = api_key_prefixes.get(value) if value else None
+            elif dim == "day":
+                value = value.isoformat()
+            elif value == "":
+                value = None
+            row[dim] = value
+        for name in (*TOKEN_SUMS, "requests"):
+            row[name] = int(item[name] or 0)
+            totals[name] += row[name]
+        cost = Decimal(item["cost"] or 0)
+        totals["cost"] += cost
+        row["cost"] = cost
+        if names and row["requests"] == 0 and cost == 0:
+            continue  # a bucket emptied by a correction
+        out_rows.append(row)
+    return {"currency": "USD", "rows": out_rows, "totals": totals}
+
+
+def events_for(
+    query: UsageQuery, *, event_id: str | None = None, extra: dict[str, Any] | None = None
+) -> QuerySet[UsageEvent]:
+    rows = _base(query, "events")
+    if event_id:
+        rows = rows.filter(event_id=event_id)
+    for name, value in (extra or {}).items():
+        rows = rows.filter(**{name: value})
+    return rows.select_related("project", "project__department", "api_key")
+
+
+def project_summary(query: UsageQuery) -> list[dict[str, Any]]:
+    """Chargeback summary by department and project, from the daily rollups."""
+    scoped = UsageQuery(
+        tenant=query.tenant,
+        start=query.start,
+        end=query.end,
+        group_by=["department", "project"],
+        filters={k: v for k, v in query.filters.items() if k != "end_user"},
+        project_ids=query.project_ids,
+    )
+    return usage_aggregate(scoped)["rows"]
+
+
+def unpriced_models() -> list[dict[str, Any]]:
+    """The platform admin's queue: models seen in events with no price, with counts."""
+    return list(
+        UsageEvent.objects.filter(rating_status=UsageEvent.RatingStatus.UNPRICED)
+        .values("model", "provider")
+        .annotate(
+            events=Count("id"),
+            tenants=Count("tenant", distinct=True),
+            first_seen=Min("occurred_at"),
+            last_seen=Max("occurred_at"),
+        )
+        .order_by("-events", "model")
+    )
+
+
+def project_names(tenant: Tenant) -> dict[str, str]:
+    return dict(Project.objects.filter(tenant=tenant).values_list("slug", "name"))

@@ -1,0 +1,150 @@
+"""Reading usage (SPEC §5.5): aggregates, raw events with cursor pagination, CSV/XLSX exports."""
+
+import datetime as dt
+import io
+from decimal import Decimal
+
+import openpyxl
+import pytest
+from django.utils import timezone
+
+from metering.models import UsageEvent
+from metering.services import IngestScope, events_ingest
+from tests.metering.conftest import iso
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def usage(world, prices):  # type: ignore[no-untyped-def]
+    """Alpha: 3 chatbot events (2 models, 2 days), 1 research event; Bravo: 1 event."""
+    now = timezone.now().replace(microsecond=0)
+    today = now - dt.timedelta(minutes=10)
+    yesterday = now - dt.timedelta(days=1)
+
+    def send(key, events):  # type: ignore[no-untyped-def]
+        result = events_ingest(scope=IngestScope(kind="project_key", api_key=key), raw_events=events)
+        assert result.accepted == len(events), result.rejected
+
+    send(world.alpha_key, [
+        {"event_id": "a1", "timestamp": iso(today), "model": "gpt-4o", "feature": "chat", "end_user": "u1",
+         "usage": {"input_tokens": 1000, "output_tokens": 100}},
+        {"event_id": "a2", "timestamp": iso(today), "model": "claude-sonnet-4", "feature": "chat", "end_user": "u2",
+         "usage": {"input_tokens": 2000, "output_tokens": 200}},
+        {"event_id": "a3", "timestamp": iso(yesterday), "model": "gpt-4o", "feature": "search", "end_user": "u1",
+         "usage": {"input_tokens": 500, "output_tokens": 50}},
+    ])
+    from tests.factories import api_key_for
+
+    research_key, _secret = api_key_for(world.alpha_other_project)
+    send(research_key, [{"event_id": "r1", "timestamp": iso(today), "model": "gpt-4o",
+                         "usage": {"input_tokens": 10, "output_tokens": 1}}])
+    send(world.bravo_key, [{"event_id": "b1", "timestamp": iso(today), "model": "gpt-4o",
+                            "usage": {"input_tokens": 7, "output_tokens": 7}}])
+    import zoneinfo
+
+    zone = zoneinfo.ZoneInfo(world.alpha.timezone)
+    return {"start": (yesterday.astimezone(zone).date()).isoformat(), "end": today.astimezone(zone).date().isoformat()}
+
+
+def test_usage_grouped_by_model_sums_the_events_exactly(world, usage) -> None:
+    response = world.client("alpha_owner").get(
+        "/api/v1/usage", {"start": usage["start"], "end": usage["end"], "group_by": "model"})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["currency"] == "USD"
+    by_model = {row["model"]: row for row in body["rows"]}
+    assert by_model["gpt-4o"]["input_tokens"] == 1510 and by_model["gpt-4o"]["requests"] == 3
+    assert by_model["claude-sonnet-4"]["output_tokens"] == 200
+    expected = sum(UsageEvent.objects.filter(tenant=world.alpha).values_list("cost", flat=True), Decimal(0))
+    assert Decimal(body["totals"]["cost"]) == expected
+    assert body["totals"]["requests"] == 4
+
+
+def test_usage_grouped_by_day_and_project_with_filters(world, usage) -> None:
+    client = world.client("alpha_owner")
+    response = client.get("/api/v1/usage", {"start": usage["start"], "end": usage["end"],
+                                            "group_by": "day,project", "model": "gpt-4o"})
+    rows = response.json()["rows"]
+    assert {(r["project"], r["requests"]) for r in rows} >= {("chatbot", 1), ("research", 1)}
+    assert all(set(r) >= {"day", "project", "cost"} for r in rows)
+    by_feature = client.get("/api/v1/usage", {"start": usage["start"], "end": usage["end"],
+                                              "group_by": "feature", "department": "CS-1"}).json()["rows"]
+    assert {r["feature"]: r["requests"] for r in by_feature} == {"chat": 2, "search": 1}
+
+
+def test_usage_by_end_user_and_by_api_key(world, usage) -> None:
+    client = world.client("alpha_owner")
+    by_user = client.get("/api/v1/usage", {"start": usage["start"], "end": usage["end"],
+                                           "group_by": "end_user"}).json()["rows"]
+    assert {r["end_user"]: r["requests"] for r in by_user} == {"u1": 2, "u2": 1, None: 1}
+    by_key = client.get("/api/v1/usage", {"start": usage["start"], "end": usage["end"], "group_by": "api_key,model",
+                                          "end_user": "u1"}).json()["rows"]
+    assert [(r["api_key"], r["model"], r["requests"]) for r in by_key] == [(world.alpha_key.prefix, "gpt-4o", 2)]
+
+
+def test_a_developer_reads_only_their_projects_usage(world, usage) -> None:
+    rows = world.client("alpha_dev").get("/api/v1/usage", {"start": usage["start"], "end": usage["end"],
+                                                           "group_by": "project"}).json()["rows"]
+    assert [r["project"] for r in rows] == ["chatbot"]
+
+
+def test_a_project_key_reads_its_own_projects_usage(world, usage) -> None:
+    body = world.key_client(world.alpha_key_secret).get(
+        "/api/v1/usage", {"start": usage["start"], "end": usage["end"], "group_by": "project"}).json()
+    assert [r["project"] for r in body["rows"]] == ["chatbot"]
+
+
+def test_bad_usage_queries_are_400_with_fields(world, usage) -> None:
+    client = world.client("alpha_owner")
+    response = client.get("/api/v1/usage", {"start": "2026-13-01", "group_by": "model,colour", "estimated": "yes"})
+    assert response.status_code == 400
+    assert set(response.json()["error"]["fields"]) == {"start", "end", "group_by", "estimated"}
+    assert client.get("/api/v1/usage", {"start": usage["end"], "end": usage["start"]}).status_code in (200, 400)
+
+
+def test_another_tenants_usage_is_404(world, usage) -> None:
+    response = world.client("bravo_owner").get("/api/v1/usage", {"start": usage["start"], "end": usage["end"],
+                                                                  "tenant": "alpha"})
+    assert response.status_code == 404
+
+
+def test_raw_events_are_cursor_paginated_newest_first(world, usage) -> None:
+    client = world.client("alpha_owner")
+    first = client.get("/api/v1/usage/events", {"page_size": 2}).json()
+    assert [e["event_id"] for e in first["results"]][:1] in (["a1"], ["a2"], ["r1"])
+    second = client.get(first["next"]).json()
+    ids = [e["event_id"] for e in first["results"] + second["results"]]
+    assert sorted(ids) == ["a1", "a2", "a3", "r1"]
+    assert ids[-1] == "a3"  # yesterday's is last
+    one = client.get("/api/v1/usage/events", {"event_id": "a2"}).json()["results"]
+    assert [(e["event_id"], e["model"], e["project"]) for e in one] == [("a2", "claude-sonnet-4", "chatbot")]
+
+
+def test_csv_export_holds_the_detailed_events(world, usage) -> None:
+    response = world.client("alpha_owner").get("/api/v1/usage/export", {"format": "csv"})
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/csv")
+    lines = response.content.decode().strip().splitlines()
+    assert lines[0].startswith("event_id,timestamp,department,project")
+    assert len(lines) == 5
+
+
+def test_xlsx_export_has_summary_and_detailed_sheets(world, usage) -> None:
+    response = world.client("alpha_owner").get("/api/v1/usage/export", {"format": "xlsx", "start": usage["start"],
+                                                                        "end": usage["end"]})
+    assert response.status_code == 200
+    book = openpyxl.load_workbook(io.BytesIO(response.content))
+    assert book.sheetnames == ["Summary", "Detailed"]
+    summary = list(book["Summary"].values)
+    assert summary[0][:3] == ("department", "project", "requests")
+    assert {(row[1], row[2]) for row in summary[1:]} == {("chatbot", 3), ("research", 1)}
+    assert book["Detailed"].max_row == 5
+
+
+@pytest.mark.parametrize("bad", ["9999-12-31", "0001-01-01", "2026-02-30", "2026-1-1x"])
+def test_out_of_range_dates_are_400_not_500(world, bad) -> None:  # type: ignore[no-untyped-def]
+    client = world.client("alpha_owner")
+    for path in ("/api/v1/usage", "/api/v1/usage/events", "/api/v1/usage/export"):
+        response = client.get(path, {"start": "2026-01-01", "end": bad})
+        assert response.status_code == 400, (path, bad, response.status_code)
