@@ -7,27 +7,36 @@ from typing import Any
 
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import status
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.generics import ListAPIView
 from rest_framework.pagination import CursorPagination
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.api import ApiError, error_body
+from core.api import ApiError, Conflict, error_body
 from core.parsers import LimitedJSONParser
 from metering.events import MAX_BATCH
+from metering.models import ModelPrice
 from metering.serializers import (
     EventBatchSerializer,
     IngestResultSerializer,
+    ModelPriceAliasesSerializer,
+    ModelPriceCreateSerializer,
+    ModelPriceSerializer,
     SingleIngestResultSerializer,
+    UnpricedModelSerializer,
     UsageEventSerializer,
     UsageResponseSerializer,
 )
 from metering.services import IngestResult, IngestScope, events_ingest
 from tenants.models import ApiKey, GatewayToken
+from tenants.permissions import IsPerson, staff_only
+from tenants.roles import PLATFORM_ADMINS
 from tenants.selectors import is_person
 
 COST_DIGITS = Decimal("1E-10")
@@ -346,3 +355,143 @@ class UsageExportView(APIView):
         )
         response["Content-Disposition"] = f'attachment; filename="{name}.xlsx"'
         return response
+
+
+# --- Prices -----------------------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            OpenApiParameter("model", str),
+            OpenApiParameter("provider", str),
+            OpenApiParameter("at", str, description="YYYY-MM-DD or a timestamp"),
+        ]
+    ),
+    create=extend_schema(request=ModelPriceCreateSerializer, responses={201: ModelPriceSerializer}),
+    partial_update=extend_schema(request=ModelPriceAliasesSerializer, responses=ModelPriceSerializer),
+)
+class PriceViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """The price book: everyone reads; platform admins add effective-dated rows and edit aliases."""
+
+    serializer_class = ModelPriceSerializer
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def get_permissions(self) -> list:
+        if self.request.method in ("GET", "HEAD", "OPTIONS") and self.action != "unpriced":
+            return [IsAuthenticated()]
+        return [IsPerson(), staff_only(PLATFORM_ADMINS)()]
+
+    def get_queryset(self) -> Any:
+        import datetime as dt
+
+        from django.db.models import Q
+
+        prices = ModelPrice.objects.all().order_by("provider", "model", "-effective_from", "-id")
+        params = self.request.query_params
+        if params.get("model"):
+            prices = prices.filter(Q(model__iexact=params["model"]) | Q(aliases__contains=[params["model"]]))
+        if params.get("provider"):
+            prices = prices.filter(provider__iexact=params["provider"])
+        if params.get("at"):
+            raw = params["at"]
+            try:
+                moment = (
+                    dt.datetime.fromisoformat(raw)
+                    if "T" in raw
+                    else dt.datetime.combine(dt.date.fromisoformat(raw), dt.time())
+                )
+            except ValueError:
+                raise ApiError(
+                    400,
+                    "invalid",
+                    "The query has invalid parameters.",
+                    {"at": ["A date YYYY-MM-DD or an RFC 3339 timestamp."]},
+                ) from None
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=dt.UTC)
+            prices = prices.filter(
+                Q(effective_from__lte=moment), Q(effective_to__isnull=True) | Q(effective_to__gt=moment)
+            )
+        return prices
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        from metering.prices import PRICE_FIELDS, PriceRuleViolation, price_add
+
+        body = ModelPriceCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        try:
+            price = price_add(
+                actor=request.user,
+                provider=data["provider"],
+                model=data["model"],
+                prices={name: data.get(name) for name in PRICE_FIELDS},
+                effective_from=data["effective_from"],
+                aliases=data.get("aliases"),
+            )
+        except PriceRuleViolation as exc:
+            raise Conflict(str(exc), code="price_exists") from None
+        return Response(ModelPriceSerializer(price).data, status=status.HTTP_201_CREATED)
+
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        from metering.prices import price_update_aliases
+
+        price = self.get_object()
+        extra = sorted(set(request.data) - {"aliases"}) if isinstance(request.data, dict) else []
+        if extra:
+            raise ApiError(
+                400,
+                "invalid",
+                "Prices are never edited: add a row with a later effective_from.",
+                {name: ["Read-only; add a new effective-dated price."] for name in extra},
+            )
+        body = ModelPriceAliasesSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        price = price_update_aliases(actor=request.user, price=price, aliases=body.validated_data["aliases"])
+        return Response(ModelPriceSerializer(price).data)
+
+    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return self.partial_update(request, *args, **kwargs)
+
+    @extend_schema(responses=UnpricedModelSerializer(many=True))
+    @action(
+        detail=False, methods=["get"], permission_classes=[IsPerson, staff_only(PLATFORM_ADMINS)], pagination_class=None
+    )
+    def unpriced(self, request: Request) -> Response:
+        """Models seen in events without a price, with counts: add a price and they are re-rated."""
+        from metering.selectors import unpriced_models
+
+        return Response(UnpricedModelSerializer(unpriced_models(), many=True).data)
+
+
+# --- LiteLLM ------------------------------------------------------------------------------------------
+
+
+class LiteLLMView(APIView):
+    """LiteLLM's StandardLoggingPayload (one or a list), as its generic API callback sends it."""
+
+    parser_classes = [LimitedJSONParser]
+
+    @extend_schema(request={"application/json": OpenApiTypes.OBJECT}, responses=IngestResultSerializer)
+    def post(self, request: Request) -> Response:
+        from metering.litellm import litellm_to_events
+
+        scope = ingest_scope(request)
+        payloads = request.data if isinstance(request.data, list) else [request.data]
+        if len(payloads) > MAX_BATCH:
+            raise ApiError(413, "batch_too_large", f"At most {MAX_BATCH} payloads per request.")
+        events = litellm_to_events(
+            payloads,
+            tenant=request.query_params.get("tenant"),
+            project=request.query_params.get("project"),
+            scoped_by_key=scope.kind == "project_key",
+        )
+        result = events_ingest(scope=scope, raw_events=events)
+        return Response(result.as_dict(), status=status.HTTP_200_OK)

@@ -1,10 +1,16 @@
 from django.urls import path
+from rest_framework.routers import SimpleRouter
 
 from metering import api
 
+router = SimpleRouter(trailing_slash=False)
+router.register("prices", api.PriceViewSet, basename="price")
+
 urlpatterns = [
     path("events", api.EventsView.as_view(), name="events"),
+    path("integrations/litellm", api.LiteLLMView.as_view(), name="integrations-litellm"),
     path("usage", api.UsageView.as_view(), name="usage"),
     path("usage/events", api.UsageEventsView.as_view(), name="usage-events"),
     path("usage/export", api.UsageExportView.as_view(), name="usage-export"),
+    *router.urls,
 ]

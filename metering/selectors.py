@@ -75,7 +75,8 @@ _FIELD = {
 }
 
 
-def _base(query: UsageQuery, source: str) -> QuerySet:
+def _base(query: UsageQuery, source: str) -> QuerySet[Any]:
+    rows: QuerySet[Any]
     if source == "usage":
         rows = UsageRollup.objects.filter(
             tenant=query.tenant, grain=UsageRollup.Grain.DAY, day__gte=query.start, day__lte=query.end
@@ -85,14 +86,14 @@ def _base(query: UsageQuery, source: str) -> QuerySet:
     else:
         rows = events_in_days(query.tenant, query.start, query.end)
     if query.project_ids is not None and source != "end_user":
-        rows = rows.filter(project_id__in=query.project_ids)
+        rows = rows.filter(**{"project_id__in": query.project_ids})
     fields = _FIELD[source]
     for name, value in query.filters.items():
-        if name == "estimated":
-            rows = rows.filter(estimated=value)
+        if name == "estimated":  # only on the events source (see _rollup_source)
+            rows = rows.filter(**{"estimated": value})
         elif name == "api_key" and source == "usage":
             key = ApiKey.objects.filter(tenant=query.tenant, prefix=value).first()
-            rows = rows.filter(api_key_id_value=key.pk if key else -1)
+            rows = rows.filter(**{"api_key_id_value": key.pk if key else -1})
         else:
             rows = rows.filter(**{fields[name]: value})
     return rows
@@ -176,7 +177,7 @@ def project_summary(query: UsageQuery) -> list[dict[str, Any]]:
     return usage_aggregate(scoped)["rows"]
 
 
-def unpriced_models() -> list[dict[str, Any]]:
+def unpriced_models() -> list[Any]:
     """The platform admin's queue: models seen in events with no price, with counts."""
     return list(
         UsageEvent.objects.filter(rating_status=UsageEvent.RatingStatus.UNPRICED)

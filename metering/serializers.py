@@ -119,3 +119,35 @@ class UsageEventSerializer(serializers.ModelSerializer):
             "metadata",
         ]
         read_only_fields = fields
+
+
+class ModelPriceCreateSerializer(serializers.Serializer):
+    provider = serializers.CharField(max_length=100)
+    model = serializers.CharField(max_length=200)
+    aliases = serializers.ListField(child=serializers.CharField(max_length=200), required=False, max_length=50)
+    effective_from = serializers.DateTimeField()
+    input = serializers.DecimalField(max_digits=20, decimal_places=8, min_value=0)
+    output = serializers.DecimalField(max_digits=20, decimal_places=8, min_value=0)
+    cached_input = serializers.DecimalField(
+        max_digits=20, decimal_places=8, min_value=0, required=False, allow_null=True
+    )
+    cache_write = serializers.DecimalField(
+        max_digits=20, decimal_places=8, min_value=0, required=False, allow_null=True
+    )
+    reasoning = serializers.DecimalField(max_digits=20, decimal_places=8, min_value=0, required=False, allow_null=True)
+    per_request = serializers.DecimalField(
+        max_digits=20, decimal_places=8, min_value=0, required=False, allow_null=True
+    )
+
+
+class ModelPriceAliasesSerializer(serializers.Serializer):
+    aliases = serializers.ListField(child=serializers.CharField(max_length=200), max_length=50)
+
+
+class UnpricedModelSerializer(serializers.Serializer):
+    model = serializers.CharField()
+    provider = serializers.CharField()
+    events = serializers.IntegerField()
+    tenants = serializers.IntegerField()
+    first_seen = serializers.DateTimeField()
+    last_seen = serializers.DateTimeField()

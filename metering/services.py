@@ -313,7 +313,7 @@ def _store(rows: list[_Row], *, now: dt.datetime, result: IngestResult) -> None:
                     row.outcome = "conflict"
 
         _insert_events(cursor, to_write, now)
-        _rollups_apply(cursor, to_write, removed)
+        rollups_apply(cursor, [_row_facts(row) for row in to_write], removed)
 
     for row in rows:
         index = row.event.index
@@ -485,17 +485,50 @@ def _sums(
     ]
 
 
-def _rollups_apply(cursor: Any, added: list[_Row], removed: list[dict[str, Any]]) -> None:
+def _row_facts(row: _Row) -> dict[str, Any]:
+    """The facts of a stored event that its rollup buckets depend on."""
+    return {
+        "tenant_id": row.tenant.pk,
+        "project_id": row.project.pk,
+        "api_key_id": row.api_key_id,
+        "model": row.event.model,
+        "feature": row.event.dimensions["feature"],
+        "environment": row.environment,
+        "end_user": row.event.dimensions["end_user"],
+        "occurred_at": row.event.occurred_at,
+        **row.event.buckets.as_dict(),
+        "status": row.event.status,
+        "cost": row.cost,
+        "rating_status": "priced" if row.priced else "unpriced",
+        "estimated": row.event.estimated,
+        "billable": row.billable,
+    }
+
+
+def rollups_apply(cursor: Any, added: list[dict[str, Any]], removed: list[dict[str, Any]]) -> None:
+    """Add the events in `added` to their buckets and take those in `removed` out, in one upsert per
+    table (rows in key order, so concurrent writers never deadlock)."""
     usage: dict[tuple, list[Any]] = {}
     usage_day: dict[tuple, Any] = {}
     end_users: dict[tuple, list[Any]] = {}
-    tz_by_tenant: dict[int, str] = {row.tenant.pk: row.tenant.timezone for row in added}
-    missing = {r["tenant_id"] for r in removed} - set(tz_by_tenant)
-    if missing:
-        tz_by_tenant.update(Tenant.objects.filter(pk__in=missing).values_list("pk", "timezone"))
+    tenant_ids = {facts["tenant_id"] for facts in (*added, *removed)}
+    tz_by_tenant = dict(Tenant.objects.filter(pk__in=tenant_ids).values_list("pk", "timezone"))
 
-    def add(tenant_id: int, occurred_at: dt.datetime, dims: dict[str, Any], sums: list[Any]) -> None:
-        (hourly, day), (daily, _day), end_user = _bucket_keys(tenant_id, tz_by_tenant[tenant_id], occurred_at, dims)
+    def add(facts: dict[str, Any], sign: int) -> None:
+        occurred_at = facts["occurred_at"]
+        if isinstance(occurred_at, str):  # SQLite
+            occurred_at = dt.datetime.fromisoformat(occurred_at)
+        sums = _sums(
+            buckets=facts,
+            status=facts["status"],
+            cost=Decimal(facts["cost"]),
+            priced=facts["rating_status"] == "priced",
+            estimated=bool(facts["estimated"]),
+            billable=bool(facts["billable"]),
+            sign=sign,
+        )
+        tenant_id = facts["tenant_id"]
+        (hourly, day), (daily, _day), end_user = _bucket_keys(tenant_id, tz_by_tenant[tenant_id], occurred_at, facts)
         for key in (hourly, daily):
             usage_day[key] = day
             current = usage.setdefault(key, [0] * len(SUMS))
@@ -505,48 +538,10 @@ def _rollups_apply(cursor: Any, added: list[_Row], removed: list[dict[str, Any]]
         for i, value in enumerate(sums):
             current[i] += value
 
-    for row in added:
-        dims = {
-            "project_id": row.project.pk,
-            "api_key_id": row.api_key_id,
-            "model": row.event.model,
-            "feature": row.event.dimensions["feature"],
-            "environment": row.environment,
-            "end_user": row.event.dimensions["end_user"],
-        }
-        add(
-            row.tenant.pk,
-            row.event.occurred_at,
-            dims,
-            _sums(
-                buckets=row.event.buckets.as_dict(),
-                status=row.event.status,
-                cost=row.cost,
-                priced=row.priced,
-                estimated=row.event.estimated,
-                billable=row.billable,
-                sign=1,
-            ),
-        )
-    for old in removed:
-        occurred_at = old["occurred_at"]
-        if isinstance(occurred_at, str):
-            occurred_at = dt.datetime.fromisoformat(occurred_at)
-        add(
-            old["tenant_id"],
-            occurred_at,
-            old,
-            _sums(
-                buckets=old,
-                status=old["status"],
-                cost=Decimal(old["cost"]),
-                priced=old["rating_status"] == "priced",
-                estimated=bool(old["estimated"]),
-                billable=bool(old["billable"]),
-                sign=-1,
-            ),
-        )
-
+    for facts in added:
+        add(facts, 1)
+    for facts in removed:
+        add(facts, -1)
     _upsert(
         cursor,
         "metering_usagerollup",

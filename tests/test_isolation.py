@@ -31,11 +31,14 @@ PUBLIC = {
 # Django admin: staff only; a tenant user is sent to the admin login, whatever the id.
 STAFF_ADMIN_NAMESPACE = "admin"
 # Provider-wide staff resources: the outsider (a tenant user) is refused outright.
-STAFF_ONLY = {"api:gatewaytoken-list", "api:gatewaytoken-detail", "api:gatewaytoken-revoke"}
+STAFF_ONLY = {"api:gatewaytoken-list", "api:gatewaytoken-detail", "api:gatewaytoken-revoke", "api:price-unpriced"}
 
 # Ingestion endpoints: the tenant and project are named in the body; naming another tenant's is an
 # event rejection (tested below), never a write into it.
-INGEST = {"api:events"}
+INGEST = {"api:events", "api:integrations-litellm"}
+
+# The price book is provider-wide reference data, readable by every credential (not tenant data).
+PROVIDER_WIDE = {"api:price-list", "api:price-detail"}
 
 # Collections: listed for the outsider, who must see none of Alpha's data.
 COLLECTIONS = {
@@ -99,7 +102,7 @@ def alpha_markers(world: Any) -> list[str]:
 
 
 def test_every_url_pattern_is_classified() -> None:
-    known = PUBLIC | STAFF_ONLY | COLLECTIONS | INGEST | set(OBJECT_KWARGS)
+    known = PUBLIC | STAFF_ONLY | COLLECTIONS | INGEST | PROVIDER_WIDE | set(OBJECT_KWARGS)
     unclassified = [
         (name, route)
         for name, route in all_patterns()
@@ -110,7 +113,7 @@ def test_every_url_pattern_is_classified() -> None:
 
 def test_the_classification_has_no_stale_entries() -> None:
     names = {name for name, _route in all_patterns()}
-    assert (COLLECTIONS | set(OBJECT_KWARGS) | STAFF_ONLY | PUBLIC | INGEST) - names == set()
+    assert (COLLECTIONS | set(OBJECT_KWARGS) | STAFF_ONLY | PUBLIC | INGEST | PROVIDER_WIDE) - names == set()
 
 
 def _outsider_clients(world: Any) -> dict[str, Any]:
@@ -179,7 +182,7 @@ def test_staff_only_resources_refuse_tenant_users(world: Any, name: str) -> None
     from tenants import services
 
     token, _secret = services.gateway_token_create(actor=None, name="edge")
-    url = reverse(name, kwargs={"pk": token.pk} if not name.endswith("-list") else {})
+    url = reverse(name, kwargs={"pk": token.pk} if name.endswith(("-detail", "-revoke")) else {})
     client = _outsider_clients(world)["token"]
     for method in METHODS:
         assert _call(client, method, url).status_code in (403, 405)

@@ -26,21 +26,60 @@ def usage(world, prices):  # type: ignore[no-untyped-def]
         result = events_ingest(scope=IngestScope(kind="project_key", api_key=key), raw_events=events)
         assert result.accepted == len(events), result.rejected
 
-    send(world.alpha_key, [
-        {"event_id": "a1", "timestamp": iso(today), "model": "gpt-4o", "feature": "chat", "end_user": "u1",
-         "usage": {"input_tokens": 1000, "output_tokens": 100}},
-        {"event_id": "a2", "timestamp": iso(today), "model": "claude-sonnet-4", "feature": "chat", "end_user": "u2",
-         "usage": {"input_tokens": 2000, "output_tokens": 200}},
-        {"event_id": "a3", "timestamp": iso(yesterday), "model": "gpt-4o", "feature": "search", "end_user": "u1",
-         "usage": {"input_tokens": 500, "output_tokens": 50}},
-    ])
+    send(
+        world.alpha_key,
+        [
+            {
+                "event_id": "a1",
+                "timestamp": iso(today),
+                "model": "gpt-4o",
+                "feature": "chat",
+                "end_user": "u1",
+                "usage": {"input_tokens": 1000, "output_tokens": 100},
+            },
+            {
+                "event_id": "a2",
+                "timestamp": iso(today),
+                "model": "claude-sonnet-4",
+                "feature": "chat",
+                "end_user": "u2",
+                "usage": {"input_tokens": 2000, "output_tokens": 200},
+            },
+            {
+                "event_id": "a3",
+                "timestamp": iso(yesterday),
+                "model": "gpt-4o",
+                "feature": "search",
+                "end_user": "u1",
+                "usage": {"input_tokens": 500, "output_tokens": 50},
+            },
+        ],
+    )
     from tests.factories import api_key_for
 
     research_key, _secret = api_key_for(world.alpha_other_project)
-    send(research_key, [{"event_id": "r1", "timestamp": iso(today), "model": "gpt-4o",
-                         "usage": {"input_tokens": 10, "output_tokens": 1}}])
-    send(world.bravo_key, [{"event_id": "b1", "timestamp": iso(today), "model": "gpt-4o",
-                            "usage": {"input_tokens": 7, "output_tokens": 7}}])
+    send(
+        research_key,
+        [
+            {
+                "event_id": "r1",
+                "timestamp": iso(today),
+                "model": "gpt-4o",
+                "usage": {"input_tokens": 10, "output_tokens": 1},
+            }
+        ],
+    )
+    send(
+        world.bravo_key,
+        [
+            {
+                "event_id": "b1",
+                "timestamp": iso(today),
+                "model": "gpt-4o",
+                "usage": {"input_tokens": 7, "output_tokens": 7},
+            }
+        ],
+    )
     import zoneinfo
 
     zone = zoneinfo.ZoneInfo(world.alpha.timezone)
@@ -49,7 +88,8 @@ def usage(world, prices):  # type: ignore[no-untyped-def]
 
 def test_usage_grouped_by_model_sums_the_events_exactly(world, usage) -> None:
     response = world.client("alpha_owner").get(
-        "/api/v1/usage", {"start": usage["start"], "end": usage["end"], "group_by": "model"})
+        "/api/v1/usage", {"start": usage["start"], "end": usage["end"], "group_by": "model"}
+    )
     assert response.status_code == 200
     body = response.json()
     assert body["currency"] == "USD"
@@ -63,35 +103,45 @@ def test_usage_grouped_by_model_sums_the_events_exactly(world, usage) -> None:
 
 def test_usage_grouped_by_day_and_project_with_filters(world, usage) -> None:
     client = world.client("alpha_owner")
-    response = client.get("/api/v1/usage", {"start": usage["start"], "end": usage["end"],
-                                            "group_by": "day,project", "model": "gpt-4o"})
+    response = client.get(
+        "/api/v1/usage", {"start": usage["start"], "end": usage["end"], "group_by": "day,project", "model": "gpt-4o"}
+    )
     rows = response.json()["rows"]
     assert {(r["project"], r["requests"]) for r in rows} >= {("chatbot", 1), ("research", 1)}
     assert all(set(r) >= {"day", "project", "cost"} for r in rows)
-    by_feature = client.get("/api/v1/usage", {"start": usage["start"], "end": usage["end"],
-                                              "group_by": "feature", "department": "CS-1"}).json()["rows"]
+    by_feature = client.get(
+        "/api/v1/usage", {"start": usage["start"], "end": usage["end"], "group_by": "feature", "department": "CS-1"}
+    ).json()["rows"]
     assert {r["feature"]: r["requests"] for r in by_feature} == {"chat": 2, "search": 1}
 
 
 def test_usage_by_end_user_and_by_api_key(world, usage) -> None:
     client = world.client("alpha_owner")
-    by_user = client.get("/api/v1/usage", {"start": usage["start"], "end": usage["end"],
-                                           "group_by": "end_user"}).json()["rows"]
+    by_user = client.get(
+        "/api/v1/usage", {"start": usage["start"], "end": usage["end"], "group_by": "end_user"}
+    ).json()["rows"]
     assert {r["end_user"]: r["requests"] for r in by_user} == {"u1": 2, "u2": 1, None: 1}
-    by_key = client.get("/api/v1/usage", {"start": usage["start"], "end": usage["end"], "group_by": "api_key,model",
-                                          "end_user": "u1"}).json()["rows"]
+    by_key = client.get(
+        "/api/v1/usage", {"start": usage["start"], "end": usage["end"], "group_by": "api_key,model", "end_user": "u1"}
+    ).json()["rows"]
     assert [(r["api_key"], r["model"], r["requests"]) for r in by_key] == [(world.alpha_key.prefix, "gpt-4o", 2)]
 
 
 def test_a_developer_reads_only_their_projects_usage(world, usage) -> None:
-    rows = world.client("alpha_dev").get("/api/v1/usage", {"start": usage["start"], "end": usage["end"],
-                                                           "group_by": "project"}).json()["rows"]
+    rows = (
+        world.client("alpha_dev")
+        .get("/api/v1/usage", {"start": usage["start"], "end": usage["end"], "group_by": "project"})
+        .json()["rows"]
+    )
     assert [r["project"] for r in rows] == ["chatbot"]
 
 
 def test_a_project_key_reads_its_own_projects_usage(world, usage) -> None:
-    body = world.key_client(world.alpha_key_secret).get(
-        "/api/v1/usage", {"start": usage["start"], "end": usage["end"], "group_by": "project"}).json()
+    body = (
+        world.key_client(world.alpha_key_secret)
+        .get("/api/v1/usage", {"start": usage["start"], "end": usage["end"], "group_by": "project"})
+        .json()
+    )
     assert [r["project"] for r in body["rows"]] == ["chatbot"]
 
 
@@ -104,8 +154,9 @@ def test_bad_usage_queries_are_400_with_fields(world, usage) -> None:
 
 
 def test_another_tenants_usage_is_404(world, usage) -> None:
-    response = world.client("bravo_owner").get("/api/v1/usage", {"start": usage["start"], "end": usage["end"],
-                                                                  "tenant": "alpha"})
+    response = world.client("bravo_owner").get(
+        "/api/v1/usage", {"start": usage["start"], "end": usage["end"], "tenant": "alpha"}
+    )
     assert response.status_code == 404
 
 
@@ -131,8 +182,9 @@ def test_csv_export_holds_the_detailed_events(world, usage) -> None:
 
 
 def test_xlsx_export_has_summary_and_detailed_sheets(world, usage) -> None:
-    response = world.client("alpha_owner").get("/api/v1/usage/export", {"format": "xlsx", "start": usage["start"],
-                                                                        "end": usage["end"]})
+    response = world.client("alpha_owner").get(
+        "/api/v1/usage/export", {"format": "xlsx", "start": usage["start"], "end": usage["end"]}
+    )
     assert response.status_code == 200
     book = openpyxl.load_workbook(io.BytesIO(response.content))
     assert book.sheetnames == ["Summary", "Detailed"]

@@ -1,0 +1,321 @@
+"""Price book writes: effective-dated rows, never edits of history; imports; re-rating."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection, transaction
+
+from core.audit import audit_record, audit_snapshot
+from metering.models import ModelPrice, UsageEvent
+from metering.pricebook import price_book_changed
+
+PRICE_FIELDS = ("input", "cached_input", "cache_write", "output", "reasoning", "per_request")
+BOOK_START = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+
+
+class PriceRuleViolation(Exception):
+    pass
+
+
+PRICE_QUANTUM = Decimal("1E-8")  # the price book's precision (8 decimals per 1M tokens)
+
+
+def _quantized(value: Decimal | None) -> Decimal | None:
+    return None if value is None else value.quantize(PRICE_QUANTUM)
+
+
+def _same_prices(row: ModelPrice, prices: dict[str, Decimal | None]) -> bool:
+    return all(_quantized(getattr(row, name)) == _quantized(prices.get(name)) for name in PRICE_FIELDS)
+
+
+@transaction.atomic
+def price_add(
+    *,
+    actor: Any,
+    provider: str,
+    model: str,
+    prices: dict[str, Decimal | None],
+    effective_from: dt.datetime,
+    aliases: list[str] | None = None,
+    source: str = ModelPrice.Source.MANUAL,
+    rerate: bool = True,
+) -> ModelPrice:
+    """A new price row. The row in force until then ends where this one starts; a row starting at
+    the same moment with other prices is refused (history is not edited)."""
+    rows = list(
+        ModelPrice.objects.select_for_update().filter(provider=provider, model=model).order_by("effective_from")
+    )
+    clash = next((r for r in rows if r.effective_from == effective_from), None)
+    if clash is not None:
+        raise PriceRuleViolation(
+            f"{provider}/{model} already has a price starting {effective_from:%Y-%m-%d %H:%M}; "
+            "add a row with a later effective_from instead."
+        )
+    later = [r for r in rows if r.effective_from > effective_from]
+    effective_to = later[0].effective_from if later else None
+    for row in rows:
+        if row.effective_from < effective_from and (row.effective_to is None or row.effective_to > effective_from):
+            before = audit_snapshot(row)
+            row.effective_to = effective_from
+            row.save(update_fields=["effective_to"])
+            audit_record(actor=actor, action="update", instance=row, before=before, after=audit_snapshot(row))
+    price = ModelPrice.objects.create(
+        provider=provider,
+        model=model,
+        aliases=aliases or [],
+        effective_from=effective_from,
+        effective_to=effective_to,
+        source=source,
+        **{name: prices.get(name) for name in PRICE_FIELDS},
+    )
+    audit_record(actor=actor, action="create", instance=price, after=audit_snapshot(price))
+    price_book_changed()
+    if rerate:
+        transaction.on_commit(lambda: _schedule_rerate(model))
+    return price
+
+
+def _schedule_rerate(model: str) -> None:
+    from metering.tasks import rerate_unpriced
+
+    rerate_unpriced.delay(model)
+
+
+@transaction.atomic
+def price_update_aliases(*, actor: Any, price: ModelPrice, aliases: list[str]) -> ModelPrice:
+    before = audit_snapshot(price)
+    price.aliases = aliases
+    price.save(update_fields=["aliases"])
+    audit_record(actor=actor, action="update", instance=price, before=before, after=audit_snapshot(price))
+    price_book_changed()
+    transaction.on_commit(lambda: _schedule_rerate(""))
+    return price
+
+
+@dataclass
+class RerateResult:
+    examined: int = 0
+    changed: int = 0
+    still_unpriced: int = 0
+
+
+def events_rerate(
+    *,
+    tenant_id: int | None = None,
+    model: str | None = None,
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+    only_unpriced: bool = True,
+    batch_size: int = 2000,
+) -> RerateResult:
+    """Price events again with today's book (and contracts); rollups follow in the same transaction.
+    Safe to run twice: an event whose cost does not change is left alone."""
+    from metering.adapters import Buckets
+    from metering.rating import RateCardResolver, event_cost
+    from metering.services import rollups_apply
+
+    events = UsageEvent.objects.all()
+    if only_unpriced:
+        events = events.filter(rating_status=UsageEvent.RatingStatus.UNPRICED)
+    if tenant_id:
+        events = events.filter(tenant_id=tenant_id)
+    if model:
+        events = events.filter(model=model)
+    if start:
+        events = events.filter(occurred_at__gte=start)
+    if end:
+        events = events.filter(occurred_at__lt=end)
+    result = RerateResult()
+    last_id = 0
+    resolvers: dict[int, RateCardResolver] = {}
+    columns = [
+        "id",
+        "tenant_id",
+        "project_id",
+        "api_key_id",
+        "model",
+        "provider",
+        "feature",
+        "environment",
+        "end_user",
+        "occurred_at",
+        "input_tokens",
+        "cached_input_tokens",
+        "cache_write_tokens",
+        "output_tokens",
+        "reasoning_tokens",
+        "status",
+        "cost",
+        "price_id",
+        "rating_status",
+        "estimated",
+        "billable",
+    ]
+    while True:
+        with transaction.atomic():
+            chunk = list(events.filter(id__gt=last_id).order_by("id").values(*columns)[:batch_size])
+            if not chunk:
+                break
+            last_id = chunk[-1]["id"]
+            added, removed = [], []
+            with connection.cursor() as cursor:
+                for facts in chunk:
+                    result.examined += 1
+                    resolver = resolvers.setdefault(facts["tenant_id"], RateCardResolver(facts["tenant_id"]))
+                    card = resolver.card(model=facts["model"], provider=facts["provider"], at=facts["occurred_at"])
+                    if card is None:
+                        result.still_unpriced += 1
+                        continue
+                    buckets = Buckets(
+                        facts["input_tokens"],
+                        facts["cached_input_tokens"],
+                        facts["cache_write_tokens"],
+                        facts["output_tokens"],
+                        facts["reasoning_tokens"],
+                    )
+                    cost = event_cost(card, buckets)
+                    if (
+                        cost == facts["cost"]
+                        and facts["rating_status"] == "priced"
+                        and facts["price_id"] == card.price_id
+                    ):
+                        continue
+                    cursor.execute(
+                        "UPDATE metering_usageevent SET cost = %s, price_id = %s, rating_status = 'priced' "
+                        "WHERE tenant_id = %s AND occurred_at = %s AND id = %s",
+                        [cost, card.price_id, facts["tenant_id"], facts["occurred_at"], facts["id"]],
+                    )
+                    removed.append(facts)
+                    added.append({**facts, "cost": cost, "rating_status": "priced"})
+                    result.changed += 1
+                rollups_apply(cursor, added, removed)
+    return result
+
+
+def genai_prices_rows() -> list[dict[str, Any]]:
+    """The genai-prices snapshot shipped in the package, as price-book rows (no network)."""
+    from genai_prices.data import providers
+    from genai_prices.types import (
+        ClauseContains,
+        ClauseEndsWith,
+        ClauseEquals,
+        ClauseOr,
+        ClauseStartsWith,
+        StartDateConstraint,
+        TieredPrices,
+    )
+    from genai_prices.types import ModelPrice as GenaiPrice
+
+    def aliases_of(match: Any) -> list[str]:
+        if isinstance(match, ClauseEquals):
+            return [match.equals]
+        if isinstance(match, ClauseStartsWith):
+            return [match.starts_with + "*"]
+        if isinstance(match, ClauseEndsWith):
+            return ["*" + match.ends_with]
+        if isinstance(match, ClauseContains):
+            return ["*" + match.contains + "*"]
+        if isinstance(match, ClauseOr):
+            return [alias for clause in match.or_ for alias in aliases_of(clause)]
+        return []  # regular expressions and AND-clauses have no glob equivalent
+
+    def decimal(value: Any) -> Decimal | None:
+        if value is None:
+            return None
+        if isinstance(value, TieredPrices):
+            return Decimal(value.base)  # the base tier; long-context tiers are not modelled
+        return Decimal(value)
+
+    def card(prices: GenaiPrice) -> dict[str, Decimal | None] | None:
+        values = prices.__dict__
+        if values.get("input_mtok") is None or values.get("output_mtok") is None:
+            return None
+        requests = decimal(values.get("requests_kcount"))
+        return {
+            "input": decimal(values.get("input_mtok")),
+            "output": decimal(values.get("output_mtok")),
+            "cached_input": decimal(values.get("cache_read_mtok")),
+            "cache_write": decimal(values.get("cache_write_mtok")),
+            "reasoning": decimal(values.get("output_reasoning_mtok")),
+            "per_request": requests / 1000 if requests is not None else None,
+        }
+
+    rows = []
+    for provider in providers:
+        for model in provider.models:
+            aliases = sorted({a for a in aliases_of(model.match) if a.lower() != model.id.lower()})
+            if isinstance(model.prices, GenaiPrice):
+                periods = [(BOOK_START, model.prices)]
+            else:
+                periods = []
+                for conditional in model.prices:
+                    constraint = conditional.constraint
+                    if constraint is None:
+                        periods.append((BOOK_START, conditional.prices))
+                    elif isinstance(constraint, StartDateConstraint):
+                        start = dt.datetime.combine(constraint.start_date, dt.time(), tzinfo=dt.UTC)
+                        periods.append((start, conditional.prices))
+                    # time-of-day prices (off-peak discounts) are not modelled: the standard price applies
+            for start, prices in sorted(periods, key=lambda p: p[0]):
+                values = card(prices)
+                if values is not None:
+                    rows.append(
+                        {
+                            "provider": provider.id,
+                            "model": model.id,
+                            "aliases": aliases,
+                            "effective_from": start,
+                            "prices": values,
+                        }
+                    )
+    return rows
+
+
+@dataclass
+class ImportResult:
+    created: int = 0
+    unchanged: int = 0
+
+
+def prices_import(*, actor: Any, rows: list[dict[str, Any]], source: str, now: dt.datetime) -> ImportResult:
+    """Idempotent. A row whose prices are already in force is skipped; a price starting after the book's
+    latest row for that model is appended at its own start; a change to a period already in the book
+    applies from now on — the past is never re-priced silently."""
+    result = ImportResult()
+    existing: dict[tuple[str, str], list[ModelPrice]] = {}
+    for price in ModelPrice.objects.order_by("effective_from"):
+        existing.setdefault((price.provider, price.model), []).append(price)
+    for row in sorted(rows, key=lambda r: (r["provider"], r["model"], r["effective_from"])):
+        key = (row["provider"], row["model"])
+        history = existing.setdefault(key, [])
+        start, prices = row["effective_from"], row["prices"]
+        if history:
+            in_force = [p for p in history if p.effective_from <= start] or history[:1]
+            latest = history[-1]
+            if _same_prices(in_force[-1], prices) or _same_prices(latest, prices):
+                result.unchanged += 1
+                continue
+            effective_from = (
+                start if start > latest.effective_from else max(now, latest.effective_from + dt.timedelta(seconds=1))
+            )
+        else:
+            effective_from = start
+        history.append(
+            price_add(
+                actor=actor,
+                provider=row["provider"],
+                model=row["model"],
+                prices=prices,
+                effective_from=effective_from,
+                aliases=row.get("aliases"),
+                source=source,
+                rerate=False,
+            )
+        )
+        result.created += 1
+    transaction.on_commit(lambda: _schedule_rerate(""))
+    return result

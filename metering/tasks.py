@@ -1,0 +1,18 @@
+from celery import shared_task
+
+from metering.partitions import partitions_ensure
+
+
+@shared_task(acks_late=True)
+def rerate_unpriced(model: str = "") -> dict:
+    """Price the events that had no price (of one model, or all). Safe to run twice."""
+    from metering.prices import events_rerate
+
+    result = events_rerate(model=model or None, only_unpriced=True)
+    return result.__dict__
+
+
+@shared_task(acks_late=True)
+def usage_partitions_ensure() -> list[str]:
+    """Create the coming months' partitions of usage events ahead of time."""
+    return partitions_ensure()

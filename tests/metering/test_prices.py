@@ -1,0 +1,202 @@
+"""The price book: API, effective dating, genai-prices import, the unpriced queue and re-rating."""
+
+import datetime as dt
+import json
+from decimal import Decimal
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from metering.models import ModelPrice, UsageEvent, UsageRollup
+from metering.services import IngestScope, events_ingest
+from metering.verification import rollups_verify
+from tests.metering.conftest import add_price, iso
+
+pytestmark = pytest.mark.django_db
+VECTOR = (
+    Path(__file__).resolve().parents[3] / "shared" / "data" / "usage-payloads" / "litellm_standard_logging_payload.json"
+)
+
+
+def test_everyone_reads_prices_and_filters_by_model_and_date(world, prices) -> None:
+    client = world.client("alpha_member")
+    rows = client.get("/api/v1/prices", {"model": "gpt-4o"}).json()["results"]
+    assert [(r["model"], r["input"]) for r in rows] == [("gpt-4o", "2.50000000")]
+    assert client.get("/api/v1/prices", {"at": "2019-06-01"}).json()["results"] == []
+    assert world.key_client(world.alpha_key_secret).get("/api/v1/prices").status_code == 200
+
+
+def test_a_platform_admin_adds_a_new_price_that_closes_the_old_one(world, prices) -> None:
+    client = world.client("platform")
+    change = "2026-12-01T00:00:00Z"
+    response = client.post(
+        "/api/v1/prices",
+        {"provider": "openai", "model": "gpt-4o", "input": "2", "output": "8", "effective_from": change},
+        format="json",
+    )
+    assert response.status_code == 201, response.json()
+    old = ModelPrice.objects.get(pk=prices["gpt-4o"].pk)
+    assert old.effective_to == dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    at_new = client.get("/api/v1/prices", {"model": "gpt-4o", "at": "2026-12-02"}).json()["results"]
+    assert [r["input"] for r in at_new] == ["2.00000000"]
+
+
+def test_prices_are_never_edited(world, prices) -> None:
+    client = world.client("platform")
+    pk = prices["gpt-4o"].pk
+    response = client.patch(f"/api/v1/prices/{pk}", {"input": "1"}, format="json")
+    assert response.status_code == 400
+    assert ModelPrice.objects.get(pk=pk).input == Decimal("2.5")
+    again = client.post(
+        "/api/v1/prices",
+        {
+            "provider": "openai",
+            "model": "gpt-4o",
+            "input": "1",
+            "output": "1",
+            "effective_from": "2020-01-01T00:00:00Z",
+        },
+        format="json",
+    )
+    assert again.status_code == 409 and again.json()["error"]["code"] == "price_exists"
+    ok = client.patch(f"/api/v1/prices/{pk}", {"aliases": ["gpt-4o-*"]}, format="json")
+    assert ok.status_code == 200 and ok.json()["aliases"] == ["gpt-4o-*"]
+
+
+def test_only_platform_admins_write_prices(world, prices) -> None:
+    for who in ("alpha_owner", "finance", "am"):
+        response = world.client(who).post(
+            "/api/v1/prices",
+            {"provider": "x", "model": "y", "input": "1", "output": "1", "effective_from": iso(timezone.now())},
+            format="json",
+        )
+        assert response.status_code == 403
+    assert not ModelPrice.objects.filter(model="y").exists()
+
+
+def test_an_unpriced_model_is_queued_then_rerated_when_a_price_arrives(world, prices) -> None:
+    when = timezone.now() - dt.timedelta(hours=1)
+    events_ingest(
+        scope=IngestScope(kind="project_key", api_key=world.alpha_key),
+        raw_events=[
+            {
+                "event_id": f"n-{n}",
+                "timestamp": iso(when),
+                "model": "novel-model-1",
+                "usage": {"input_tokens": 1000, "output_tokens": 1000},
+            }
+            for n in range(3)
+        ],
+    )
+    assert UsageEvent.objects.filter(rating_status="unpriced").count() == 3
+    assert UsageRollup.objects.get(grain="day").unpriced_requests == 3
+    queue = world.client("platform").get("/api/v1/prices/unpriced").json()
+    assert [(q["model"], q["events"]) for q in queue] == [("novel-model-1", 3)]
+    assert world.client("alpha_owner").get("/api/v1/prices/unpriced").status_code == 403
+
+    add_price("novel-model-1", input="1", output="2")
+    out = StringIO()
+    call_command("rerate", stdout=out)
+    assert "3 re-priced" in out.getvalue()
+    assert set(UsageEvent.objects.values_list("rating_status", "cost")) == {("priced", Decimal("0.003"))}
+    daily = UsageRollup.objects.get(grain="day")
+    assert (daily.unpriced_requests, daily.cost) == (0, Decimal("0.009"))
+    assert rollups_verify() == []
+    call_command("rerate", stdout=out)  # twice is harmless
+    assert UsageRollup.objects.get(grain="day").cost == Decimal("0.009")
+
+
+def test_adding_a_price_through_the_api_rerates_in_the_background(
+    world, prices, django_capture_on_commit_callbacks
+) -> None:  # noqa: E501
+    events_ingest(
+        scope=IngestScope(kind="project_key", api_key=world.alpha_key),
+        raw_events=[
+            {
+                "event_id": "n-1",
+                "timestamp": iso(timezone.now()),
+                "model": "novel-model-2",
+                "usage": {"input_tokens": 1_000_000, "output_tokens": 0},
+            }
+        ],
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        world.client("platform").post(
+            "/api/v1/prices",
+            {
+                "provider": "acme-ai",
+                "model": "novel-model-2",
+                "input": "4",
+                "output": "4",
+                "effective_from": "2020-01-01T00:00:00Z",
+            },
+            format="json",
+        )
+    assert UsageEvent.objects.get(event_id="n-1").cost == Decimal(4)
+
+
+def test_the_genai_prices_import_is_idempotent_and_prices_the_usual_models() -> None:
+    out = StringIO()
+    call_command(
+        "import_prices", "--source", "genai-prices", "--provider", "openai", "--provider", "anthropic", stdout=out
+    )
+    created = ModelPrice.objects.count()
+    assert created > 100
+    call_command(
+        "import_prices", "--source", "genai-prices", "--provider", "openai", "--provider", "anthropic", stdout=out
+    )
+    assert ModelPrice.objects.count() == created
+    assert out.getvalue().splitlines()[-1].startswith("0 price rows added")
+    from metering.pricebook import price_book
+
+    now = timezone.now()
+    assert price_book.lookup(model="gpt-4o-2024-08-06", at=now).model.startswith("gpt-4o")
+    assert price_book.lookup(model="claude-3-5-sonnet-20241022", at=now).provider == "anthropic"
+
+
+def test_a_csv_import_adds_rows_and_refuses_bad_lines(tmp_path) -> None:
+    good = tmp_path / "prices.csv"
+    good.write_text(
+        "provider,model,effective_from,input,cached_input,cache_write,output,reasoning,per_request,aliases\n"
+        "internal,house-llm,2026-01-01T00:00:00+00:00,0.5,,,1.5,,,house-llm-*\n"
+    )
+    call_command("import_prices", "--source", "csv", "--file", str(good), stdout=StringIO())
+    price = ModelPrice.objects.get(model="house-llm")
+    assert (price.input, price.output, price.aliases, price.source) == (
+        Decimal("0.5"),
+        Decimal("1.5"),
+        ["house-llm-*"],
+        "import",
+    )
+    bad = tmp_path / "bad.csv"
+    bad.write_text("provider,model,effective_from,input,output\nx,y,not-a-date,1,1\n")
+    from django.core.management import CommandError
+
+    with pytest.raises(CommandError, match="line 2"):
+        call_command("import_prices", "--source", "csv", "--file", str(bad))
+
+
+def test_litellm_payloads_are_ingested_with_their_mapping(world, prices) -> None:
+    vector = json.loads(VECTOR.read_text())
+    payload = dict(vector["payload"])
+    payload["startTime"] = payload["endTime"] = timezone.now().timestamp()
+    response = world.key_client(world.alpha_key_secret).post("/api/v1/integrations/litellm", [payload], format="json")
+    assert response.status_code == 200, response.json()
+    assert response.json()["accepted"] == 1
+    stored = UsageEvent.objects.get()
+    expected = vector["expected"]
+    assert (stored.event_id, stored.end_user, stored.feature) == (
+        expected["event_id"],
+        expected["end_user"],
+        expected["feature"],
+    )
+    assert (stored.input_tokens, stored.cached_input_tokens, stored.output_tokens) == (
+        expected["input_tokens"],
+        expected["cached_input_tokens"],
+        expected["output_tokens"],
+    )
+    assert stored.metadata["litellm_key_alias"] == "team-marketing-chatbot"
+    assert stored.project_id == world.alpha_project.pk
