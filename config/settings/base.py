@@ -228,3 +228,9 @@ METERLINE_PREFERRED_PROVIDERS = env_list(
 METERLINE_PRICEBOOK_CHECK_SECONDS = float(env_str("METERLINE_PRICEBOOK_CHECK_SECONDS") or 1.0)
 # Synchronous usage exports stop here and ask for a narrower query.
 METERLINE_EXPORT_MAX_ROWS = env_int("METERLINE_EXPORT_MAX_ROWS", 200_000)
+
+# Periodic work (django-celery-beat installs these into its database schedule at start).
+CELERY_BEAT_SCHEDULE = {
+    "usage-partitions-ahead": {"task": "metering.tasks.usage_partitions_ensure", "schedule": 6 * 60 * 60},
+    "rerate-unpriced": {"task": "metering.tasks.rerate_unpriced", "schedule": 60 * 60},
+}

@@ -1,16 +1,22 @@
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from metering import demo as metering_demo
 from tenants import demo as tenants_demo
 
 
 class Command(BaseCommand):
     help = "Load demo tenants, people, keys (and, as the apps grow, usage, contracts, bills and invoices)."
 
+    def add_arguments(self, parser):  # type: ignore[no-untyped-def]
+        parser.add_argument("--days", type=int, default=90, help="days of usage to generate")
+        parser.add_argument("--scale", type=float, default=1.0, help="multiplier on the demo's request volume")
+
     def handle(self, *args, **opts):  # type: ignore[no-untyped-def]
         with transaction.atomic():
             seeded = tenants_demo.seed()
-        self.stdout.write(self.style.SUCCESS("Demo data loaded."))
+        events = metering_demo.seed(days=opts["days"], scale=opts["scale"])
+        self.stdout.write(self.style.SUCCESS(f"Demo data loaded ({events} usage events)."))
         self.stdout.write(f"\nDemo logins (password for all: {seeded['password']}):")
         for username, _group, label in seeded["staff"]:  # type: ignore[attr-defined]
             self.stdout.write(f"  {username:<15} {label}")
