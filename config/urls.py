@@ -27,5 +27,5 @@ urlpatterns = [
     path("accounts/reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
-    path("", include(("tenants.urls", "portal"), namespace="portal")),
+    path("", include(("config.portal_urls", "portal"), namespace="portal")),
 ]

@@ -24,10 +24,18 @@ DEMO_PRICES = [
     ("openai", "gpt-4o", {"input": "2.5", "cached_input": "1.25", "output": "10"}, ["gpt-4o-2024-*"]),
     ("openai", "gpt-4o-mini", {"input": "0.15", "cached_input": "0.075", "output": "0.6"}, ["gpt-4o-mini-2024-*"]),
     ("openai", "o3", {"input": "2", "cached_input": "0.5", "output": "8"}, []),
-    ("anthropic", "claude-sonnet-4", {"input": "3", "cached_input": "0.3", "cache_write": "3.75", "output": "15"},
-     ["claude-sonnet-4-*"]),
-    ("anthropic", "claude-3-5-haiku", {"input": "0.8", "cached_input": "0.08", "cache_write": "1", "output": "4"},
-     ["claude-3-5-haiku-*"]),
+    (
+        "anthropic",
+        "claude-sonnet-4",
+        {"input": "3", "cached_input": "0.3", "cache_write": "3.75", "output": "15"},
+        ["claude-sonnet-4-*"],
+    ),
+    (
+        "anthropic",
+        "claude-3-5-haiku",
+        {"input": "0.8", "cached_input": "0.08", "cache_write": "1", "output": "4"},
+        ["claude-3-5-haiku-*"],
+    ),
     ("google", "gemini-2.5-flash", {"input": "0.3", "cached_input": "0.075", "output": "2.5"}, []),
     ("deepseek", "deepseek-chat", {"input": "0.27", "cached_input": "0.07", "output": "1.1"}, []),
 ]
@@ -50,8 +58,15 @@ def _ensure_prices() -> None:
         if not ModelPrice.objects.filter(provider=provider, model=model).exists():
             from decimal import Decimal
 
-            price_add(actor=None, provider=provider, model=model, effective_from=BOOK_START, aliases=aliases,
-                      prices={k: Decimal(v) for k, v in prices.items()}, rerate=False)
+            price_add(
+                actor=None,
+                provider=provider,
+                model=model,
+                effective_from=BOOK_START,
+                aliases=aliases,
+                prices={k: Decimal(v) for k, v in prices.items()},
+                rerate=False,
+            )
     price_book_changed()
 
 
@@ -60,15 +75,22 @@ def _usage(rng: random.Random, model: str) -> dict[str, Any]:
     output = int(rng.lognormvariate(5.6, 0.7))
     if model.startswith("claude"):
         cached = int(prompt * rng.choice([0, 0, 0.6, 0.8]))
-        return {"input_tokens": prompt - cached, "cache_read_input_tokens": cached,
-                "cache_creation_input_tokens": rng.choice([0, 0, 0, 1200]), "output_tokens": output}
+        return {
+            "input_tokens": prompt - cached,
+            "cache_read_input_tokens": cached,
+            "cache_creation_input_tokens": rng.choice([0, 0, 0, 1200]),
+            "output_tokens": output,
+        }
     if model.startswith("gemini"):
         return {"promptTokenCount": prompt, "candidatesTokenCount": output}
     reasoning = int(output * 0.6) if model == "o3" else 0
     cached = int(prompt * rng.choice([0, 0, 0.5]))
-    return {"prompt_tokens": prompt, "completion_tokens": output + reasoning,
-            "prompt_tokens_details": {"cached_tokens": cached},
-            "completion_tokens_details": {"reasoning_tokens": reasoning}}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": output + reasoning,
+        "prompt_tokens_details": {"cached_tokens": cached},
+        "completion_tokens_details": {"reasoning_tokens": reasoning},
+    }
 
 
 def seed(*, days: int = 90, scale: float = 1.0, rng_seed: int = 2026) -> int:
@@ -76,7 +98,7 @@ def seed(*, days: int = 90, scale: float = 1.0, rng_seed: int = 2026) -> int:
     if UsageEvent.objects.exists():
         return 0
     _ensure_prices()
-    rng = random.Random(rng_seed)
+    rng = random.Random(rng_seed)  # noqa: S311  (demo data, reproducible by design)
     now = timezone.now()
     stored = 0
     for where, (per_day, models, features) in PROFILES.items():
@@ -99,10 +121,15 @@ def seed(*, days: int = 90, scale: float = 1.0, rng_seed: int = 2026) -> int:
                     continue
                 model = rng.choice(model_pool)
                 event: dict[str, Any] = {
-                    "event_id": f"demo-{where}-{day:%Y%m%d}-{n}", "timestamp": moment.isoformat(), "model": model,
-                    "feature": rng.choice(features), "end_user": rng.choice(users),
-                    "session_id": f"s-{rng.randrange(10**6)}", "prompt_template": f"{rng.choice(features)}-v2",
-                    "latency_ms": int(rng.lognormvariate(6.5, 0.5)), "usage": _usage(rng, model),
+                    "event_id": f"demo-{where}-{day:%Y%m%d}-{n}",
+                    "timestamp": moment.isoformat(),
+                    "model": model,
+                    "feature": rng.choice(features),
+                    "end_user": rng.choice(users),
+                    "session_id": f"s-{rng.randrange(10**6)}",
+                    "prompt_template": f"{rng.choice(features)}-v2",
+                    "latency_ms": int(rng.lognormvariate(6.5, 0.5)),
+                    "usage": _usage(rng, model),
                 }
                 if rng.random() < 0.02:  # a client that lost the usage: estimated from characters
                     event.pop("usage")
@@ -113,10 +140,11 @@ def seed(*, days: int = 90, scale: float = 1.0, rng_seed: int = 2026) -> int:
                 events.append(event)
             events += _oddities(where, day, zone, now, rng)
             for start in range(0, len(events), 1000):
-                batch = events[start:start + 1000]
+                batch = events[start : start + 1000]
                 arrival = max(dt.datetime.fromisoformat(e["timestamp"]) for e in batch) + dt.timedelta(seconds=1)
-                result = events_ingest(scope=IngestScope(kind="project_key", api_key=key), raw_events=batch,
-                                       now=min(arrival, now))
+                result = events_ingest(
+                    scope=IngestScope(kind="project_key", api_key=key), raw_events=batch, now=min(arrival, now)
+                )
                 stored += result.accepted
     return stored
 
@@ -128,13 +156,28 @@ def _oddities(where: str, day: dt.date, zone: zoneinfo.ZoneInfo, now: dt.datetim
         # A retry loop burning tokens between 01:00 and 04:00.
         for n in range(180):
             moment = dt.datetime.combine(day, dt.time(1 + n // 60, n % 60), tzinfo=zone)
-            events.append({"event_id": f"demo-loop-{day:%Y%m%d}-{n}", "timestamp": moment.isoformat(),
-                           "model": "gpt-4o", "feature": "triage", "end_user": "acme-batch-bot",
-                           "prompt_template": "triage-retry", "usage": {"prompt_tokens": 6000, "completion_tokens": 900}})
+            events.append(
+                {
+                    "event_id": f"demo-loop-{day:%Y%m%d}-{n}",
+                    "timestamp": moment.isoformat(),
+                    "model": "gpt-4o",
+                    "feature": "triage",
+                    "end_user": "acme-batch-bot",
+                    "prompt_template": "triage-retry",
+                    "usage": {"prompt_tokens": 6000, "completion_tokens": 900},
+                }
+            )
     if where == "globex/search" and age == 3:
         for n in range(120):
             moment = dt.datetime.combine(day, dt.time(15, n % 60, n // 60), tzinfo=zone)
-            events.append({"event_id": f"demo-spike-{day:%Y%m%d}-{n}", "timestamp": moment.isoformat(),
-                           "model": "gemini-2.5-flash", "feature": "answer", "end_user": "globex-user-007",
-                           "usage": {"promptTokenCount": 30000, "candidatesTokenCount": 2000}})
+            events.append(
+                {
+                    "event_id": f"demo-spike-{day:%Y%m%d}-{n}",
+                    "timestamp": moment.isoformat(),
+                    "model": "gemini-2.5-flash",
+                    "feature": "answer",
+                    "end_user": "globex-user-007",
+                    "usage": {"promptTokenCount": 30000, "candidatesTokenCount": 2000},
+                }
+            )
     return [e for e in events if dt.datetime.fromisoformat(e["timestamp"]) <= now]

@@ -1,5 +1,7 @@
 """Tabular exports (django-import-export): detailed usage events and the price book."""
 
+from typing import Any
+
 from import_export import fields, resources
 
 from metering.models import ModelPrice, UsageEvent
@@ -48,6 +50,28 @@ class UsageEventResource(resources.ModelResource):
 class ModelPriceResource(resources.ModelResource):
     """CSV import/export of the price book. A row whose (provider, model, effective_from) exists with
     other prices is refused: history is never edited; add a row with a later effective_from."""
+
+    def save_instance(self, instance: ModelPrice, is_create: bool, row: Any, **kwargs: Any) -> None:
+        from metering.prices import PRICE_FIELDS, price_add
+
+        if not is_create:
+            stored = ModelPrice.objects.get(pk=instance.pk)
+            if any(getattr(stored, name) != getattr(instance, name) for name in PRICE_FIELDS):
+                raise ValueError(
+                    f"{instance.provider}/{instance.model} from {instance.effective_from}: prices are never "
+                    "edited; add a row with a later effective_from."
+                )
+            return
+        created = price_add(
+            actor=None,
+            provider=instance.provider,
+            model=instance.model,
+            prices={name: getattr(instance, name) for name in PRICE_FIELDS},
+            effective_from=instance.effective_from,
+            aliases=list(instance.aliases or []),
+            source=ModelPrice.Source.IMPORT,
+        )
+        instance.pk = created.pk
 
     class Meta:
         model = ModelPrice

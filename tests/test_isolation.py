@@ -32,6 +32,8 @@ PUBLIC = {
 STAFF_ADMIN_NAMESPACE = "admin"
 # Provider-wide staff resources: the outsider (a tenant user) is refused outright.
 STAFF_ONLY = {"api:gatewaytoken-list", "api:gatewaytoken-detail", "api:gatewaytoken-revoke", "api:price-unpriced"}
+# Staff portal pages: a tenant user is refused (403) whatever they send.
+STAFF_PAGES = {"portal:price-book", "portal:price-book-import", "portal:unpriced", "portal:unpriced-rerate"}
 
 # Ingestion endpoints: the tenant and project are named in the body; naming another tenant's is an
 # event rejection (tested below), never a write into it.
@@ -70,6 +72,8 @@ OBJECT_KWARGS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "portal:projects": lambda w: {"tenant": w.alpha.slug},
     "portal:project": lambda w: {"tenant": w.alpha.slug, "project": w.alpha_project.slug},
     "portal:api-key-revoke": lambda w: {"tenant": w.alpha.slug, "pk": w.alpha_key.pk},
+    "portal:usage": lambda w: {"tenant": w.alpha.slug},
+    "portal:usage-events": lambda w: {"tenant": w.alpha.slug},
 }
 
 METHODS = ["get", "post", "put", "patch", "delete"]
@@ -102,7 +106,7 @@ def alpha_markers(world: Any) -> list[str]:
 
 
 def test_every_url_pattern_is_classified() -> None:
-    known = PUBLIC | STAFF_ONLY | COLLECTIONS | INGEST | PROVIDER_WIDE | set(OBJECT_KWARGS)
+    known = PUBLIC | STAFF_ONLY | STAFF_PAGES | COLLECTIONS | INGEST | PROVIDER_WIDE | set(OBJECT_KWARGS)
     unclassified = [
         (name, route)
         for name, route in all_patterns()
@@ -113,7 +117,8 @@ def test_every_url_pattern_is_classified() -> None:
 
 def test_the_classification_has_no_stale_entries() -> None:
     names = {name for name, _route in all_patterns()}
-    assert (COLLECTIONS | set(OBJECT_KWARGS) | STAFF_ONLY | PUBLIC | INGEST | PROVIDER_WIDE) - names == set()
+    classified = COLLECTIONS | set(OBJECT_KWARGS) | STAFF_ONLY | STAFF_PAGES | PUBLIC | INGEST | PROVIDER_WIDE
+    assert classified - names == set()
 
 
 def _outsider_clients(world: Any) -> dict[str, Any]:
@@ -212,3 +217,10 @@ def test_the_outsider_cannot_write_usage_into_alpha(world: Any) -> None:
         assert response.json()["accepted"] == 0
         assert sorted(response.json()["rejected"][0]["errors"]) == ["tenant"]
     assert not UsageEvent.objects.filter(tenant=world.alpha).exists()
+
+
+@pytest.mark.parametrize("name", sorted(STAFF_PAGES))
+def test_staff_pages_refuse_tenant_users(world: Any, name: str) -> None:
+    client = _outsider_clients(world)["portal"]
+    for method in ("get", "post"):
+        assert getattr(client, method)(reverse(name)).status_code in (403, 405)

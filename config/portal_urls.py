@@ -1,0 +1,6 @@
+"""The portal's pages, one namespace ("portal"), each app contributing its own."""
+
+from metering.urls import urlpatterns as metering_pages
+from tenants.urls import urlpatterns as tenant_pages
+
+urlpatterns = [*tenant_pages, *metering_pages]

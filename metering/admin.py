@@ -1,0 +1,55 @@
+from typing import Any
+
+from django.contrib import admin
+from import_export.admin import ImportExportModelAdmin
+
+from metering.models import ModelPrice
+from metering.resources import ModelPriceResource
+
+
+@admin.register(ModelPrice)
+class ModelPriceAdmin(ImportExportModelAdmin):
+    """Browse, CSV import/export. Rows are added through the price rules (the previous row is closed);
+    an import that would change an existing row's prices is refused."""
+
+    resource_classes = [ModelPriceResource]
+    list_display = [
+        "provider",
+        "model",
+        "input",
+        "cached_input",
+        "cache_write",
+        "output",
+        "reasoning",
+        "effective_from",
+        "effective_to",
+        "source",
+    ]
+    list_filter = ["provider", "source"]
+    search_fields = ["model", "provider"]
+    readonly_fields = [
+        "provider",
+        "model",
+        "effective_from",
+        "effective_to",
+        "currency",
+        "input",
+        "cached_input",
+        "cache_write",
+        "output",
+        "reasoning",
+        "per_request",
+        "source",
+        "created_at",
+    ]
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False  # new prices: the portal's price book, the API, or a CSV import
+
+    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: Any, obj: ModelPrice, form: Any, change: bool) -> None:
+        from metering.prices import price_update_aliases
+
+        price_update_aliases(actor=request.user, price=ModelPrice.objects.get(pk=obj.pk), aliases=obj.aliases)

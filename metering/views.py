@@ -1,0 +1,228 @@
+"""Portal pages: the usage explorer and events (tenants), the price book and unpriced queue (platform)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from metering.charts import bar_chart
+from metering.models import ModelPrice
+from metering.selectors import (
+    FILTERS,
+    GROUP_BY,
+    UsageQuery,
+    events_for,
+    unpriced_models,
+    usage_aggregate,
+    usage_scope_projects,
+)
+from tenants.roles import PLATFORM_ADMINS
+from tenants.selectors import has_staff_role, projects_for_user, tenant_get_for_user
+
+PRESETS = {"7d": 7, "30d": 30, "90d": 90}
+
+
+def _group_labels() -> dict[str, str]:
+    return {
+        "day": _("Day"),
+        "model": _("Model"),
+        "project": _("Project"),
+        "feature": _("Feature"),
+        "end_user": _("End user"),
+        "api_key": _("API key"),
+        "department": _("Department"),
+        "environment": _("Environment"),
+    }
+
+
+def _explorer_query(request: HttpRequest, tenant: Any) -> tuple[UsageQuery, dict[str, Any]]:
+    zone = zoneinfo.ZoneInfo(tenant.timezone)
+    today = timezone.now().astimezone(zone).date()
+    params = request.GET
+    preset = params.get("preset", "" if params.get("start") else "30d")
+    if preset == "mtd":
+        start, end = today.replace(day=1), today
+    elif preset in PRESETS:
+        start, end = today - dt.timedelta(days=PRESETS[preset] - 1), today
+    else:
+        try:
+            start = dt.date.fromisoformat(params.get("start", ""))
+            end = dt.date.fromisoformat(params.get("end", "")) if params.get("end") else today
+        except ValueError:
+            start, end, preset = today - dt.timedelta(days=29), today, "30d"
+    if end < start:
+        start, end = end, start
+    start = max(start, end - dt.timedelta(days=365))
+    group = params.get("group_by", "model")
+    if group not in GROUP_BY:
+        group = "model"
+    filters: dict[str, Any] = {}
+    for name in FILTERS:
+        value = params.get(name, "").strip()
+        if value:
+            filters[name] = (value == "true") if name == "estimated" else value[:200]
+    query = UsageQuery(
+        tenant=tenant,
+        start=start,
+        end=end,
+        group_by=[group],
+        filters=filters,
+        project_ids=usage_scope_projects(tenant=tenant, user=request.user),
+    )
+    state = {"preset": preset, "start": start, "end": end, "group_by": group, "filters": filters}
+    return query, state
+
+
+@login_required
+def usage_explorer(request: HttpRequest, tenant: str) -> HttpResponse:
+    tenant_obj = tenant_get_for_user(user=request.user, slug=tenant)
+    query, state = _explorer_query(request, tenant_obj)
+    grouped = usage_aggregate(query)
+    rows = sorted(grouped["rows"], key=lambda r: r["cost"], reverse=True)
+    daily = usage_aggregate(
+        UsageQuery(
+            tenant=tenant_obj,
+            start=query.start,
+            end=query.end,
+            group_by=["day"],
+            filters=query.filters,
+            project_ids=query.project_ids,
+        )
+    )
+    by_day = {row["day"]: row["cost"] for row in daily["rows"]}
+    points = []
+    day = query.start
+    while day <= query.end:
+        points.append((day.isoformat(), by_day.get(day.isoformat(), Decimal(0))))
+        day += dt.timedelta(days=1)
+    peak = max(points, key=lambda p: p[1]) if points else None
+    base_filters = {k: ("true" if v is True else "false" if v is False else v) for k, v in query.filters.items()}
+    dates = {"start": query.start.isoformat(), "end": query.end.isoformat()}
+    for row in rows:
+        value = row.get(state["group_by"])
+        drill = dict(base_filters, **dates)
+        if value is not None and state["group_by"] != "day":
+            drill[state["group_by"]] = value
+        elif state["group_by"] == "day" and value:
+            drill.update(start=value, end=value)
+        row["events_url"] = "?" + urlencode(drill)
+    export = urlencode(dict(base_filters, tenant=tenant_obj.slug, **dates))
+    projects = projects_for_user(request.user, tenant_obj).order_by("name")
+    return render(
+        request,
+        "metering/usage_explorer.html",
+        {
+            "tenant": tenant_obj,
+            "rows": rows,
+            "totals": grouped["totals"],
+            "state": state,
+            "chart": bar_chart(points),
+            "peak": peak,
+            "presets": ["7d", "30d", "90d", "mtd"],
+            "group_choices": GROUP_BY,
+            "projects": projects,
+            "export_query": export,
+            "group_label": _group_labels()[state["group_by"]],
+        },
+    )
+
+
+@login_required
+def usage_events(request: HttpRequest, tenant: str) -> HttpResponse:
+    tenant_obj = tenant_get_for_user(user=request.user, slug=tenant)
+    query, state = _explorer_query(request, tenant_obj)
+    events = events_for(query).order_by("-occurred_at", "-id")
+    page = Paginator(events, 50).get_page(request.GET.get("page"))
+    params = request.GET.copy()
+    params.pop("page", None)
+    return render(
+        request,
+        "metering/usage_events.html",
+        {
+            "tenant": tenant_obj,
+            "page": page,
+            "state": state,
+            "query_string": params.urlencode(),
+        },
+    )
+
+
+def _require_platform_admin(request: HttpRequest) -> None:
+    if not has_staff_role(request.user, PLATFORM_ADMINS):
+        raise PermissionDenied
+
+
+@login_required
+def price_book(request: HttpRequest) -> HttpResponse:
+    _require_platform_admin(request)
+    search = request.GET.get("q", "").strip()
+    current = request.GET.get("current", "1") == "1"
+    prices = ModelPrice.objects.order_by("provider", "model", "-effective_from")
+    if search:
+        prices = prices.filter(Q(model__icontains=search) | Q(provider__icontains=search))
+    if current:
+        now = timezone.now()
+        prices = prices.filter(Q(effective_to__isnull=True) | Q(effective_to__gt=now), effective_from__lte=now)
+    page = Paginator(prices, 50).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "metering/price_book.html",
+        {
+            "page": page,
+            "search": search,
+            "current": current,
+            "unpriced_count": len(unpriced_models()),
+        },
+    )
+
+
+@login_required
+@require_POST
+def price_book_import(request: HttpRequest) -> HttpResponse:
+    _require_platform_admin(request)
+    from metering.prices import genai_prices_rows, prices_import
+
+    result = prices_import(
+        actor=request.user, rows=genai_prices_rows(), source=ModelPrice.Source.GENAI_PRICES, now=timezone.now()
+    )
+    messages.success(
+        request,
+        _("%(created)s price rows added, %(unchanged)s unchanged.")
+        % {"created": result.created, "unchanged": result.unchanged},
+    )
+    return redirect("portal:price-book")
+
+
+@login_required
+def unpriced_queue(request: HttpRequest) -> HttpResponse:
+    _require_platform_admin(request)
+    return render(request, "metering/unpriced.html", {"models": unpriced_models()})
+
+
+@login_required
+@require_POST
+def unpriced_rerate(request: HttpRequest) -> HttpResponse:
+    _require_platform_admin(request)
+    from metering.prices import events_rerate
+
+    result = events_rerate(only_unpriced=True)
+    messages.success(
+        request,
+        _("%(changed)s events priced; %(left)s still without a price.")
+        % {"changed": result.changed, "left": result.still_unpriced},
+    )
+    return redirect("portal:unpriced")

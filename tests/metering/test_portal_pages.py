@@ -1,0 +1,79 @@
+"""Portal: the usage explorer and events page (tenants), the price book and unpriced queue (platform)."""
+
+import pytest
+from django.test import Client
+
+from metering.models import UsageEvent
+from tests.metering.test_usage_api import usage  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.django_db
+
+
+def _client(world, who: str) -> Client:  # type: ignore[no-untyped-def]
+    client = Client()
+    client.force_login(world.users[who])
+    return client
+
+
+def test_the_explorer_shows_totals_chart_and_groups(world, usage) -> None:  # noqa: F811
+    page = _client(world, "alpha_owner").get("/t/alpha/usage/", {"preset": "7d", "group_by": "model"})
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "<svg" in html and 'role="img"' in html and "<desc" in html
+    assert "gpt-4o" in html and "claude-sonnet-4" in html
+    rows = page.context["rows"]
+    assert sum(r["requests"] for r in rows) == 4
+    assert rows[0]["cost"] >= rows[-1]["cost"]  # most expensive first
+    assert "/api/v1/usage/export?format=xlsx" in html
+
+
+def test_the_explorer_filters_and_drills_down_to_events(world, usage) -> None:  # noqa: F811
+    client = _client(world, "alpha_owner")
+    page = client.get("/t/alpha/usage/", {"preset": "7d", "group_by": "feature", "model": "gpt-4o"})
+    by_feature = {r["feature"]: r for r in page.context["rows"]}
+    assert set(by_feature) == {"chat", "search", None}
+    events = client.get("/t/alpha/usage/events/" + by_feature["chat"]["events_url"])
+    listed = [e.event_id for e in events.context["page"].object_list]
+    assert listed == ["a1"]
+
+
+def test_a_developer_explores_only_their_projects(world, usage) -> None:  # noqa: F811
+    page = _client(world, "alpha_dev").get("/t/alpha/usage/", {"preset": "7d", "group_by": "project"})
+    assert [r["project"] for r in page.context["rows"]] == ["chatbot"]
+
+
+def test_the_explorer_in_chinese(world, usage) -> None:  # noqa: F811
+    client = _client(world, "alpha_owner")
+    client.post("/i18n/setlang/", {"language": "zh-hans"})
+    html = client.get("/t/alpha/usage/").content.decode()
+    assert "用量" in html and "每日费用" in html and "导出 CSV" in html
+
+
+def test_platform_admins_see_the_price_book_and_unpriced_queue(world, usage) -> None:  # noqa: F811
+    from metering.services import IngestScope, events_ingest
+    from tests.metering.conftest import add_price, iso
+
+    client = _client(world, "platform")
+    assert "gpt-4o" in client.get("/staff/prices/", {"q": "gpt"}).content.decode()
+    from django.utils import timezone
+
+    events_ingest(
+        scope=IngestScope(kind="project_key", api_key=world.alpha_key),
+        raw_events=[
+            {
+                "event_id": "u-1",
+                "timestamp": iso(timezone.now()),
+                "model": "odd-model",
+                "usage": {"input_tokens": 1, "output_tokens": 1},
+            }
+        ],
+    )
+    assert "odd-model" in client.get("/staff/prices/unpriced/").content.decode()
+    add_price("odd-model", input="1", output="1")
+    response = client.post("/staff/prices/unpriced/rerate/", follow=True)
+    assert "1 events priced" in response.content.decode()
+    assert UsageEvent.objects.get(event_id="u-1").rating_status == "priced"
+
+
+def test_tenant_users_cannot_open_the_price_book(world) -> None:
+    assert _client(world, "alpha_owner").get("/staff/prices/").status_code == 403
