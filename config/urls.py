@@ -4,6 +4,7 @@ from django.urls import include, path
 from django.views.i18n import JavaScriptCatalog
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from config.env import env_bool
 from tenants.views import MeterlineLoginView
 
 api_v1 = [
@@ -29,3 +30,8 @@ urlpatterns = [
     path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
     path("", include(("config.portal_urls", "portal"), namespace="portal")),
 ]
+
+if env_bool("METERLINE_BENCH_VIEWS", default=False):
+    from core.bench_views import bare_json
+
+    urlpatterns.append(path("bench/bare", bare_json, name="bench-bare"))

@@ -193,3 +193,23 @@ class EndUserRollup(RollupBase):
 
     def __str__(self) -> str:
         return f"{self.day} {self.end_user}"
+
+
+class RollupDelta(RollupBase):
+    """Pending additions to the rollups (PostgreSQL). Ingestion only appends here — no two senders ever
+    wait on the same rollup row — and `rollups_flush` folds the queue into the rollups in one statement,
+    under one lock: before every usage read, and every second from beat."""
+
+    kind = models.CharField(max_length=8)  # usage | end_user
+    grain = models.CharField(max_length=4, blank=True)
+    bucket = models.DateTimeField(null=True)
+    day = models.DateField()
+    project_id_value = models.BigIntegerField(default=0, db_column="project_id")
+    api_key_id_value = models.BigIntegerField(default=0, db_column="api_key_id")
+    model = models.CharField(max_length=200, blank=True)
+    feature = models.CharField(max_length=200, blank=True)
+    environment = models.CharField(max_length=200, blank=True)
+    end_user = models.CharField(max_length=200, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.day}"

@@ -114,6 +114,9 @@ def events_in_days(tenant: Tenant, start: dt.date, end: dt.date) -> QuerySet[Usa
 
 
 def usage_aggregate(query: UsageQuery) -> dict[str, Any]:
+    from metering.services import rollups_flush
+
+    rollups_flush()  # read-your-writes: pending deltas are folded in before any rollup is read
     source = _rollup_source(query)
     rows = _base(query, source)
     fields = _FIELD[source]

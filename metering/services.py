@@ -113,6 +113,7 @@ class _Row:
     price_id: int | None
     priced: bool
     billable: bool
+    provider: str = ""
     outcome: str = "accepted"
 
     @property
@@ -218,6 +219,7 @@ def _rate(row_parts: tuple[Tenant, Project, int | None], event: CanonicalEvent, 
         price_id=card.price_id if card else None,
         priced=card is not None,
         billable=not (tenant.is_internal or project.is_internal),
+        provider=event.provider or (card.provider if card else ""),
     )
 
 
@@ -313,7 +315,8 @@ def _store(rows: list[_Row], *, now: dt.datetime, result: IngestResult) -> None:
                     row.outcome = "conflict"
 
         _insert_events(cursor, to_write, now)
-        rollups_apply(cursor, [_row_facts(row) for row in to_write], removed)
+        rollups_apply(cursor, [_row_facts(row) for row in to_write], removed,
+                      {row.tenant.pk: row.tenant.timezone for row in rows})
 
     for row in rows:
         index = row.event.index
@@ -402,7 +405,7 @@ def _insert_events(cursor: Any, rows: list[_Row], received_at: dt.datetime) -> N
                 event.event_id,
                 event.occurred_at,
                 received_at,
-                event.provider or (_price_provider(row) or ""),
+                row.provider,
                 event.model,
                 buckets.input_tokens,
                 buckets.cached_input_tokens,
@@ -427,7 +430,7 @@ def _insert_events(cursor: Any, rows: list[_Row], received_at: dt.datetime) -> N
             )
         )
     columns = ", ".join(EVENT_COLUMNS)
-    if connection.vendor == "postgresql":
+    if connection.vendor == "postgresql" and len(values) > 20:
         # COPY into the partitioned parent: the fastest path, routed to the month's partition.
         with cursor.cursor.copy(f"COPY metering_usageevent ({columns}) FROM STDIN") as copy:
             for value in values:
@@ -438,13 +441,6 @@ def _insert_events(cursor: Any, rows: list[_Row], received_at: dt.datetime) -> N
             f"INSERT INTO metering_usageevent ({columns}) VALUES {_placeholders(len(chunk), len(EVENT_COLUMNS))}",
             [v for value in chunk for v in value],
         )
-
-
-def _price_provider(row: _Row) -> str | None:
-    from metering.pricebook import price_book
-
-    found = price_book.lookup(model=row.event.model, at=row.event.occurred_at)
-    return found.provider if found else None
 
 
 # --- rollups --------------------------------------------------------------------------------------
@@ -505,14 +501,17 @@ def _row_facts(row: _Row) -> dict[str, Any]:
     }
 
 
-def rollups_apply(cursor: Any, added: list[dict[str, Any]], removed: list[dict[str, Any]]) -> None:
+def rollups_apply(cursor: Any, added: list[dict[str, Any]], removed: list[dict[str, Any]],
+                  tz_by_tenant: dict[int, str] | None = None) -> None:
     """Add the events in `added` to their buckets and take those in `removed` out, in one upsert per
     table (rows in key order, so concurrent writers never deadlock)."""
     usage: dict[tuple, list[Any]] = {}
     usage_day: dict[tuple, Any] = {}
     end_users: dict[tuple, list[Any]] = {}
-    tenant_ids = {facts["tenant_id"] for facts in (*added, *removed)}
-    tz_by_tenant = dict(Tenant.objects.filter(pk__in=tenant_ids).values_list("pk", "timezone"))
+    tz_by_tenant = dict(tz_by_tenant or {})
+    unknown = {facts["tenant_id"] for facts in (*added, *removed)} - set(tz_by_tenant)
+    if unknown:
+        tz_by_tenant.update(Tenant.objects.filter(pk__in=unknown).values_list("pk", "timezone"))
 
     def add(facts: dict[str, Any], sign: int) -> None:
         occurred_at = facts["occurred_at"]
@@ -542,14 +541,63 @@ def rollups_apply(cursor: Any, added: list[dict[str, Any]], removed: list[dict[s
         add(facts, 1)
     for facts in removed:
         add(facts, -1)
-    _upsert(
-        cursor,
-        "metering_usagerollup",
-        USAGE_ROLLUP_KEY + ("day",),
-        sorted(((*key, usage_day[key]), sums) for key, sums in usage.items()),
-        len(USAGE_ROLLUP_KEY),
-    )
-    _upsert(cursor, "metering_enduserrollup", END_USER_ROLLUP_KEY, sorted(end_users.items()), len(END_USER_ROLLUP_KEY))
+    usage_items = sorted(((*key, usage_day[key]), sums) for key, sums in usage.items())
+    end_user_items = sorted(end_users.items())
+    if connection.vendor == "postgresql":
+        _queue_deltas(cursor, usage_items, end_user_items)
+        return
+    _upsert(cursor, "metering_usagerollup", USAGE_ROLLUP_KEY + ("day",), usage_items, len(USAGE_ROLLUP_KEY))
+    _upsert(cursor, "metering_enduserrollup", END_USER_ROLLUP_KEY, end_user_items, len(END_USER_ROLLUP_KEY))
+
+
+DELTA_COLUMNS = ("kind", "tenant_id", "grain", "bucket", "project_id", "api_key_id", "model", "feature",
+                 "environment", "day", "end_user", *SUMS)
+
+
+def _queue_deltas(cursor: Any, usage_items: list, end_user_items: list) -> None:
+    rows = [("usage", *key, "", *sums) for key, sums in usage_items]
+    rows += [("end_user", tenant_id, "", None, 0, 0, "", "", "", day, end_user, *sums)
+             for (tenant_id, day, end_user), sums in end_user_items]
+    if not rows:
+        return
+    if len(rows) <= 20:
+        cursor.execute(
+            f"INSERT INTO metering_rollupdelta ({', '.join(DELTA_COLUMNS)}) "
+            f"VALUES {_placeholders(len(rows), len(DELTA_COLUMNS))}",
+            [value for row in rows for value in row],
+        )
+        return
+    with cursor.cursor.copy(f"COPY metering_rollupdelta ({', '.join(DELTA_COLUMNS)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+_SUM_TOTALS = ", ".join(f"sum({name})" for name in SUMS)
+_SUM_UPDATES = {table: ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name in SUMS)
+                for table in ("metering_usagerollup", "metering_enduserrollup")}
+# The only lock a flush takes: one flusher at a time, so rollup rows are never contended.
+_FLUSH_LOCK = 7_301_001
+
+
+def rollups_flush() -> None:
+    """Fold the pending deltas into the rollups (PostgreSQL; the embedded SQLite set-up writes rollups
+    directly). Exact: every delta is deleted and added in one statement."""
+    if connection.vendor != "postgresql":
+        return
+    usage_key = ", ".join(USAGE_ROLLUP_KEY)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_FLUSH_LOCK])
+        cursor.execute(
+            f"WITH d AS (DELETE FROM metering_rollupdelta RETURNING *), "
+            f"u AS (INSERT INTO metering_usagerollup ({usage_key}, day, {', '.join(SUMS)}) "
+            f"SELECT {usage_key}, day, {_SUM_TOTALS} FROM d WHERE kind = 'usage' "
+            f"GROUP BY {usage_key}, day ORDER BY {usage_key} "
+            f"ON CONFLICT ({usage_key}) DO UPDATE SET {_SUM_UPDATES['metering_usagerollup']}) "
+            f"INSERT INTO metering_enduserrollup ({', '.join(END_USER_ROLLUP_KEY)}, {', '.join(SUMS)}) "
+            f"SELECT {', '.join(END_USER_ROLLUP_KEY)}, {_SUM_TOTALS} FROM d WHERE kind = 'end_user' "
+            f"GROUP BY {', '.join(END_USER_ROLLUP_KEY)} ORDER BY {', '.join(END_USER_ROLLUP_KEY)} "
+            f"ON CONFLICT ({', '.join(END_USER_ROLLUP_KEY)}) DO UPDATE SET {_SUM_UPDATES['metering_enduserrollup']}"
+        )
 
 
 def _upsert(

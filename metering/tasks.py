@@ -16,3 +16,11 @@ def rerate_unpriced(model: str = "") -> dict:
 def usage_partitions_ensure() -> list[str]:
     """Create the coming months' partitions of usage events ahead of time."""
     return partitions_ensure()
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def rollups_flush_task() -> None:
+    """Fold pending usage deltas into the rollups (every second from beat; reads also flush first)."""
+    from metering.services import rollups_flush
+
+    rollups_flush()

@@ -54,6 +54,9 @@ def rollups_verify(*, tenant_id: int | None = None) -> list[dict[str, Any]]:
     """Every bucket whose rollup differs from the sum of its events (empty list: all exact)."""
     if connection.vendor != "postgresql":
         raise NotImplementedError("verify_rollups runs on PostgreSQL.")
+    from metering.services import rollups_flush
+
+    rollups_flush()
     where = "WHERE e.tenant_id = %s" if tenant_id else ""
     rollup_where = "AND tenant_id = %s" if tenant_id else ""
     params_one = [tenant_id] if tenant_id else []

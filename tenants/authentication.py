@@ -18,6 +18,7 @@ from tenants.credentials import (
     credential_parse,
     secret_matches,
 )
+from tenants.credential_cache import credential_lookup, mark_used
 from tenants.models import ApiKey, Credential, GatewayToken, PersonalToken
 
 
@@ -53,6 +54,8 @@ def _touch(credential: Credential, now: dt.datetime) -> None:
     resolution = dt.timedelta(seconds=settings.METERLINE_LAST_USED_RESOLUTION)
     if credential.last_used_at is not None and now - credential.last_used_at < resolution:
         return
+    if isinstance(credential, ApiKey | GatewayToken) and not mark_used(credential.prefix):
+        return
     type(credential)._default_manager.filter(pk=credential.pk).update(last_used_at=now)
     credential.last_used_at = now
 
@@ -73,10 +76,8 @@ class BearerTokenAuthentication(BaseAuthentication):
             raise exceptions.AuthenticationFailed("Malformed bearer token.")
         kind, prefix, secret = parsed
         credential: Credential | None
-        if kind == KIND_PROJECT_KEY:
-            credential = ApiKey.objects.select_related("tenant", "project").filter(prefix=prefix).first()
-        elif kind == KIND_GATEWAY_TOKEN:
-            credential = GatewayToken.objects.filter(prefix=prefix).first()
+        if kind in (KIND_PROJECT_KEY, KIND_GATEWAY_TOKEN):
+            credential = credential_lookup(kind, prefix)
         else:
             credential = PersonalToken.objects.select_related("user").filter(prefix=prefix).first()
         if credential is None or not secret_matches(secret, credential.secret_hash):

@@ -17,6 +17,7 @@ from tenants.credentials import (
     KIND_PROJECT_KEY,
     credential_generate,
 )
+from tenants.credential_cache import credentials_forget, credentials_forget_for
 from tenants.models import ApiKey, Department, GatewayToken, Membership, PersonalToken, Project, Role, Tenant
 from tenants.roles import ACCOUNT_MANAGERS
 from tenants.selectors import has_staff_role
@@ -46,6 +47,7 @@ def _update_audited(*, actor: Any, instance: Any, changes: dict[str, Any], tenan
 
 def _revoke_audited(*, actor: Any, credential: Any, tenant: Tenant | None) -> None:
     """Idempotent: revoking a revoked credential keeps the first revocation time. Caller holds the row lock."""
+    credentials_forget(credential.prefix)
     if credential.revoked_at is not None:
         return
     before = audit_snapshot(credential)
@@ -80,6 +82,7 @@ def tenant_create(*, actor: Any, slug: str, name: str, country: str, **fields: A
 def tenant_update(*, actor: Any, tenant: Tenant, **changes: Any) -> Tenant:
     tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
     _update_audited(actor=actor, instance=tenant, changes=changes, tenant=tenant)
+    credentials_forget_for(tenant_id=tenant.pk)
     return tenant
 
 
@@ -132,6 +135,7 @@ def project_create(
 @transaction.atomic
 def project_update(*, actor: Any, project: Project, **changes: Any) -> Project:
     _update_audited(actor=actor, instance=project, changes=changes, tenant=project.tenant)
+    credentials_forget_for(project_id=project.pk)
     return project
 
 

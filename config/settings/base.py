@@ -233,4 +233,5 @@ METERLINE_EXPORT_MAX_ROWS = env_int("METERLINE_EXPORT_MAX_ROWS", 200_000)
 CELERY_BEAT_SCHEDULE = {
     "usage-partitions-ahead": {"task": "metering.tasks.usage_partitions_ensure", "schedule": 6 * 60 * 60},
     "rerate-unpriced": {"task": "metering.tasks.rerate_unpriced", "schedule": 60 * 60},
+    "rollups-flush": {"task": "metering.tasks.rollups_flush_task", "schedule": 1.0},
 }

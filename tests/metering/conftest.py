@@ -52,3 +52,12 @@ def prices(db):  # type: ignore[no-untyped-def]
 
 def iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def flushed_rollups():  # type: ignore[no-untyped-def]
+    """The usage rollups after pending deltas are folded in (as every reader sees them)."""
+    from metering.models import UsageRollup
+    from metering.services import rollups_flush
+
+    rollups_flush()
+    return UsageRollup.objects

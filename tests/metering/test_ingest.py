@@ -7,8 +7,8 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from metering.models import EventKey, UsageEvent, UsageRollup
-from tests.metering.conftest import iso
+from metering.models import EventKey, UsageEvent
+from tests.metering.conftest import flushed_rollups, iso
 
 pytestmark = pytest.mark.django_db
 WHEN = iso(timezone.now() - dt.timedelta(minutes=5))
@@ -39,7 +39,7 @@ def test_a_single_event_is_accepted_rated_and_rolled_up(world, prices) -> None:
     assert stored.project_id == world.alpha_project.pk and stored.api_key_id == world.alpha_key.pk
     assert stored.environment == "production" and stored.rating_status == "priced"
     assert stored.raw_usage["prompt_tokens"] == 2006
-    daily = UsageRollup.objects.get(grain="day", tenant=world.alpha)
+    daily = flushed_rollups().get(grain="day", tenant=world.alpha)
     assert (daily.requests, daily.cost, daily.input_tokens) == (1, Decimal("0.005615"), 86)
 
 
@@ -51,7 +51,7 @@ def test_the_same_event_twice_is_a_duplicate_counted_once(world, prices) -> None
     assert again.status_code == 200
     assert again.json()["outcome"] == "duplicate"
     assert UsageEvent.objects.count() == 1
-    assert UsageRollup.objects.get(grain="hour").requests == 1
+    assert flushed_rollups().get(grain="hour").requests == 1
 
 
 def test_same_id_different_content_is_a_conflict_and_the_first_wins(world, prices) -> None:
@@ -107,7 +107,7 @@ def test_an_estimate_is_replaced_by_the_real_usage_and_rollups_follow(world, pri
     assert response.status_code == 200 and response.json()["outcome"] == "corrected"
     stored = UsageEvent.objects.get(event_id="e-9")
     assert not stored.estimated and (stored.input_tokens, stored.output_tokens) == (10, 20)
-    daily = UsageRollup.objects.get(grain="day")
+    daily = flushed_rollups().get(grain="day")
     assert (daily.requests, daily.input_tokens, daily.output_tokens, daily.estimated_requests) == (1, 10, 20, 0)
     assert daily.cost == stored.cost == Decimal("0.000225")
     assert not EventKey.objects.get(event_id="e-9").estimated
