@@ -82,14 +82,27 @@ def bench_world() -> dict[str, str]:
     from tenants.models import ApiKey, Project, Tenant
 
     tenant = Tenant.objects.filter(slug="bench").first() or services.tenant_create(
-        actor=None, slug="bench", name="Bench Co", country="US", billing_currency="USD", timezone="UTC")
+        actor=None, slug="bench", name="Bench Co", country="US", billing_currency="USD", timezone="UTC"
+    )
     project = Project.objects.filter(tenant=tenant, slug="load").first() or services.project_create(
-        actor=None, tenant=tenant, slug="load", name="Load")
-    for model, p_in, p_out in (("gpt-4o", "2.5", "10"), ("gpt-4o-mini", "0.15", "0.6"),
-                               ("claude-sonnet-4", "3", "15"), ("o3", "2", "8"), ("gemini-2.5-flash", "0.3", "2.5")):
+        actor=None, tenant=tenant, slug="load", name="Load"
+    )
+    for model, p_in, p_out in (
+        ("gpt-4o", "2.5", "10"),
+        ("gpt-4o-mini", "0.15", "0.6"),
+        ("claude-sonnet-4", "3", "15"),
+        ("o3", "2", "8"),
+        ("gemini-2.5-flash", "0.3", "2.5"),
+    ):
         if not ModelPrice.objects.filter(model=model).exists():
-            price_add(actor=None, provider="bench", model=model, effective_from=BOOK_START, rerate=False,
-                      prices={"input": D(p_in), "output": D(p_out)})
+            price_add(
+                actor=None,
+                provider="bench",
+                model=model,
+                effective_from=BOOK_START,
+                rerate=False,
+                prices={"input": D(p_in), "output": D(p_out)},
+            )
     ApiKey.objects.filter(project=project).delete()
     _key, secret = services.api_key_create(actor=None, project=project, name="bench")
     from django.contrib.auth import get_user_model
@@ -105,9 +118,22 @@ def bench_world() -> dict[str, str]:
 class Server:
     def __enter__(self) -> Server:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "config.wsgi", "--workers", "4", "--bind", f"127.0.0.1:{PORT}",
-             "--log-level", "warning", "--backlog", "2048"],
-            cwd=ROOT, env=ENV,
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "config.wsgi",
+                "--workers",
+                "4",
+                "--bind",
+                f"127.0.0.1:{PORT}",
+                "--log-level",
+                "warning",
+                "--backlog",
+                "2048",
+            ],
+            cwd=ROOT,
+            env=ENV,
         )
         for _ in range(100):
             try:
@@ -130,9 +156,25 @@ class Server:
 def wrk(path: str, script_args: list[str], connections: int, threads: int = 2) -> tuple[float, float]:
     """(requests/s, p99 ms) of a wrk run."""
     output = subprocess.run(
-        ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{SECONDS}s", "--latency",
-         "-s", str(ROOT / "bench" / "single_event.lua"), f"http://127.0.0.1:{PORT}", "--", *script_args, path],
-        capture_output=True, text=True, check=True,
+        [
+            "wrk",
+            "-t",
+            str(threads),
+            "-c",
+            str(connections),
+            "-d",
+            f"{SECONDS}s",
+            "--latency",
+            "-s",
+            str(ROOT / "bench" / "single_event.lua"),
+            f"http://127.0.0.1:{PORT}",
+            "--",
+            *script_args,
+            path,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
     p99_raw = re.search(r"99%\s+([\d.]+)(us|ms|s)", output)
@@ -152,10 +194,21 @@ def batch_bodies(prefix: str, batches: int, size: int = 1000) -> list[bytes]:
     stamp = now_iso()
     bodies = []
     for b in range(batches):
-        events = [{"event_id": f"{prefix}-{b}-{n}", "timestamp": stamp, "model": ("gpt-4o", "o3", "gpt-4o-mini")[n % 3],
-                   "feature": f"f{n % 7}", "end_user": f"u{n % 97}",
-                   "usage": {"prompt_tokens": 1000 + n, "completion_tokens": 200,
-                             "prompt_tokens_details": {"cached_tokens": 256}}} for n in range(size)]
+        events = [
+            {
+                "event_id": f"{prefix}-{b}-{n}",
+                "timestamp": stamp,
+                "model": ("gpt-4o", "o3", "gpt-4o-mini")[n % 3],
+                "feature": f"f{n % 7}",
+                "end_user": f"u{n % 97}",
+                "usage": {
+                    "prompt_tokens": 1000 + n,
+                    "completion_tokens": 200,
+                    "prompt_tokens_details": {"cached_tokens": 256},
+                },
+            }
+            for n in range(size)
+        ]
         bodies.append(json.dumps({"events": events}).encode())
     return bodies
 
@@ -173,8 +226,12 @@ def post_all(bodies: list[bytes], key: str, concurrency: int) -> float:
                 if not queue:
                     break
                 body = queue.pop()
-            conn.request("POST", "/api/v1/events", body=body,
-                         headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
+            conn.request(
+                "POST",
+                "/api/v1/events",
+                body=body,
+                headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
+            )
             response = conn.getresponse()
             payload = response.read()
             if response.status != 200:
@@ -211,13 +268,41 @@ def bench_batch_ingest(world: dict[str, str]) -> None:
     rows_per_batch = []
     stamp = dt.datetime.now(dt.UTC)
     for b in range(batches - 2):
-        rows_per_batch.append([
-            (int(world["tenant_id"]), int(world["project_id"]), f"{raw_prefix}-{b}-{n}", stamp, stamp, "openai",
-             "gpt-4o", 744 + n, 256, 0, 200, 0, f"f{n % 7}", f"u{n % 97}", "", "", "production", None, "success",
-             Decimal("0.0030"), None, "priced", False, "", True, json.dumps({"prompt_tokens": 1000 + n}), "{}",
-             "h" * 64)
-            for n in range(1000)
-        ])
+        rows_per_batch.append(
+            [
+                (
+                    int(world["tenant_id"]),
+                    int(world["project_id"]),
+                    f"{raw_prefix}-{b}-{n}",
+                    stamp,
+                    stamp,
+                    "openai",
+                    "gpt-4o",
+                    744 + n,
+                    256,
+                    0,
+                    200,
+                    0,
+                    f"f{n % 7}",
+                    f"u{n % 97}",
+                    "",
+                    "",
+                    "production",
+                    None,
+                    "success",
+                    Decimal("0.0030"),
+                    None,
+                    "priced",
+                    False,
+                    "",
+                    True,
+                    json.dumps({"prompt_tokens": 1000 + n}),
+                    "{}",
+                    "h" * 64,
+                )
+                for n in range(1000)
+            ]
+        )
     queue = list(rows_per_batch)
     lock = threading.Lock()
 
@@ -229,14 +314,16 @@ def bench_batch_ingest(world: dict[str, str]) -> None:
                         break
                     rows = queue.pop()
                 with conn.transaction(), conn.cursor() as cur:
-                    cur.execute("CREATE TEMP TABLE IF NOT EXISTS staging (tenant_id bigint, project_id bigint, "
-                                "event_id text, occurred_at timestamptz, received_at timestamptz, provider text, "
-                                "model text, input_tokens bigint, cached_input_tokens bigint, cache_write_tokens "
-                                "bigint, output_tokens bigint, reasoning_tokens bigint, feature text, end_user text, "
-                                "session_id text, prompt_template text, environment text, latency_ms int, status "
-                                "text, cost numeric, price_id bigint, rating_status text, estimated bool, "
-                                "estimate_method text, billable bool, raw_usage jsonb, metadata jsonb, "
-                                "content_hash text) ON COMMIT DELETE ROWS")
+                    cur.execute(
+                        "CREATE TEMP TABLE IF NOT EXISTS staging (tenant_id bigint, project_id bigint, "
+                        "event_id text, occurred_at timestamptz, received_at timestamptz, provider text, "
+                        "model text, input_tokens bigint, cached_input_tokens bigint, cache_write_tokens "
+                        "bigint, output_tokens bigint, reasoning_tokens bigint, feature text, end_user text, "
+                        "session_id text, prompt_template text, environment text, latency_ms int, status "
+                        "text, cost numeric, price_id bigint, rating_status text, estimated bool, "
+                        "estimate_method text, billable bool, raw_usage jsonb, metadata jsonb, "
+                        "content_hash text) ON COMMIT DELETE ROWS"
+                    )
                     with cur.copy("COPY staging FROM STDIN") as copy:
                         for row in rows:
                             copy.write_row(row)
@@ -253,7 +340,8 @@ def bench_batch_ingest(world: dict[str, str]) -> None:
                         "s.output_tokens, s.reasoning_tokens, s.feature, s.end_user, s.session_id, "
                         "s.prompt_template, s.environment, s.latency_ms, s.status, s.cost, s.price_id, "
                         "s.rating_status, s.estimated, s.estimate_method, s.billable, s.raw_usage, s.metadata "
-                        "FROM staging s JOIN k USING (event_id)")
+                        "FROM staging s JOIN k USING (event_id)"
+                    )
 
     started = time.perf_counter()
     workers = [threading.Thread(target=worker) for _ in range(concurrency)]
@@ -262,8 +350,13 @@ def bench_batch_ingest(world: dict[str, str]) -> None:
     for thread in workers:
         thread.join()
     raw_rate = (batches - 2) * 1000 / (time.perf_counter() - started)
-    record("batch ingest, HTTP, 1,000-event batches (events/s)", f"{http_rate:,.0f}", f"{raw_rate:,.0f}",
-           http_rate / raw_rate, "≥ 0.5 × raw")
+    record(
+        "batch ingest, HTTP, 1,000-event batches (events/s)",
+        f"{http_rate:,.0f}",
+        f"{raw_rate:,.0f}",
+        http_rate / raw_rate,
+        "≥ 0.5 × raw",
+    )
 
 
 def bench_single_event(world: dict[str, str]) -> None:
@@ -271,8 +364,13 @@ def bench_single_event(world: dict[str, str]) -> None:
     wrk("/bench/bare", [world["key"], stamp, "warm-bare"], 16)
     bare_rps, bare_p99 = wrk("/bench/bare", [world["key"], stamp, "bare"], 16)
     ingest_rps, ingest_p99 = wrk("/api/v1/events", [world["key"], stamp, f"single-{int(time.time())}"], 16)
-    record("single-event ingest, 16 connections (req/s)", f"{ingest_rps:,.0f}", f"{bare_rps:,.0f}",
-           ingest_rps / bare_rps, "≥ 0.5 × bare")
+    record(
+        "single-event ingest, 16 connections (req/s)",
+        f"{ingest_rps:,.0f}",
+        f"{bare_rps:,.0f}",
+        ingest_rps / bare_rps,
+        "≥ 0.5 × bare",
+    )
     record("single-event ingest p99 (ms)", f"{ingest_p99:.1f}", f"{bare_p99:.1f}", None, "≤ 25 ms")
     time.sleep(3)  # let requests still queued at the server when wrk stopped finish
 
@@ -283,8 +381,9 @@ def ensure_usage_volume(world: dict[str, str]) -> int:
 
     tenant_id = int(world["tenant_id"])
     with psycopg.connect(BENCH_URL, autocommit=True) as conn:
-        have = conn.execute("SELECT count(*) FROM metering_usageevent WHERE tenant_id = %s AND event_id LIKE 'gen-%%'",
-                            [tenant_id]).fetchone()[0]
+        have = conn.execute(
+            "SELECT count(*) FROM metering_usageevent WHERE tenant_id = %s AND event_id LIKE 'gen-%%'", [tenant_id]
+        ).fetchone()[0]
         if have >= USAGE_EVENTS:
             return have
         log(f"generating {USAGE_EVENTS - have:,} events for the usage benchmark (once; kept for later runs)…")
@@ -311,9 +410,10 @@ def ensure_usage_volume(world: dict[str, str]) -> int:
         from metering.verification import _EVENT_SUMS, SUM_COLUMNS  # the same sums verify_rollups uses
 
         sums = ", ".join(SUM_COLUMNS)
-        for grain, bucket in (("hour", "date_trunc('hour', e.occurred_at)"),
-                              ("day", "(date_trunc('day', e.occurred_at AT TIME ZONE t.timezone) AT TIME ZONE "
-                                      "t.timezone)")):
+        for grain, bucket in (
+            ("hour", "date_trunc('hour', e.occurred_at)"),
+            ("day", "(date_trunc('day', e.occurred_at AT TIME ZONE t.timezone) AT TIME ZONE t.timezone)"),
+        ):
             conn.execute(
                 f"INSERT INTO metering_usagerollup (tenant_id, grain, bucket, day, project_id, api_key_id, model,"
                 f" feature, environment, {sums}) SELECT e.tenant_id, '{grain}', {bucket},"
@@ -355,17 +455,26 @@ def bench_usage_api(world: dict[str, str]) -> None:
         for _ in range(3):
             began = time.perf_counter()
             pg.execute(
-                "SELECT (occurred_at AT TIME ZONE 'UTC')::date AS day, model, sum(input_tokens), sum(cached_input_tokens),"
-                " sum(cache_write_tokens), sum(output_tokens), sum(reasoning_tokens), count(*), sum(cost)"
+                "SELECT (occurred_at AT TIME ZONE 'UTC')::date AS day, model, sum(input_tokens),"
+                " sum(cached_input_tokens), sum(cache_write_tokens), sum(output_tokens), sum(reasoning_tokens),"
+                " count(*), sum(cost)"
                 " FROM metering_usageevent WHERE tenant_id = %s AND occurred_at >= %s AND occurred_at < %s"
                 " GROUP BY 1, 2",
-                [int(world["tenant_id"]), dt.datetime.combine(start, dt.time(), tzinfo=dt.UTC),
-                 dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)],
+                [
+                    int(world["tenant_id"]),
+                    dt.datetime.combine(start, dt.time(), tzinfo=dt.UTC),
+                    dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC),
+                ],
             ).fetchall()
             raw.append((time.perf_counter() - began) * 1000)
     raw_ms = statistics.median(raw)
-    record(f"usage API p95, 30 days by model×day, {total / 1e6:.0f} M events (ms)", f"{api_p95:.1f}",
-           f"{raw_ms:,.0f}", api_p95 / raw_ms, "≤ 150 ms and ≤ 0.1 × raw")
+    record(
+        f"usage API p95, 30 days by model×day, {total / 1e6:.0f} M events (ms)",
+        f"{api_p95:.1f}",
+        f"{raw_ms:,.0f}",
+        api_p95 / raw_ms,
+        "≤ 150 ms and ≤ 0.1 × raw",
+    )
 
 
 def bench_freshness(world: dict[str, str]) -> None:
@@ -386,9 +495,20 @@ def bench_freshness(world: dict[str, str]) -> None:
     for n in range(40):
         feature = f"probe-{int(time.time())}-{n}"
         began = time.perf_counter()
-        conn.request("POST", "/api/v1/events", headers=headers, body=json.dumps({
-            "event_id": feature, "timestamp": now_iso(), "model": "gpt-4o", "feature": feature,
-            "usage": {"input_tokens": 10, "output_tokens": 1}}))
+        conn.request(
+            "POST",
+            "/api/v1/events",
+            headers=headers,
+            body=json.dumps(
+                {
+                    "event_id": feature,
+                    "timestamp": now_iso(),
+                    "model": "gpt-4o",
+                    "feature": feature,
+                    "usage": {"input_tokens": 10, "output_tokens": 1},
+                }
+            ),
+        )
         conn.getresponse().read()
         while True:
             conn.request("GET", f"/api/v1/usage?start={day}&end={day}&feature={feature}", headers=headers)

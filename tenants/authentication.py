@@ -11,6 +11,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication
 from rest_framework.request import Request
 
+from tenants.credential_cache import credential_lookup, mark_used
 from tenants.credentials import (
     KIND_GATEWAY_TOKEN,
     KIND_PERSONAL_TOKEN,
@@ -18,7 +19,6 @@ from tenants.credentials import (
     credential_parse,
     secret_matches,
 )
-from tenants.credential_cache import credential_lookup, mark_used
 from tenants.models import ApiKey, Credential, GatewayToken, PersonalToken
 
 

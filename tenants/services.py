@@ -11,13 +11,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.audit import audit_record, audit_snapshot
+from tenants.credential_cache import credentials_forget, credentials_forget_for
 from tenants.credentials import (
     KIND_GATEWAY_TOKEN,
     KIND_PERSONAL_TOKEN,
     KIND_PROJECT_KEY,
     credential_generate,
 )
-from tenants.credential_cache import credentials_forget, credentials_forget_for
 from tenants.models import ApiKey, Department, GatewayToken, Membership, PersonalToken, Project, Role, Tenant
 from tenants.roles import ACCOUNT_MANAGERS
 from tenants.selectors import has_staff_role

@@ -120,3 +120,25 @@ def test_events_land_in_their_months_partition(world, prices) -> None:
         cursor.execute("SELECT tableoid::regclass::text FROM metering_usageevent")
         (partition,) = cursor.fetchone()
     assert partition == f"metering_usageevent_{timezone.now():%Y%m}"
+
+
+def test_a_large_batch_corrects_estimates_and_keeps_rollups_exact(world, prices) -> None:
+    from metering.verification import rollups_verify
+
+    client = world.key_client(world.alpha_key_secret)
+    estimates = []
+    for n in range(40):
+        estimate = event(f"big-{n}", request_chars=400, response_chars=40)
+        estimate.pop("usage")
+        estimates.append(estimate)
+    first = client.post("/api/v1/events", {"events": estimates}, format="json").json()
+    assert (first["accepted"], first["estimated"]) == (40, 40)
+    real = [event(f"big-{n}", usage={"input_tokens": 7, "output_tokens": 3}) for n in range(40)]
+    real.append(event("big-new"))
+    second = client.post("/api/v1/events", {"events": real}, format="json").json()
+    assert (second["corrected"], second["accepted"], second["estimated"]) == (40, 1, 0)
+    again = client.post("/api/v1/events", {"events": real}, format="json").json()
+    assert (again["duplicates"], again["accepted"], again["corrected"]) == (41, 0, 0)
+    assert UsageEvent.objects.filter(estimated=True).count() == 0
+    assert rollups_verify() == []
+    assert flushed_rollups().get(grain="day").requests == 41
