@@ -386,7 +386,7 @@ def ensure_usage_volume(world: dict[str, str]) -> int:
         ).fetchone()[0]
         if have >= USAGE_EVENTS:
             return have
-        log(f"generating {USAGE_EVENTS - have:,} events for the usage benchmark (once; kept for later runs)…")
+        log(f"generating {USAGE_EVENTS:,} events for the usage benchmark (once; kept for later runs)…")
         conn.execute("DELETE FROM metering_usageevent WHERE tenant_id = %s AND event_id LIKE 'gen-%%'", [tenant_id])
         conn.execute("DELETE FROM metering_usagerollup WHERE tenant_id = %s", [tenant_id])
         conn.execute("DELETE FROM metering_enduserrollup WHERE tenant_id = %s", [tenant_id])
