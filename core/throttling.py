@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.cache import cache
@@ -35,15 +35,26 @@ class CredentialRateThrottle(BaseThrottle):
         now = time.time()
         window = int(now // WINDOW_SECONDS)
         key = f"rl:{kind}:{ident}:{window}"
-        # add() is a no-op when the key exists, incr() is atomic: no read-modify-write race.
-        cache.add(key, 0, WINDOW_SECONDS + 5)
-        try:
-            count = cache.incr(key)
-        except ValueError:  # evicted between add and incr
-            cache.add(key, 1, WINDOW_SECONDS + 5)
-            count = 1
+        count = _count(key)
         self._wait = (window + 1) * WINDOW_SECONDS - now
         return count <= limit
 
     def wait(self) -> float | None:
         return max(1.0, getattr(self, "_wait", WINDOW_SECONDS))
+
+
+def _count(key: str) -> int:
+    """Atomically count one more request in the window (no read-modify-write race)."""
+    backend: Any = getattr(cache, "_cache", None)
+    if backend is not None and hasattr(backend, "get_client"):  # Redis: INCR + EXPIRE in one round trip
+        full_key = cache.make_and_validate_key(key)
+        pipe = backend.get_client(full_key, write=True).pipeline()
+        pipe.incr(full_key)
+        pipe.expire(full_key, WINDOW_SECONDS + 5, nx=True)
+        return int(pipe.execute()[0])
+    cache.add(key, 0, WINDOW_SECONDS + 5)
+    try:
+        return int(cache.incr(key))
+    except ValueError:  # evicted between add and incr
+        cache.add(key, 1, WINDOW_SECONDS + 5)
+        return 1

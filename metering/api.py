@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
@@ -33,7 +33,7 @@ from metering.serializers import (
     UsageEventSerializer,
     UsageResponseSerializer,
 )
-from metering.services import IngestResult, IngestScope, events_ingest
+from metering.services import IngestScope, events_ingest
 from tenants.models import ApiKey, GatewayToken
 from tenants.permissions import IsPerson, staff_only
 from tenants.roles import PLATFORM_ADMINS
@@ -74,26 +74,91 @@ def batch_of(data: Any) -> tuple[list[Any], bool]:
     raise ApiError(400, "invalid", 'Send one event object or {"events": [...]}.')
 
 
-def single_response(result: IngestResult, event: Any) -> Response:
+def ingest_outcome(scope: IngestScope, data: Any) -> tuple[int, dict[str, Any]]:
+    """(status, body) of an ingest request (SPEC §5.1)."""
+    events, is_batch = batch_of(data)
+    result = events_ingest(scope=scope, raw_events=events)
+    if is_batch:
+        return 200, result.as_dict()
     outcome = result.outcomes.get(0, "rejected")
     if outcome == "rejected":
-        rejected = result.rejected[0]
-        return Response(error_body("invalid", "The event was rejected.", rejected["errors"]), status=400)
+        return 400, error_body("invalid", "The event was rejected.", result.rejected[0]["errors"])
     if outcome == "conflict":
-        return Response(
-            error_body(
-                "conflict",
-                "An event with this event_id and different content was already recorded; the first one is kept.",
-                {"event_id": ["Already used."]},
-            ),
-            status=409,
+        return 409, error_body(
+            "conflict",
+            "An event with this event_id and different content was already recorded; the first one is kept.",
+            {"event_id": ["Already used."]},
         )
-    body = result.as_dict() | {"event_id": event.get("event_id"), "outcome": outcome}
-    return Response(body, status=201 if outcome == "accepted" else 200)
+    return (201 if outcome == "accepted" else 200), result.as_dict() | {
+        "event_id": events[0].get("event_id"),
+        "outcome": outcome,
+    }
+
+
+def _lean_ingest(request: HttpRequest) -> HttpResponse | None:
+    """The hot path for bearer credentials, without DRF's request/response machinery (about a millisecond
+    per call here). Returns None to let the full view answer (portal sessions, CSRF)."""
+    from rest_framework import exceptions as drf_exceptions
+
+    from core.throttling import CredentialRateThrottle
+    from tenants.authentication import BearerTokenAuthentication
+
+    authenticator = BearerTokenAuthentication()
+    try:
+        authenticated = authenticator.authenticate(request)  # type: ignore[arg-type]
+    except drf_exceptions.AuthenticationFailed as exc:
+        response = JsonResponse(error_body("authentication_failed", str(exc.detail)), status=401)
+        response["WWW-Authenticate"] = authenticator.authenticate_header(request)  # type: ignore[arg-type]
+        return response
+    if authenticated is None:
+        return None
+    user, credential = authenticated
+    shim = _ThrottleShim(request, user, credential)
+    throttle = CredentialRateThrottle()
+    if not throttle.allow_request(shim, None):  # type: ignore[arg-type]
+        wait = int(throttle.wait() or 1)
+        response = JsonResponse(error_body("rate_limited", f"Too many requests; retry in {wait} s."), status=429)
+        response["Retry-After"] = str(wait)
+        return response
+    if not request.content_type or request.content_type != "application/json":
+        return JsonResponse(
+            error_body("unsupported_media_type", "Send JSON with Content-Type: application/json."), status=415
+        )
+    try:
+        data = LimitedJSONParser().parse(request, parser_context={"request": request})
+        status_code, body = ingest_outcome(_scope_for(user, credential), data)
+    except ApiError as exc:
+        return JsonResponse(error_body(exc.error_code, str(exc.detail), exc.fields), status=exc.status_code)
+    except drf_exceptions.APIException as exc:
+        code = "malformed_request" if isinstance(exc, drf_exceptions.ParseError) else "permission_denied"
+        return JsonResponse(error_body(code, str(exc.detail)), status=exc.status_code)
+    return JsonResponse(body, status=status_code)
+
+
+class _ThrottleShim:
+    def __init__(self, request: HttpRequest, user: Any, credential: Any) -> None:
+        self.META = request.META
+        self._user = user
+        self._auth = credential
+
+
+def _scope_for(user: Any, credential: Any) -> IngestScope:
+    if isinstance(credential, ApiKey):
+        return IngestScope(kind="project_key", api_key=credential)
+    if isinstance(credential, GatewayToken):
+        return IngestScope(kind="gateway")
+    return IngestScope(kind="user", user=user)
 
 
 class EventsView(APIView):
     parser_classes = [LimitedJSONParser]
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        if request.method == "POST":
+            response = _lean_ingest(request)
+            if response is not None:
+                return response
+        return super().dispatch(request, *args, **kwargs)
 
     @extend_schema(
         request=EventBatchSerializer,
@@ -106,12 +171,8 @@ class EventsView(APIView):
         'or a batch {"events": [...]} of at most 1,000 (200 with counts and the rejected list).',
     )
     def post(self, request: Request) -> Response:
-        scope = ingest_scope(request)
-        events, is_batch = batch_of(request.data)
-        result = events_ingest(scope=scope, raw_events=events)
-        if is_batch:
-            return Response(result.as_dict(), status=status.HTTP_200_OK)
-        return single_response(result, events[0])
+        status_code, body = ingest_outcome(ingest_scope(request), request.data)
+        return Response(body, status=status_code)
 
 
 # --- Reading usage --------------------------------------------------------------------------------
