@@ -116,6 +116,22 @@ class CanonicalAdapter(UsageAdapter):
         return reader.check(buckets, input_field="input_tokens", output_field="output_tokens")
 
 
+def _openai_like(
+    usage: dict[str, Any], *, prompt: str, output: str, prompt_details: str, output_details: str
+) -> Buckets:
+    """OpenAI's two shapes: the prompt count includes cache reads and writes; output includes reasoning."""
+    reader = _Reader(usage)
+    prompt_tokens = reader.count(prompt, required=True)
+    cached = reader.count(prompt_details, "cached_tokens")
+    cache_write = reader.count(prompt_details, "cache_write_tokens")
+    output_tokens = reader.count(output)
+    reasoning = reader.count(output_details, "reasoning_tokens")
+    buckets = Buckets(prompt_tokens - cached - cache_write, cached, cache_write, output_tokens, reasoning)
+    total = reader.count("total_tokens") if reader.present("total_tokens") else None
+    reader.total(buckets, total, prompt_tokens + output_tokens)
+    return reader.check(buckets, input_field=prompt, output_field=output)
+
+
 class OpenAIChatAdapter(UsageAdapter):
     name = "openai_chat"
 
@@ -125,16 +141,13 @@ class OpenAIChatAdapter(UsageAdapter):
 
     @classmethod
     def normalize(cls, usage: dict[str, Any]) -> Buckets:
-        reader = _Reader(usage)
-        prompt = reader.count("prompt_tokens", required=True)
-        cached = reader.count("prompt_tokens_details", "cached_tokens")
-        cache_write = reader.count("prompt_tokens_details", "cache_write_tokens")
-        output = reader.count("completion_tokens")
-        reasoning = reader.count("completion_tokens_details", "reasoning_tokens")
-        buckets = Buckets(prompt - cached - cache_write, cached, cache_write, output, reasoning)
-        total = reader.count("total_tokens") if reader.present("total_tokens") else None
-        reader.total(buckets, total, prompt + output)
-        return reader.check(buckets, input_field="prompt_tokens", output_field="completion_tokens")
+        return _openai_like(
+            usage,
+            prompt="prompt_tokens",
+            output="completion_tokens",
+            prompt_details="prompt_tokens_details",
+            output_details="completion_tokens_details",
+        )
 
 
 class OpenAIResponsesAdapter(UsageAdapter):
@@ -146,16 +159,13 @@ class OpenAIResponsesAdapter(UsageAdapter):
 
     @classmethod
     def normalize(cls, usage: dict[str, Any]) -> Buckets:
-        reader = _Reader(usage)
-        prompt = reader.count("input_tokens", required=True)
-        cached = reader.count("input_tokens_details", "cached_tokens")
-        cache_write = reader.count("input_tokens_details", "cache_write_tokens")
-        output = reader.count("output_tokens")
-        reasoning = reader.count("output_tokens_details", "reasoning_tokens")
-        buckets = Buckets(prompt - cached - cache_write, cached, cache_write, output, reasoning)
-        total = reader.count("total_tokens") if reader.present("total_tokens") else None
-        reader.total(buckets, total, prompt + output)
-        return reader.check(buckets, input_field="input_tokens", output_field="output_tokens")
+        return _openai_like(
+            usage,
+            prompt="input_tokens",
+            output="output_tokens",
+            prompt_details="input_tokens_details",
+            output_details="output_tokens_details",
+        )
 
 
 class AnthropicAdapter(UsageAdapter):

@@ -40,6 +40,22 @@ from tenants.roles import PLATFORM_ADMINS
 from tenants.selectors import is_person
 
 COST_DIGITS = Decimal("1E-10")
+USAGE_PARAMETERS = [
+    OpenApiParameter(name, str)
+    for name in (
+        "start",
+        "end",
+        "tenant",
+        "project",
+        "model",
+        "feature",
+        "end_user",
+        "api_key",
+        "department",
+        "environment",
+        "estimated",
+    )
+]
 
 
 def ingest_scope(request: Request) -> IngestScope:
@@ -253,23 +269,7 @@ def usage_query_from(request: Request, *, need_dates: bool = True, default_days:
 
 class UsageView(APIView):
     @extend_schema(
-        parameters=[
-            OpenApiParameter(n, str)
-            for n in (
-                "start",
-                "end",
-                "group_by",
-                "tenant",
-                "project",
-                "model",
-                "feature",
-                "end_user",
-                "api_key",
-                "department",
-                "environment",
-                "estimated",
-            )
-        ],
+        parameters=[*USAGE_PARAMETERS, OpenApiParameter("group_by", str)],
         responses=UsageResponseSerializer,
         description="Aggregated usage from the rollups; group_by takes day, model, project, feature, end_user, "
         "api_key, department, environment. Days are the tenant's local calendar days.",
@@ -298,25 +298,7 @@ class UsageEventsView(ListAPIView):
     filter_backends: list = []
 
     @extend_schema(
-        parameters=[
-            OpenApiParameter(n, str)
-            for n in (
-                "start",
-                "end",
-                "tenant",
-                "project",
-                "model",
-                "feature",
-                "end_user",
-                "api_key",
-                "department",
-                "environment",
-                "estimated",
-                "event_id",
-                "rating_status",
-                "cursor",
-            )
-        ]
+        parameters=[*USAGE_PARAMETERS, *(OpenApiParameter(n, str) for n in ("event_id", "rating_status", "cursor"))]
     )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
@@ -340,23 +322,7 @@ class UsageExportView(APIView):
     """Detailed events as CSV, or XLSX with a Summary (by department and project) and a Detailed sheet."""
 
     @extend_schema(
-        parameters=[OpenApiParameter("format", str, enum=["csv", "xlsx"])]
-        + [
-            OpenApiParameter(n, str)
-            for n in (
-                "start",
-                "end",
-                "tenant",
-                "project",
-                "model",
-                "feature",
-                "end_user",
-                "api_key",
-                "department",
-                "environment",
-                "estimated",
-            )
-        ],
+        parameters=[OpenApiParameter("format", str, enum=["csv", "xlsx"]), *USAGE_PARAMETERS],
         responses={
             (200, "text/csv"): OpenApiTypes.BINARY,
             (200, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"): OpenApiTypes.BINARY,

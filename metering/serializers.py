@@ -47,24 +47,6 @@ class ModelPriceSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "source", "created_at"]
 
 
-class UsageRowSerializer(serializers.Serializer):
-    day = serializers.DateField(required=False)
-    model = serializers.CharField(required=False, allow_null=True)
-    project = serializers.CharField(required=False, allow_null=True)
-    feature = serializers.CharField(required=False, allow_null=True)
-    end_user = serializers.CharField(required=False, allow_null=True)
-    api_key = serializers.CharField(required=False, allow_null=True)
-    department = serializers.CharField(required=False, allow_null=True)
-    environment = serializers.CharField(required=False, allow_null=True)
-    input_tokens = serializers.IntegerField()
-    cached_input_tokens = serializers.IntegerField()
-    cache_write_tokens = serializers.IntegerField()
-    output_tokens = serializers.IntegerField()
-    reasoning_tokens = serializers.IntegerField()
-    requests = serializers.IntegerField()
-    cost = serializers.DecimalField(max_digits=28, decimal_places=10, coerce_to_string=True)
-
-
 class UsageTotalsSerializer(serializers.Serializer):
     input_tokens = serializers.IntegerField()
     cached_input_tokens = serializers.IntegerField()
@@ -73,6 +55,17 @@ class UsageTotalsSerializer(serializers.Serializer):
     reasoning_tokens = serializers.IntegerField()
     requests = serializers.IntegerField()
     cost = serializers.DecimalField(max_digits=28, decimal_places=10, coerce_to_string=True)
+
+
+class UsageRowSerializer(UsageTotalsSerializer):
+    day = serializers.DateField(required=False)
+    model = serializers.CharField(required=False, allow_null=True)
+    project = serializers.CharField(required=False, allow_null=True)
+    feature = serializers.CharField(required=False, allow_null=True)
+    end_user = serializers.CharField(required=False, allow_null=True)
+    api_key = serializers.CharField(required=False, allow_null=True)
+    department = serializers.CharField(required=False, allow_null=True)
+    environment = serializers.CharField(required=False, allow_null=True)
 
 
 class UsageResponseSerializer(serializers.Serializer):
