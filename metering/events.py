@@ -172,7 +172,9 @@ def event_parse(raw: Any, *, index: int, now: dt.datetime) -> CanonicalEvent:
     elif not isinstance(metadata, dict):
         err("metadata", "A JSON object.")
         metadata = {}
-    elif len(json.dumps(metadata, separators=(",", ":"), ensure_ascii=False).encode()) > MAX_METADATA_BYTES:
+    elif (
+        metadata and len(json.dumps(metadata, separators=(",", ":"), ensure_ascii=False).encode()) > MAX_METADATA_BYTES
+    ):
         err("metadata", "At most 4 KiB as JSON.")
 
     usage_format = raw.get("usage_format")

@@ -572,7 +572,7 @@ def _event_values(row: _Row, received_at: dt.datetime) -> tuple:
         event.estimate_method,
         row.billable,
         None if event.raw_usage is None else json.dumps(event.raw_usage, ensure_ascii=False),
-        json.dumps(event.metadata, ensure_ascii=False),
+        json.dumps(event.metadata, ensure_ascii=False) if event.metadata else "{}",
     )
 
 
