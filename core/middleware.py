@@ -4,7 +4,7 @@ import logging
 import uuid
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 
 from core.api import error_response
 from core.request_id import current_request_id, request_id_var
@@ -43,6 +43,11 @@ class ApiErrorMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if any("\x00" in key or any("\x00" in value for value in values) for key, values in request.GET.lists()):
+            # PostgreSQL text cannot hold NUL: refuse such parameters before they reach a query.
+            if is_api_path(request.path):
+                return error_response(400, "invalid", "Query parameters must not contain NUL characters.")
+            return HttpResponseBadRequest("Query parameters must not contain NUL characters.")
         response = self.get_response(request)
         if not is_api_path(request.path) or response.status_code < 400:
             return response

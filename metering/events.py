@@ -204,6 +204,8 @@ def event_parse(raw: Any, *, index: int, now: dt.datetime) -> CanonicalEvent:
         elif usage is None:
             err("usage", "Send usage, or request_chars/response_chars to estimate it.")
 
+    if not errors:
+        _refuse_nul(raw, err)
     if errors:
         raise EventInvalid(errors, event_id)
     assert occurred_at is not None and isinstance(event_id, str) and isinstance(model, str)
@@ -230,6 +232,16 @@ def event_parse(raw: Any, *, index: int, now: dt.datetime) -> CanonicalEvent:
     )
     event.content_hash = content_hash(raw, occurred_at)
     return event
+
+
+def _refuse_nul(raw: dict[str, Any], err: Any) -> None:
+    """PostgreSQL text and jsonb cannot hold NUL characters: name the field instead of failing the batch."""
+    for name, value in raw.items():
+        if isinstance(value, str):
+            if "\x00" in value:
+                err(name, "Must not contain NUL characters.")
+        elif isinstance(value, dict | list) and "\\u0000" in json.dumps(value):
+            err(name, "Must not contain NUL characters.")
 
 
 def content_hash(raw: dict[str, Any], occurred_at: dt.datetime) -> str:

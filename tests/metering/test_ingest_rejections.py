@@ -144,3 +144,22 @@ def test_a_timestamp_with_an_offset_is_the_same_instant(world, prices) -> None:
     client.post("/api/v1/events", event("tz"), format="json")
     again = client.post("/api/v1/events", event("tz", timestamp=shanghai), format="json")
     assert again.json()["outcome"] == "duplicate"
+
+
+def test_nul_characters_are_a_field_error_not_a_server_error(world, prices) -> None:
+    client = world.key_client(world.alpha_key_secret)
+    batch = [
+        event("ok-1"),
+        event("nul-\x00"),
+        event("bad-meta", metadata={"k": "a\x00b"}),
+        event("bad-dim", feature="x\x00"),
+    ]
+    body = client.post("/api/v1/events", {"events": batch}, format="json").json()
+    assert body["accepted"] == 1
+    assert [sorted(r["errors"]) for r in body["rejected"]] == [["event_id"], ["metadata"], ["feature"]]
+
+
+def test_nul_characters_in_query_parameters_are_a_400(world) -> None:
+    response = world.client("alpha_owner").get("/api/v1/api-keys", {"tenant": "a\x00b"})
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid"
