@@ -11,6 +11,7 @@ api_v1 = [
     path("", include("tenants.api_urls")),
     path("", include("core.api_urls")),
     path("", include("metering.api_urls")),
+    path("", include("billing.api_urls")),
 ]
 
 urlpatterns = [

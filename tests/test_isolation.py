@@ -40,7 +40,7 @@ STAFF_PAGES = {"portal:price-book", "portal:price-book-import", "portal:unpriced
 INGEST = {"api:events", "api:integrations-litellm"}
 
 # The price book is provider-wide reference data, readable by every credential (not tenant data).
-PROVIDER_WIDE = {"api:price-list", "api:price-detail"}
+PROVIDER_WIDE = {"api:price-list", "api:price-detail", "api:fxrate-list", "api:fxrate-detail"}
 
 # Collections: listed for the outsider, who must see none of Alpha's data.
 COLLECTIONS = {

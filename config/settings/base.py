@@ -234,4 +234,7 @@ CELERY_BEAT_SCHEDULE = {
     "usage-partitions-ahead": {"task": "metering.tasks.usage_partitions_ensure", "schedule": 6 * 60 * 60},
     "rerate-unpriced": {"task": "metering.tasks.rerate_unpriced", "schedule": 60 * 60},
     "rollups-flush": {"task": "metering.tasks.rollups_flush_task", "schedule": 1.0},
+    "fx-rates-import": {"task": "billing.tasks.fx_rates_import", "schedule": 6 * 60 * 60},
 }
+# An ECB eurofxref-hist CSV/zip kept current by the operator; beat imports it every six hours.
+METERLINE_FX_FILE = env_str("METERLINE_FX_FILE") or ""

@@ -1,3 +1,4 @@
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
@@ -16,6 +17,7 @@ class Command(BaseCommand):
         with transaction.atomic():
             seeded = tenants_demo.seed()
         events = metering_demo.seed(days=opts["days"], scale=opts["scale"])
+        call_command("import_fx_rates", "--since", "2025-01-01", stdout=self.stdout)
         self.stdout.write(self.style.SUCCESS(f"Demo data loaded ({events} usage events)."))
         self.stdout.write(f"\nDemo logins (password for all: {seeded['password']}):")
         for username, _group, label in seeded["staff"]:  # type: ignore[attr-defined]

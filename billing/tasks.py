@@ -1,0 +1,16 @@
+from celery import shared_task
+from django.conf import settings
+
+
+@shared_task(acks_late=True)
+def fx_rates_import() -> int:
+    """Daily: import the ECB file configured in METERLINE_FX_FILE (kept current by the operator). Idempotent."""
+    from pathlib import Path
+
+    from billing.fx import ecb_usd_rates, fx_import
+    from billing.models import FxRate
+
+    if not settings.METERLINE_FX_FILE:
+        return 0
+    rows = ecb_usd_rates(Path(settings.METERLINE_FX_FILE))
+    return fx_import(rows=rows, source=FxRate.Source.ECB).created
