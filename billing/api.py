@@ -9,15 +9,18 @@ from django.db import IntegrityError
 from django.db.models import OuterRef, Subquery
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from billing.contracts import ContractRuleViolation, contract_activate, contract_create, contract_update
 from billing.fx import fx_rate_add
-from billing.models import FxRate
-from billing.serializers import FxRateCreateSerializer, FxRateSerializer
+from billing.models import Contract, FxRate
+from billing.serializers import ContractSerializer, FxRateCreateSerializer, FxRateSerializer
 from core.api import ApiError, Conflict
 from tenants.permissions import IsPerson, staff_only
 from tenants.roles import FINANCE
+from tenants.selectors import can_see_billing, manages_as_staff
 
 
 @extend_schema_view(
@@ -70,3 +73,78 @@ class FxRateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
         except IntegrityError:
             raise Conflict("A rate for this pair and day exists already.", code="fx_rate_exists") from None
         return Response(FxRateSerializer(fx).data, status=status.HTTP_201_CREATED)
+
+
+class ContractViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Contracts: the tenant's account manager writes; the tenant's owners, admins, members and provider
+    staff who see the tenant read. Body and filters name the tenant by slug (`tenant`)."""
+
+    serializer_class = ContractSerializer
+    permission_classes = [IsPerson]
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def get_queryset(self) -> Any:
+        from tenants.selectors import tenant_for_request, tenants_for_user
+
+        user = self.request.user
+        visible = [t.pk for t in tenants_for_user(user) if can_see_billing(user, t)]
+        contracts = Contract.objects.filter(tenant_id__in=visible).select_related("tenant")
+        if self.request.query_params.get("tenant"):
+            contracts = contracts.filter(tenant=tenant_for_request(user=user, slug=self.request.query_params["tenant"]))
+        return contracts.order_by("tenant__slug", "-starts_on", "-id")
+
+    @extend_schema(
+        request=ContractSerializer,
+        responses={201: ContractSerializer},
+        parameters=[OpenApiParameter("tenant", str, description="tenant slug (body field `tenant`)")],
+    )
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        from tenants.selectors import tenant_for_request
+
+        slug = request.data.get("tenant") if isinstance(request.data, dict) else None
+        tenant = tenant_for_request(user=request.user, slug=slug if isinstance(slug, str) else None)
+        _require_account_manager(request.user, tenant)
+        body = ContractSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = dict(body.validated_data)
+        data.setdefault("billing_currency", tenant.billing_currency)
+        contract = contract_create(actor=request.user, tenant=tenant, **data)
+        return Response(ContractSerializer(contract).data, status=status.HTTP_201_CREATED)
+
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        contract = self.get_object()
+        _require_account_manager(request.user, contract.tenant)
+        body = ContractSerializer(contract, data=request.data, partial=True)
+        body.is_valid(raise_exception=True)
+        try:
+            contract = contract_update(actor=request.user, contract=contract, **body.validated_data)
+        except ContractRuleViolation as exc:
+            raise Conflict(str(exc), code=exc.code) from None
+        return Response(ContractSerializer(contract).data)
+
+    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return self.partial_update(request, *args, **kwargs)
+
+    @extend_schema(request=None, responses=ContractSerializer)
+    @action(detail=True, methods=["post"])
+    def activate(self, request: Request, pk: str | None = None) -> Response:
+        contract = self.get_object()
+        _require_account_manager(request.user, contract.tenant)
+        try:
+            contract = contract_activate(actor=request.user, contract=contract)
+        except ContractRuleViolation as exc:
+            raise Conflict(str(exc), code=exc.code) from None
+        return Response(ContractSerializer(contract).data)
+
+
+def _require_account_manager(user: Any, tenant: Any) -> None:
+    from rest_framework.exceptions import PermissionDenied
+
+    if not manages_as_staff(user, tenant):
+        raise PermissionDenied("Only the tenant's account manager edits its contracts.")

@@ -1,7 +1,8 @@
 from rest_framework.routers import SimpleRouter
 
-from billing.api import FxRateViewSet
+from billing.api import ContractViewSet, FxRateViewSet
 
 router = SimpleRouter(trailing_slash=False)
 router.register("fx-rates", FxRateViewSet, basename="fxrate")
+router.register("contracts", ContractViewSet, basename="contract")
 urlpatterns = router.urls

@@ -165,7 +165,12 @@ def events_rerate(
             with connection.cursor() as cursor:
                 for facts in chunk:
                     result.examined += 1
-                    resolver = resolvers.setdefault(facts["tenant_id"], RateCardResolver(facts["tenant_id"]))
+                    resolver = resolvers.get(facts["tenant_id"])
+                    if resolver is None:
+                        from tenants.models import Tenant
+
+                        zone = Tenant.objects.values_list("timezone", flat=True).get(pk=facts["tenant_id"])
+                        resolver = resolvers[facts["tenant_id"]] = RateCardResolver(facts["tenant_id"], zone)
                     card = resolver.card(model=facts["model"], provider=facts["provider"], at=facts["occurred_at"])
                     if card is None:
                         result.still_unpriced += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -81,12 +82,32 @@ def book_card(row: PriceRow, *, markup_percent: Decimal = Decimal(0)) -> RateCar
 
 
 class RateCardResolver:
-    """Rate cards for one tenant. Until contracts exist, a tenant is rated at book prices with no
-    markup (SPEC §5.4); the contract's overrides and markup plug in here."""
+    """Rate cards for one tenant (SPEC §5.4): the contract in force on the event's day (in the tenant's time
+    zone) — its rate override for the model is the whole card, otherwise book prices × (1 + markup / 100);
+    with no contract, book prices."""
 
-    def __init__(self, tenant_id: int) -> None:
+    def __init__(self, tenant_id: int, timezone_name: str = "UTC") -> None:
+        from billing.contracts import contract_terms
+
         self.tenant_id = tenant_id
+        self.zone = zoneinfo.ZoneInfo(timezone_name)
+        self.terms = contract_terms(tenant_id)
 
     def card(self, *, model: str, provider: str, at: dt.datetime) -> RateCard | None:
+        day = at.astimezone(self.zone).date()
+        terms = next((t for t in self.terms if t.covers(day)), None)
+        if terms is not None:
+            override = terms.overrides.get(model.lower())
+            if override is not None and override["input"] is not None and override["output"] is not None:
+                return RateCard.from_prices(
+                    input=override["input"],
+                    output=override["output"],
+                    cached_input=override["cached_input"],
+                    cache_write=override["cache_write"],
+                    reasoning=override["reasoning"],
+                    provider=provider,
+                )
         row = price_book.lookup(model=model, provider=provider or None, at=at)
-        return book_card(row) if row is not None else None
+        if row is None:
+            return None
+        return book_card(row, markup_percent=terms.markup_percent if terms else Decimal(0))

@@ -182,7 +182,7 @@ class _Resolver:
 
     def rate_cards(self, tenant: Tenant) -> RateCardResolver:
         if tenant.pk not in self.cards:
-            self.cards[tenant.pk] = RateCardResolver(tenant.pk)
+            self.cards[tenant.pk] = RateCardResolver(tenant.pk, tenant.timezone)
         return self.cards[tenant.pk]
 
     def resolve(self, event: CanonicalEvent) -> tuple[Tenant, Project, int | None] | dict[str, list[str]]:

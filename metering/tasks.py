@@ -24,3 +24,14 @@ def rollups_flush_task() -> None:
     from metering.services import rollups_flush
 
     rollups_flush()
+
+
+@shared_task(acks_late=True)
+def rerate_tenant_since(tenant_id: int, since: str) -> dict:
+    """After a contract change: price the tenant's events from that day on with the new terms."""
+    import datetime as dt
+
+    from metering.prices import events_rerate
+
+    start = dt.datetime.combine(dt.date.fromisoformat(since), dt.time(), tzinfo=dt.UTC) - dt.timedelta(days=1)
+    return events_rerate(tenant_id=tenant_id, start=start, only_unpriced=False).__dict__

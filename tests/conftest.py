@@ -35,6 +35,17 @@ class World:
     users: dict[str, Any]
     memberships: dict[str, Membership]
 
+    @property
+    def alpha_contract(self) -> Any:
+        """A draft contract of Alpha (made on first use)."""
+        from billing.contracts import contract_create
+        from billing.models import Contract
+
+        existing = Contract.objects.filter(tenant=self.alpha).first()
+        return existing or contract_create(
+            actor=None, tenant=self.alpha, starts_on="2026-01-01", billing_currency="CNY"
+        )
+
     def client(self, username: str | None = None) -> APIClient:
         """An API client authenticated with a personal token of that user (or anonymous)."""
         client = APIClient()
