@@ -2,6 +2,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from billing import demo as billing_demo
 from metering import demo as metering_demo
 from tenants import demo as tenants_demo
 
@@ -16,6 +17,7 @@ class Command(BaseCommand):
     def handle(self, *args, **opts):  # type: ignore[no-untyped-def]
         with transaction.atomic():
             seeded = tenants_demo.seed()
+            billing_demo.seed()
         events = metering_demo.seed(days=opts["days"], scale=opts["scale"])
         call_command("import_fx_rates", "--since", "2025-01-01", stdout=self.stdout)
         self.stdout.write(self.style.SUCCESS(f"Demo data loaded ({events} usage events)."))
