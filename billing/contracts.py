@@ -13,7 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing.models import Contract
-from core.audit import audit_record, audit_snapshot
+from core.audit import audit_record, audit_snapshot, audited_update
 
 CACHE_SECONDS = 300
 
@@ -99,18 +99,7 @@ def contract_update(*, actor: Any, contract: Contract, **changes: Any) -> Contra
         raise ContractRuleViolation(
             "Only a draft contract can be edited; create a new contract instead.", code="contract_not_draft"
         )
-    before = audit_snapshot(contract)
-    for name, value in changes.items():
-        setattr(contract, name, value)
-    contract.save()
-    audit_record(
-        actor=actor,
-        action="update",
-        instance=contract,
-        before=before,
-        after=audit_snapshot(contract),
-        tenant=contract.tenant,
-    )
+    audited_update(actor=actor, instance=contract, changes=changes, tenant=contract.tenant)
     return contract
 
 

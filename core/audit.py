@@ -86,3 +86,15 @@ def audit_record(
         changes=changes,
         request_id=current_request_id(),
     )
+
+
+def audited_update(*, actor: Any, instance: models.Model, changes: dict[str, Any], tenant: Any = None) -> None:
+    """Apply field changes, validate, save, and log the before/after of what changed (caller holds the lock)."""
+    before = audit_snapshot(instance)
+    for field, value in changes.items():
+        setattr(instance, field, value)
+    instance.full_clean(validate_unique=False, validate_constraints=False)
+    instance.save()
+    audit_record(
+        actor=actor, action="update", instance=instance, before=before, after=audit_snapshot(instance), tenant=tenant
+    )

@@ -131,6 +131,23 @@ class EventKey(models.Model):
         return f"{self.tenant_id}/{self.event_id}"
 
 
+# The summed columns of every rollup table, in order (ingest, flush, verification and the bench share them).
+ROLLUP_SUMS = (
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "requests",
+    "errors",
+    "cost",
+    "billable_cost",
+    "estimated_requests",
+    "estimated_cost",
+    "unpriced_requests",
+)
+
+
 class RollupBase(models.Model):
     """Sums of events in a bucket. Kept exact by the ingest transaction (INSERT … ON CONFLICT DO UPDATE)."""
 

@@ -13,6 +13,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from metering.events import CanonicalEvent, EventInvalid, event_parse
+from metering.models import ROLLUP_SUMS
 from metering.rating import RateCardResolver, event_cost
 from tenants.models import ApiKey, Project, Tenant
 
@@ -46,20 +47,7 @@ EVENT_COLUMNS = (
     "raw_usage",
     "metadata",
 )
-SUMS = (
-    "input_tokens",
-    "cached_input_tokens",
-    "cache_write_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "requests",
-    "errors",
-    "cost",
-    "billable_cost",
-    "estimated_requests",
-    "estimated_cost",
-    "unpriced_requests",
-)
+SUMS = ROLLUP_SUMS
 DELTA_COLUMNS = (
     "kind",
     "tenant_id",

@@ -6,20 +6,9 @@ from typing import Any
 
 from django.db import connection
 
-SUM_COLUMNS = (
-    "input_tokens",
-    "cached_input_tokens",
-    "cache_write_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "requests",
-    "errors",
-    "cost",
-    "billable_cost",
-    "estimated_requests",
-    "estimated_cost",
-    "unpriced_requests",
-)
+from metering.models import ROLLUP_SUMS
+
+SUM_COLUMNS = ROLLUP_SUMS
 
 _EVENT_SUMS = """
     sum(e.input_tokens) AS input_tokens, sum(e.cached_input_tokens) AS cached_input_tokens,

@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from core.audit import audit_record, audit_snapshot
+from core.audit import audit_record, audit_snapshot, audited_update
 from tenants.credential_cache import credentials_forget, credentials_forget_for
 from tenants.credentials import (
     KIND_GATEWAY_TOKEN,
@@ -31,18 +31,6 @@ class RuleViolation(Exception):
     def __init__(self, message: str, code: str = "conflict") -> None:
         super().__init__(message)
         self.code = code
-
-
-def _update_audited(*, actor: Any, instance: Any, changes: dict[str, Any], tenant: Tenant | None) -> None:
-    """Apply field changes, validate, save, and log the before/after of what changed."""
-    before = audit_snapshot(instance)
-    for field, value in changes.items():
-        setattr(instance, field, value)
-    instance.full_clean(validate_unique=False, validate_constraints=False)
-    instance.save()
-    audit_record(
-        actor=actor, action="update", instance=instance, before=before, after=audit_snapshot(instance), tenant=tenant
-    )
 
 
 def _revoke_audited(*, actor: Any, credential: Any, tenant: Tenant | None) -> None:
@@ -81,7 +69,7 @@ def tenant_create(*, actor: Any, slug: str, name: str, country: str, **fields: A
 @transaction.atomic
 def tenant_update(*, actor: Any, tenant: Tenant, **changes: Any) -> Tenant:
     tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
-    _update_audited(actor=actor, instance=tenant, changes=changes, tenant=tenant)
+    audited_update(actor=actor, instance=tenant, changes=changes, tenant=tenant)
     credentials_forget_for(tenant_id=tenant.pk)
     return tenant
 
@@ -98,7 +86,7 @@ def department_create(*, actor: Any, tenant: Tenant, name: str, code: str) -> De
 
 @transaction.atomic
 def department_update(*, actor: Any, department: Department, **changes: Any) -> Department:
-    _update_audited(actor=actor, instance=department, changes=changes, tenant=department.tenant)
+    audited_update(actor=actor, instance=department, changes=changes, tenant=department.tenant)
     return department
 
 
@@ -134,7 +122,7 @@ def project_create(
 
 @transaction.atomic
 def project_update(*, actor: Any, project: Project, **changes: Any) -> Project:
-    _update_audited(actor=actor, instance=project, changes=changes, tenant=project.tenant)
+    audited_update(actor=actor, instance=project, changes=changes, tenant=project.tenant)
     credentials_forget_for(project_id=project.pk)
     return project
 
