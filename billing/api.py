@@ -1,4 +1,4 @@
-"""Billing API: FX rates (SPEC §9)."""
+"""Billing API: FX rates, contracts (SPEC §9) and bills (SPEC §7)."""
 
 from __future__ import annotations
 
@@ -13,13 +13,23 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from billing.bills import BillBlocked, bill_preview, month_close, months_close, period_parse
 from billing.contracts import ContractRuleViolation, contract_activate, contract_create, contract_update
 from billing.fx import fx_rate_add
 from billing.models import Contract, FxRate
-from billing.serializers import ContractSerializer, FxRateCreateSerializer, FxRateSerializer
+from billing.selectors import bills_for_user
+from billing.serializers import (
+    BillCloseResultSerializer,
+    BillCloseSerializer,
+    BillPreviewSerializer,
+    BillSerializer,
+    ContractSerializer,
+    FxRateCreateSerializer,
+    FxRateSerializer,
+)
 from core.api import ApiError, Conflict
 from tenants.permissions import IsPerson, staff_only
-from tenants.roles import FINANCE
+from tenants.roles import FINANCE, PLATFORM_ADMINS
 from tenants.selectors import can_see_billing, manages_as_staff
 
 
@@ -148,3 +158,96 @@ def _require_account_manager(user: Any, tenant: Any) -> None:
 
     if not manages_as_staff(user, tenant):
         raise PermissionDenied("Only the tenant's account manager edits its contracts.")
+
+
+def _bad_query(name: str, message: str) -> ApiError:
+    return ApiError(400, "invalid", "The query has invalid parameters.", {name: [message]})
+
+
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            OpenApiParameter("period", str, description="YYYY-MM"),
+            OpenApiParameter("status", str, enum=["closed", "invoiced"]),
+            OpenApiParameter("tenant", str, description="tenant slug"),
+        ]
+    )
+)
+class BillViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Monthly bills (SPEC §7): tenants' owners, admins and members and the staff who see the tenant read them;
+    finance and platform admins close months. The open month is `current` (a live preview)."""
+
+    serializer_class = BillSerializer
+    permission_classes = [IsPerson]
+
+    def get_queryset(self) -> Any:
+        from tenants.selectors import tenant_for_request
+
+        bills = bills_for_user(self.request.user)
+        params = self.request.query_params
+        if self.action != "list":
+            return bills
+        if params.get("period"):
+            try:
+                bills = bills.filter(period=period_parse(params["period"]))
+            except ValueError:
+                raise _bad_query("period", "A month as YYYY-MM.") from None
+        if params.get("status"):
+            if params["status"] not in ("open", "closed", "invoiced"):
+                raise _bad_query("status", "One of open, closed, invoiced.")
+            bills = bills.filter(status=params["status"])
+        if params.get("tenant"):
+            bills = bills.filter(tenant=tenant_for_request(user=self.request.user, slug=params["tenant"]))
+        return bills.order_by("-period", "tenant__slug", "group_key")
+
+    @extend_schema(
+        parameters=[OpenApiParameter("tenant", str, description="tenant slug (implied for a one-tenant user)")],
+        responses=BillPreviewSerializer,
+    )
+    @action(detail=False, methods=["get"])
+    def current(self, request: Request) -> Response:
+        """The open month so far and a month-end forecast."""
+        from rest_framework.exceptions import PermissionDenied
+
+        from tenants.selectors import can_see_billing, tenant_for_request
+
+        tenant = tenant_for_request(user=request.user, slug=request.query_params.get("tenant"))
+        if not can_see_billing(request.user, tenant):
+            raise PermissionDenied("Bills are for the tenant's owners, admins and members.")
+        try:
+            preview = bill_preview(tenant)
+        except BillBlocked as blocked:
+            raise Conflict(blocked.message, code=blocked.code, fields=blocked.fields) from None
+        return Response(BillPreviewSerializer(preview).data)
+
+    @extend_schema(request=BillCloseSerializer, responses=BillCloseResultSerializer(many=True))
+    @action(detail=False, methods=["post"], permission_classes=[IsPerson, staff_only(FINANCE, PLATFORM_ADMINS)])
+    def close(self, request: Request) -> Response:
+        """Close a month now (finance, platform admins). With `tenant`: that tenant's month — 200 with its
+        bills, 409 with the reason when it cannot close. Without: every billable tenant, one result each."""
+        from tenants.selectors import tenant_for_request
+
+        body = BillCloseSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        period = period_parse(body.validated_data["period"])
+        if body.validated_data.get("tenant"):
+            tenant = tenant_for_request(user=request.user, slug=body.validated_data["tenant"])
+            result = month_close(tenant=tenant, period=period, actor=request.user)
+            if result.error is not None:
+                error = result.error
+                raise Conflict(error.message, code=error.code, fields=error.fields)
+            results = [result]
+        else:
+            results = months_close(period=period, actor=request.user)
+        return Response([_close_result(result) for result in results])
+
+
+def _close_result(result: Any) -> dict[str, Any]:
+    error = result.error
+    return {
+        "tenant": result.tenant.slug,
+        "period": f"{result.period:%Y-%m}",
+        "status": result.status,
+        "bills": [bill.number for bill in result.bills],
+        "error": {"code": error.code, "message": error.message, "fields": error.fields} if error else None,
+    }

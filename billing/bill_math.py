@@ -6,6 +6,7 @@ FX rate, and returns the lines and totals. Persistence, FX selection and closing
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -24,6 +25,9 @@ class UsageGroup:
     unit_price: Decimal
     quantity: int
     project: str | None = None
+    # the month the tokens belong to (adjustments) and the part of the quantity that is estimated
+    period: dt.date | None = None
+    estimated_quantity: int = 0
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,9 @@ class Line:
     amount_usd: Decimal | None = None
     project: str | None = None
     description: str = ""
+    period: dt.date | None = None
+    fx_rate: Decimal | None = None
+    estimated_quantity: int = 0
 
 
 @dataclass
@@ -58,6 +65,8 @@ class BillTotals:
     net: Decimal = Decimal(0)
     tax: Decimal = Decimal(0)
     total: Decimal = Decimal(0)
+    # the share of the usage and adjustment amounts that comes from estimated events (SPEC §5.3)
+    estimated_amount: Decimal = Decimal(0)
 
 
 def usage_line(group: UsageGroup, terms: Terms, kind: str = "usage") -> Line:
@@ -72,6 +81,9 @@ def usage_line(group: UsageGroup, terms: Terms, kind: str = "usage") -> Line:
         amount_usd=exact_usd.quantize(Decimal("0.000001")),
         project=group.project,
         description=f"{group.model} · {group.bucket}",
+        period=group.period,
+        fx_rate=terms.fx_rate,
+        estimated_quantity=group.estimated_quantity,
     )
 
 
@@ -120,6 +132,15 @@ def bill_compute(
         if group.quantity:
             month_terms = Terms(currency=currency, fx_rate=month_rate)
             bill.lines.append(usage_line(group, month_terms, kind="adjustment"))
+    estimated = sum(
+        (
+            Decimal(line.estimated_quantity) * (line.unit_price or 0) / MILLION * (line.fx_rate or 0)
+            for line in bill.lines
+            if line.estimated_quantity
+        ),
+        Decimal(0),
+    )
+    bill.estimated_amount = quantize_money(estimated, currency)
     # 8. net, tax, total
     bill.net = sum((line.amount for line in bill.lines), Decimal(0))
     rate = terms.tax_percent / 100

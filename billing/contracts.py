@@ -51,16 +51,25 @@ def _overrides(raw: list[dict[str, Any]]) -> dict[str, dict[str, Decimal | None]
     return cards
 
 
+def terms_of(contract: Contract) -> ContractTerms:
+    return ContractTerms(
+        contract.starts_on, contract.ends_on, contract.markup_percent, _overrides(contract.rate_overrides)
+    )
+
+
+def contracts_in_force(tenant_id: int) -> list[Contract]:
+    """Every non-draft contract of the tenant, newest first."""
+    return list(
+        Contract.objects.filter(tenant_id=tenant_id).exclude(status=Contract.Status.DRAFT).order_by("-starts_on", "-id")
+    )
+
+
 def contract_terms(tenant_id: int) -> list[ContractTerms]:
-    """Every non-draft contract of the tenant, newest first (cached; rating calls this per ingest call)."""
+    """The terms of every non-draft contract of the tenant, newest first (cached; rating calls this per ingest
+    call)."""
     terms = cache.get(_cache_key(tenant_id))
     if terms is None:
-        terms = [
-            ContractTerms(c.starts_on, c.ends_on, c.markup_percent, _overrides(c.rate_overrides))
-            for c in Contract.objects.filter(tenant_id=tenant_id)
-            .exclude(status=Contract.Status.DRAFT)
-            .order_by("-starts_on", "-id")
-        ]
+        terms = [terms_of(contract) for contract in contracts_in_force(tenant_id)]
         cache.set(_cache_key(tenant_id), terms, CACHE_SECONDS)
     return terms
 

@@ -88,3 +88,112 @@ class Contract(models.Model):
         return (
             self.status != self.Status.DRAFT and self.starts_on <= day and (self.ends_on is None or day <= self.ends_on)
         )
+
+
+class Bill(models.Model):
+    """One tenant's (or one split group's) charges for a calendar month in the tenant's time zone (SPEC §7).
+    Stored when the month closes; frozen from then on. The open month is computed live as a preview."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", _("Open")
+        CLOSED = "closed", _("Closed")
+        INVOICED = "invoiced", _("Invoiced")
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="bills")
+    number = models.CharField(max_length=120, unique=True)
+    period = models.DateField(help_text="First day of the billed month.")
+    # Split bills (contract invoice_split): "department:<id>", "project:<id>"; "" for the whole tenant.
+    group_key = models.CharField(max_length=40, default="", blank=True)
+    group_label = models.CharField(max_length=200, default="", blank=True)
+    department = models.ForeignKey(
+        "tenants.Department", null=True, blank=True, on_delete=models.PROTECT, related_name="bills"
+    )
+    project = models.ForeignKey(
+        "tenants.Project", null=True, blank=True, on_delete=models.PROTECT, related_name="bills"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.CLOSED)
+    contract = models.ForeignKey(Contract, null=True, blank=True, on_delete=models.PROTECT, related_name="bills")
+    currency = models.CharField(max_length=3)
+    fx_rate = models.DecimalField(max_digits=20, decimal_places=6)
+    fx_rate_date = models.DateField(null=True, blank=True)
+    fx_source = models.CharField(max_length=10, blank=True)
+    usage_subtotal = models.DecimalField(max_digits=20, decimal_places=4)
+    net = models.DecimalField(max_digits=20, decimal_places=4)
+    tax_percent = models.DecimalField(max_digits=7, decimal_places=4, default=0)
+    tax_label = models.CharField(max_length=60, blank=True)
+    tax_inclusive = models.BooleanField(default=False)
+    tax = models.DecimalField(max_digits=20, decimal_places=4)
+    total = models.DecimalField(max_digits=20, decimal_places=4)
+    estimated_amount = models.DecimalField(max_digits=20, decimal_places=4, default=0)
+    # Frozen view by project and model: [{"project", "project_name", "model", "tokens", "amount_usd", "amount"}]
+    # (informational; the lines are what is charged).
+    by_project = models.JSONField(default=list, blank=True)
+    closed_at = models.DateTimeField()
+    closed_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["-period", "tenant", "group_key"]
+        constraints = [
+            # Exactly one bill per tenant, group and month: the last line of defence of idempotent closing.
+            models.UniqueConstraint(fields=["tenant", "period", "group_key"], name="one_bill_per_group_and_month"),
+        ]
+        indexes = [models.Index(fields=["period", "status"], name="bill_period_status")]
+
+    def __str__(self) -> str:
+        return self.number
+
+    @property
+    def period_label(self) -> str:
+        return f"{self.period:%Y-%m}"
+
+
+class BillLine(models.Model):
+    class Kind(models.TextChoices):
+        USAGE = "usage", _("Usage")
+        VOLUME_TIER = "volume_tier", _("Volume tier")
+        DISCOUNT = "discount", _("Discount")
+        COMMITMENT = "commitment", _("Minimum commitment")
+        ADJUSTMENT = "adjustment", _("Adjustment")
+
+    bill = models.ForeignKey(Bill, on_delete=models.CASCADE, related_name="lines")
+    position = models.PositiveIntegerField()
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    model = models.CharField(max_length=200, blank=True)
+    bucket = models.CharField(max_length=12, blank=True)
+    quantity = models.BigIntegerField(null=True, blank=True)
+    # Per 1M tokens in USD after markup or override, exact (not rounded).
+    unit_price = models.DecimalField(max_digits=30, decimal_places=14, null=True, blank=True)
+    amount_usd = models.DecimalField(max_digits=24, decimal_places=6, null=True, blank=True)
+    amount = models.DecimalField(max_digits=20, decimal_places=4)
+    # The month the tokens belong to (differs from the bill's period for adjustments).
+    period = models.DateField()
+    project = models.ForeignKey("tenants.Project", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    fx_rate = models.DecimalField(max_digits=20, decimal_places=6, null=True, blank=True)
+    estimated_quantity = models.BigIntegerField(default=0)
+    description = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["bill", "position"]
+        constraints = [models.UniqueConstraint(fields=["bill", "position"], name="bill_line_position")]
+
+    def __str__(self) -> str:
+        return f"{self.bill.number} #{self.position} {self.kind}"
+
+
+class CloseBlock(models.Model):
+    """Why a month could not close for a tenant (no FX rate, unpriced events): shown to finance until the
+    month closes."""
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+")
+    period = models.DateField()
+    code = models.CharField(max_length=40)
+    detail = models.TextField()
+    data = models.JSONField(default=dict, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-period", "tenant"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "period"], name="one_close_block_per_month")]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.period:%Y-%m}: {self.code}"

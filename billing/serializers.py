@@ -1,8 +1,10 @@
+from decimal import Decimal
 from typing import Any
 
 from rest_framework import serializers
 
-from billing.models import Contract, FxRate
+from billing.models import Bill, BillLine, Contract, FxRate
+from billing.money import money_str
 from tenants.validators import validate_currency
 
 
@@ -116,3 +118,172 @@ class ContractSerializer(serializers.ModelSerializer):
         if len(set(models_named)) != len(models_named):
             raise serializers.ValidationError("One override per model.")
         return _json_safe(overrides)
+
+
+def decimal_str(value: Decimal, min_places: int = 0) -> str:
+    """Exact, without exponent or trailing zeros beyond min_places: 6 → "6", 3 (min 6) → "3.000000"."""
+    text = format(value.normalize(), "f")
+    places = len(text.partition(".")[2])
+    if places < min_places:
+        text = f"{value:.{min_places}f}"
+    return text
+
+
+class BillLineSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=BillLine.Kind.choices)
+    model = serializers.CharField(allow_null=True)
+    bucket = serializers.CharField(allow_null=True)
+    quantity = serializers.IntegerField(allow_null=True)
+    unit_price = serializers.CharField(allow_null=True, help_text="per 1M tokens in USD, exact")
+    amount_usd = serializers.CharField(allow_null=True, help_text="before FX, 6 dp, for reference")
+    amount = serializers.CharField(help_text="billing currency, exactly its minor digits")
+    estimated_quantity = serializers.IntegerField()
+    project = serializers.CharField(allow_null=True)
+    period = serializers.CharField()
+    description = serializers.CharField()
+
+    def to_representation(self, line: Any) -> dict[str, Any]:
+        currency = self.context["currency"]
+        project = self.context.get("project")
+        return {
+            "kind": line.kind,
+            "model": line.model or None,
+            "bucket": line.bucket or None,
+            "quantity": line.quantity,
+            "unit_price": decimal_str(line.unit_price, 6) if line.unit_price is not None else None,
+            "amount_usd": f"{line.amount_usd:.6f}" if line.amount_usd is not None else None,
+            "amount": money_str(line.amount, currency),
+            "estimated_quantity": line.estimated_quantity,
+            "project": project,
+            "period": f"{line.period:%Y-%m}" if line.period else self.context["period"],
+            "description": line.description,
+        }
+
+
+class ForecastSerializer(serializers.Serializer):
+    usage_subtotal = serializers.CharField()
+    net = serializers.CharField()
+    tax = serializers.CharField()
+    total = serializers.CharField()
+
+
+class BillSerializer(serializers.Serializer):
+    """A bill as SPEC §7 shows it (stored bills and the open month's preview alike)."""
+
+    id = serializers.IntegerField(allow_null=True)
+    number = serializers.CharField()
+    tenant = serializers.CharField()
+    period = serializers.CharField()
+    status = serializers.ChoiceField(choices=Bill.Status.choices)
+    group = serializers.CharField(allow_null=True, help_text="department or project of a split bill")
+    currency = serializers.CharField()
+    fx_rate = serializers.CharField()
+    fx_rate_date = serializers.DateField(allow_null=True)
+    fx_source = serializers.CharField()
+    usage_subtotal = serializers.CharField()
+    net = serializers.CharField()
+    tax_percent = serializers.CharField()
+    tax_label = serializers.CharField()
+    tax_inclusive = serializers.BooleanField()
+    tax = serializers.CharField()
+    total = serializers.CharField()
+    estimated_amount = serializers.CharField()
+    invoice = serializers.IntegerField(allow_null=True)
+    contract = serializers.CharField(allow_null=True)
+    closed_at = serializers.DateTimeField(allow_null=True)
+    lines = BillLineSerializer(many=True)
+    by_project = serializers.ListField(child=serializers.DictField())
+
+    def to_representation(self, bill: Any) -> dict[str, Any]:
+        """`bill` is a stored Bill or a billing.bills.BillDraft (the open month)."""
+        from billing.models import Bill as BillModel
+
+        if isinstance(bill, BillModel):
+            currency, period, lines = bill.currency, bill.period, list(bill.lines.all())
+            totals: Any = bill
+            fx_rate, fx_date, fx_source = bill.fx_rate, bill.fx_rate_date, bill.fx_source
+            group = bill.group_label or None
+            project = bill.project.slug if bill.project is not None else None
+            contract = bill.contract.number if bill.contract is not None else None
+            tax_percent, tax_label, tax_inclusive = bill.tax_percent, bill.tax_label, bill.tax_inclusive
+            extra: dict[str, Any] = {
+                "id": bill.pk,
+                "number": bill.number,
+                "status": bill.status,
+                "closed_at": bill.closed_at,
+            }
+            by_project = bill.by_project
+            invoice = getattr(bill, "invoice_id", None)
+        else:  # a draft: the open month
+            currency, period, lines, totals = bill.currency, bill.period, bill.totals.lines, bill.totals
+            fx_rate, fx_date, fx_source = bill.fx.rate, bill.fx.date, bill.fx.source
+            group = bill.group.label or None
+            project = None
+            contract = bill.contract.number if bill.contract else None
+            c = bill.contract
+            tax_percent = c.tax_percent if c else Decimal(0)
+            tax_label, tax_inclusive = (c.tax_label, c.tax_inclusive) if c else ("", False)
+            extra = {"id": None, "number": bill.number, "status": "open", "closed_at": None}
+            by_project = bill.by_project
+            invoice = None
+        label = f"{period:%Y-%m}"
+        line_context = {"currency": currency, "period": label, "project": project}
+        return {
+            "id": extra["id"],
+            "number": extra["number"],
+            "tenant": bill.tenant.slug,
+            "period": label,
+            "status": extra["status"],
+            "group": group,
+            "currency": currency,
+            "fx_rate": f"{fx_rate:.6f}",
+            "fx_rate_date": fx_date.isoformat() if fx_date else None,
+            "fx_source": fx_source,
+            "usage_subtotal": money_str(totals.usage_subtotal, currency),
+            "net": money_str(totals.net, currency),
+            "tax_percent": decimal_str(tax_percent),
+            "tax_label": tax_label,
+            "tax_inclusive": tax_inclusive,
+            "tax": money_str(totals.tax, currency),
+            "total": money_str(totals.total, currency),
+            "estimated_amount": money_str(totals.estimated_amount, currency),
+            "invoice": invoice,
+            "contract": contract,
+            "closed_at": extra["closed_at"].isoformat().replace("+00:00", "Z") if extra["closed_at"] else None,
+            "lines": [BillLineSerializer(line, context=line_context).data for line in lines],
+            "by_project": by_project,
+        }
+
+
+class BillPreviewSerializer(BillSerializer):
+    as_of = serializers.DateTimeField()
+    elapsed_fraction = serializers.CharField(help_text="share of the month gone, 0–1")
+    forecast = ForecastSerializer(allow_null=True, help_text="month-end forecast at the month-to-date pace")
+
+    def to_representation(self, preview: Any) -> dict[str, Any]:
+        body = super().to_representation(preview.bills[0])
+        forecast = preview.forecast
+        body["as_of"] = preview.as_of.isoformat().replace("+00:00", "Z")
+        body["elapsed_fraction"] = str(preview.elapsed_fraction)
+        body["forecast"] = (
+            {
+                name: money_str(getattr(forecast, name), preview.currency)
+                for name in ("usage_subtotal", "net", "tax", "total")
+            }
+            if forecast is not None
+            else None
+        )
+        return body
+
+
+class BillCloseSerializer(serializers.Serializer):
+    period = serializers.RegexField(r"^\d{4}-(0[1-9]|1[0-2])$", error_messages={"invalid": "A month as YYYY-MM."})
+    tenant = serializers.CharField(required=False, help_text="slug; all tenants when absent")
+
+
+class BillCloseResultSerializer(serializers.Serializer):
+    tenant = serializers.CharField()
+    period = serializers.CharField()
+    status = serializers.CharField()
+    bills = serializers.ListField(child=serializers.CharField(), help_text="bill numbers")
+    error = serializers.DictField(allow_null=True)

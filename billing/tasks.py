@@ -14,3 +14,14 @@ def fx_rates_import() -> int:
         return 0
     rows = ecb_usd_rates(Path(settings.METERLINE_FX_FILE))
     return fx_import(rows=rows, source=FxRate.Source.ECB).created
+
+
+@shared_task(acks_late=True)
+def bills_close_due() -> dict[str, int]:
+    """Hourly: close every finished month whose late-event grace hours have passed. Idempotent, so a retry
+    or two workers running it at once still leave one bill per tenant and month."""
+    from collections import Counter
+
+    from billing.bills import months_close_due
+
+    return dict(Counter(result.status for result in months_close_due()))

@@ -6,9 +6,14 @@ import datetime as dt
 import zoneinfo
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
+from typing import TYPE_CHECKING
 
 from metering.adapters import Buckets
+from metering.models import ModelPrice
 from metering.pricebook import PriceRow, price_book
+
+if TYPE_CHECKING:
+    from billing.contracts import ContractTerms
 
 MILLION = Decimal(1_000_000)
 COST_QUANTUM = Decimal("1E-10")
@@ -68,7 +73,7 @@ def event_cost(card: RateCard, buckets: Buckets) -> Decimal:
     return total.quantize(COST_QUANTUM, rounding=ROUND_HALF_UP)
 
 
-def book_card(row: PriceRow, *, markup_percent: Decimal = Decimal(0)) -> RateCard:
+def book_card(row: PriceRow | ModelPrice, *, markup_percent: Decimal = Decimal(0)) -> RateCard:
     return RateCard.from_prices(
         input=row.input,
         output=row.output,
@@ -96,18 +101,27 @@ class RateCardResolver:
     def card(self, *, model: str, provider: str, at: dt.datetime) -> RateCard | None:
         day = at.astimezone(self.zone).date()
         terms = next((t for t in self.terms if t.covers(day)), None)
-        if terms is not None:
-            override = terms.overrides.get(model.lower())
-            if override is not None and override["input"] is not None and override["output"] is not None:
-                return RateCard.from_prices(
-                    input=override["input"],
-                    output=override["output"],
-                    cached_input=override["cached_input"],
-                    cache_write=override["cache_write"],
-                    reasoning=override["reasoning"],
-                    provider=provider,
-                )
+        card = override_card(terms, model=model, provider=provider)
+        if card is not None:
+            return card
         row = price_book.lookup(model=model, provider=provider or None, at=at)
         if row is None:
             return None
         return book_card(row, markup_percent=terms.markup_percent if terms else Decimal(0))
+
+
+def override_card(terms: ContractTerms | None, *, model: str, provider: str = "") -> RateCard | None:
+    """The contract's rate override for the model as a whole card (markup does not apply), if it has one."""
+    if terms is None:
+        return None
+    override = terms.overrides.get(model.lower())
+    if override is None or override["input"] is None or override["output"] is None:
+        return None
+    return RateCard.from_prices(
+        input=override["input"],
+        output=override["output"],
+        cached_input=override["cached_input"],
+        cache_write=override["cache_write"],
+        reasoning=override["reasoning"],
+        provider=provider,
+    )

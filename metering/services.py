@@ -425,6 +425,11 @@ d AS (
 SELECT tenant_id, event_id FROM k
 """
 _STAGING = "meterline_ingest_staging"
+_STAGING_DDL = (
+    f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} ("
+    + ", ".join(f"{c} {_PG_TYPES[c]}" for c in _INPUT_COLUMNS)
+    + ") ON COMMIT DELETE ROWS"
+)
 SMALL_BATCH = 20
 
 
@@ -440,13 +445,9 @@ def _pg_insert_new(cursor: Any, rows: list[_Row], received_at: dt.datetime) -> s
         cursor.execute(_PG_INSERT_NEW.format(input=source), [v for value in values for v in value])
     else:
         raw = cursor.cursor
-        if not getattr(connection, "_meterline_staging", False):
-            cursor.execute(
-                f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} ("
-                + ", ".join(f"{c} {_PG_TYPES[c]}" for c in _INPUT_COLUMNS)
-                + ") ON COMMIT DELETE ROWS"
-            )
-            connection._meterline_staging = True  # type: ignore[attr-defined]
+        # One round trip per bulk batch: the temporary table lives with the database session, which a
+        # reconnect or a rolled-back first batch loses, so it is (re)declared every time.
+        cursor.execute(_STAGING_DDL)
         with raw.copy(f"COPY {_STAGING} ({', '.join(_INPUT_COLUMNS)}) FROM STDIN") as copy:
             for value in values:
                 copy.write_row(value)

@@ -46,6 +46,31 @@ class World:
             actor=None, tenant=self.alpha, starts_on="2026-01-01", billing_currency="CNY"
         )
 
+    @property
+    def alpha_bill(self) -> Any:
+        """A closed October bill of Alpha (made on first use)."""
+        import datetime as dt
+
+        from django.utils import timezone
+
+        from billing.models import Bill
+
+        return Bill.objects.get_or_create(
+            tenant=self.alpha,
+            period=dt.date(2026, 10, 1),
+            group_key="",
+            defaults={
+                "number": "BILL-alpha-202610",
+                "currency": "CNY",
+                "fx_rate": 7,
+                "usage_subtotal": 100,
+                "net": 100,
+                "tax": 6,
+                "total": 106,
+                "closed_at": timezone.now(),
+            },
+        )[0]
+
     def client(self, username: str | None = None) -> APIClient:
         """An API client authenticated with a personal token of that user (or anonymous)."""
         client = APIClient()

@@ -190,6 +190,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "RoleEnum": "tenants.models.Role",
         "EnvironmentEnum": "tenants.models.Environment",
+        "BillStatusEnum": "billing.models.Bill.Status",
+        "ContractStatusEnum": "billing.models.Contract.Status",
     },
 }
 
@@ -235,6 +237,7 @@ CELERY_BEAT_SCHEDULE = {
     "rerate-unpriced": {"task": "metering.tasks.rerate_unpriced", "schedule": 60 * 60},
     "rollups-flush": {"task": "metering.tasks.rollups_flush_task", "schedule": 1.0},
     "fx-rates-import": {"task": "billing.tasks.fx_rates_import", "schedule": 6 * 60 * 60},
+    "bills-close-due": {"task": "billing.tasks.bills_close_due", "schedule": 60 * 60},
 }
 # An ECB eurofxref-hist CSV/zip kept current by the operator; beat imports it every six hours.
 METERLINE_FX_FILE = env_str("METERLINE_FX_FILE") or ""
