@@ -119,6 +119,14 @@ def contract_activate(*, actor: Any, contract: Contract) -> Contract:
     contract = Contract.objects.select_for_update().get(pk=contract.pk)
     if contract.status != Contract.Status.DRAFT:
         raise ContractRuleViolation("Only a draft contract can be activated.", code="contract_not_draft")
+    from billing.models import Bill
+
+    billed = Bill.objects.filter(tenant=contract.tenant, period__gte=contract.starts_on.replace(day=1)).first()
+    if billed is not None:
+        raise ContractRuleViolation(
+            f"{billed.period:%Y-%m} is billed already ({billed.number}); a new contract starts after it.",
+            code="contract_starts_in_billed_month",
+        )
     current = Contract.objects.select_for_update().filter(tenant=contract.tenant, status=Contract.Status.ACTIVE).first()
     if current is not None:
         if current.starts_on >= contract.starts_on:

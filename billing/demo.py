@@ -45,6 +45,22 @@ CONTRACTS = {
 }
 
 
+def close_past_months(months: int = 3) -> list[str]:
+    """Close the finished months of the demo's usage (after the FX rates are in), as the beat would."""
+    from django.utils import timezone
+
+    from billing.bills import month_add, months_close
+
+    this_month = timezone.now().date().replace(day=1)
+    lines = []
+    for back in range(months, 0, -1):
+        period = month_add(this_month, -back)
+        for result in months_close(period=period, now=timezone.now()):
+            if result.bills or result.error:
+                lines.append(f"{result.tenant.slug} {period:%Y-%m}: {result.status}")
+    return lines
+
+
 def seed() -> int:
     created = 0
     for slug, terms in CONTRACTS.items():

@@ -2,7 +2,7 @@
 
 Weekday rhythm, several models, features and end users per project, some estimated events, and a few
 deliberate oddities for anomaly detection: a night-time loop at acme, one end user's spike at globex, and
-an unpriced model at initech.
+an unpriced model at initech (live for the last twelve days).
 """
 
 from __future__ import annotations
@@ -120,6 +120,8 @@ def seed(*, days: int = 90, scale: float = 1.0, rng_seed: int = 2026) -> int:
                 if moment > now:
                     continue
                 model = rng.choice(model_pool)
+                if model == "mistral-house-7b" and day_offset > 12:
+                    model = "gpt-4o-mini"  # the in-house model went live less than two weeks ago: unpriced
                 event: dict[str, Any] = {
                     "event_id": f"demo-{where}-{day:%Y%m%d}-{n}",
                     "timestamp": moment.isoformat(),

@@ -403,3 +403,16 @@ def test_close_month_command(world, prices, capsys) -> None:
         call_command("close_month", "--period", "2026-13")
     with pytest.raises(CommandError):
         call_command("close_month", "--period", "2099-01", "--tenant", "nobody")
+
+
+def test_a_contract_cannot_start_in_a_billed_month(world, prices) -> None:
+    from billing.contracts import ContractRuleViolation
+
+    world.alpha.billing_currency = "USD"
+    world.alpha.save()
+    send(world, event("g", "gpt-4o", input_tokens=1_000_000))
+    close(world)
+    draft = contract_create(actor=None, tenant=world.alpha, starts_on=dt.date(2026, 10, 20), billing_currency="USD")
+    with pytest.raises(ContractRuleViolation) as refused:
+        contract_activate(actor=None, contract=draft)
+    assert refused.value.code == "contract_starts_in_billed_month" and "BILL-alpha-202610" in str(refused.value)

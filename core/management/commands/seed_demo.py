@@ -20,6 +20,8 @@ class Command(BaseCommand):
             billing_demo.seed()
         events = metering_demo.seed(days=opts["days"], scale=opts["scale"])
         call_command("import_fx_rates", "--since", "2025-01-01", stdout=self.stdout)
+        for line in billing_demo.close_past_months():
+            self.stdout.write(f"  bills {line}")
         self.stdout.write(self.style.SUCCESS(f"Demo data loaded ({events} usage events)."))
         self.stdout.write(f"\nDemo logins (password for all: {seeded['password']}):")
         for username, _group, label in seeded["staff"]:  # type: ignore[attr-defined]
