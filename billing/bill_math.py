@@ -69,6 +69,10 @@ class BillTotals:
     estimated_amount: Decimal = Decimal(0)
 
 
+def _plain(value: Decimal) -> str:
+    return format(value.normalize(), "f")
+
+
 def usage_line(group: UsageGroup, terms: Terms, kind: str = "usage") -> Line:
     exact_usd = group.quantity * group.unit_price / MILLION
     return Line(
@@ -109,14 +113,20 @@ def bill_compute(
         amount = -quantize_money((upper - from_amount) * percent / 100, currency)
         if amount:
             bill.lines.append(
-                Line(kind="volume_tier", amount=amount, description=f"Volume tier from {from_amount}: {percent} %")
+                Line(
+                    kind="volume_tier",
+                    amount=amount,
+                    description=f"Volume tier from {_plain(from_amount)}: {_plain(percent)} %",
+                )
             )
             tier_total += amount
     # 5. contract discount
     discounted_base = bill.usage_subtotal + tier_total
     discount = -quantize_money(discounted_base * terms.discount_percent / 100, currency)
     if discount:
-        bill.lines.append(Line(kind="discount", amount=discount, description=f"Discount {terms.discount_percent} %"))
+        bill.lines.append(
+            Line(kind="discount", amount=discount, description=f"Discount {_plain(terms.discount_percent)} %")
+        )
     # 6. minimum commitment
     committed = discounted_base + discount
     if committed < terms.minimum_monthly_commitment:

@@ -155,11 +155,18 @@ class BillLine(models.Model):
         COMMITMENT = "commitment", _("Minimum commitment")
         ADJUSTMENT = "adjustment", _("Adjustment")
 
+    class Bucket(models.TextChoices):
+        INPUT = "input", _("Input")
+        CACHED_INPUT = "cached_input", _("Cached input")
+        CACHE_WRITE = "cache_write", _("Cache write")
+        OUTPUT = "output", _("Output")
+        REASONING = "reasoning", _("Reasoning")
+
     bill = models.ForeignKey(Bill, on_delete=models.CASCADE, related_name="lines")
     position = models.PositiveIntegerField()
     kind = models.CharField(max_length=12, choices=Kind.choices)
     model = models.CharField(max_length=200, blank=True)
-    bucket = models.CharField(max_length=12, blank=True)
+    bucket = models.CharField(max_length=12, choices=Bucket.choices, blank=True)
     quantity = models.BigIntegerField(null=True, blank=True)
     # Per 1M tokens in USD after markup or override, exact (not rounded).
     unit_price = models.DecimalField(max_digits=30, decimal_places=14, null=True, blank=True)

@@ -3,7 +3,7 @@ from typing import Any
 from django.http import HttpRequest
 
 from tenants.roles import ACCOUNT_MANAGERS, FINANCE, PLATFORM_ADMINS
-from tenants.selectors import is_person, staff_roles, tenants_for_user
+from tenants.selectors import can_see_billing, is_person, staff_roles, tenants_for_user
 
 
 def navigation(request: HttpRequest) -> dict[str, Any]:
@@ -17,7 +17,12 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
     )
     resolver = getattr(request, "resolver_match", None)
     current = resolver.kwargs.get("tenant") if resolver else None
+    sees_billing = False
+    if current:
+        tenant = tenants_for_user(user).filter(slug=current).first()
+        sees_billing = tenant is not None and can_see_billing(user, tenant)
     return {
+        "nav_sees_billing": sees_billing,
         "nav_tenants": member_tenants,
         "nav_current_tenant": current,
         "nav_is_staff": bool(roles),

@@ -39,7 +39,15 @@ STAFF_ONLY = {
     "api:bill-close",
 }
 # Staff portal pages: a tenant user is refused (403) whatever they send.
-STAFF_PAGES = {"portal:price-book", "portal:price-book-import", "portal:unpriced", "portal:unpriced-rerate"}
+STAFF_PAGES = {
+    "portal:price-book",
+    "portal:price-book-import",
+    "portal:unpriced",
+    "portal:unpriced-rerate",
+    "portal:finance-bills",
+    "portal:finance-bills-close",
+    "portal:fx-rates",
+}
 
 # Ingestion endpoints: the tenant and project are named in the body; naming another tenant's is an
 # event rejection (tested below), never a write into it.
@@ -86,6 +94,10 @@ OBJECT_KWARGS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "api:contract-activate": lambda w: {"pk": w.alpha_contract.pk},
     "portal:usage-events": lambda w: {"tenant": w.alpha.slug},
     "api:bill-detail": lambda w: {"pk": w.alpha_bill.pk},
+    "portal:bills": lambda w: {"tenant": w.alpha.slug},
+    "portal:bill": lambda w: {"tenant": w.alpha.slug, "pk": w.alpha_bill.pk},
+    "portal:contracts": lambda w: {"tenant": w.alpha.slug},
+    "portal:contract": lambda w: {"tenant": w.alpha.slug, "pk": w.alpha_contract.pk},
 }
 
 METHODS = ["get", "post", "put", "patch", "delete"]

@@ -1,0 +1,117 @@
+"""Portal forms: contracts (validated by the same serializer as the API) and FX rates."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django import forms
+from django.utils.translation import gettext_lazy as _
+
+from billing.models import Contract
+from tenants.validators import validate_currency
+
+OVERRIDE_BUCKETS = ("input", "output", "cached_input", "cache_write", "reasoning")
+
+
+def tiers_text(tiers: list[dict]) -> str:
+    return "\n".join(f"{tier['from_amount']} {tier['percent']}" for tier in tiers or [])
+
+
+def overrides_text(overrides: list[dict]) -> str:
+    lines = []
+    for item in overrides or []:
+        prices = " ".join(f"{name}={item[name]}" for name in OVERRIDE_BUCKETS if item.get(name) not in (None, ""))
+        lines.append(f"{item['model']} {prices}")
+    return "\n".join(lines)
+
+
+class ContractForm(forms.Form):
+    starts_on = forms.DateField(label=_("Starts on"), widget=forms.DateInput(attrs={"type": "date"}))
+    billing_currency = forms.CharField(label=_("Billing currency"), max_length=3)
+    markup_percent = forms.DecimalField(label=_("Markup %"), initial=0, decimal_places=4)
+    discount_percent = forms.DecimalField(label=_("Discount %"), initial=0, decimal_places=4)
+    volume_tiers = forms.CharField(
+        label=_("Volume tiers"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "10000 3\n50000 5"}),
+        help_text=_("One per line: from amount (billing currency) and percent, ascending. Graduated."),
+    )
+    rate_overrides = forms.CharField(
+        label=_("Rate overrides"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "gpt-4o input=2 output=8 cached_input=1"}),
+        help_text=_(
+            "One model per line with its prices per 1M tokens in USD: input= and output= required; "
+            "cached_input=, cache_write=, reasoning= optional. An override replaces the book price and the markup."
+        ),
+    )
+    minimum_monthly_commitment = forms.DecimalField(label=_("Minimum monthly commitment"), initial=0, decimal_places=4)
+    payment_terms_days = forms.IntegerField(label=_("Payment terms (days)"), initial=30, min_value=0, max_value=365)
+    tax_percent = forms.DecimalField(label=_("Tax %"), initial=0, decimal_places=4)
+    tax_label = forms.CharField(label=_("Tax label"), required=False, max_length=60)
+    tax_inclusive = forms.BooleanField(label=_("Prices include tax"), required=False)
+    invoice_type = forms.ChoiceField(label=_("Invoice type"), choices=Contract.InvoiceType.choices)
+    invoice_split = forms.ChoiceField(label=_("Bills"), choices=Contract.InvoiceSplit.choices)
+    late_event_grace_hours = forms.IntegerField(
+        label=_("Late-event grace (hours)"), initial=72, min_value=0, max_value=24 * 30
+    )
+
+    def clean_volume_tiers(self) -> list[dict]:
+        tiers = []
+        for number, line in enumerate(self.cleaned_data["volume_tiers"].splitlines(), start=1):
+            parts = line.replace(",", " ").split()
+            if not parts:
+                continue
+            if len(parts) != 2:
+                raise forms.ValidationError(_("Line %(n)s: an amount and a percent.") % {"n": number})
+            tiers.append({"from_amount": parts[0], "percent": parts[1]})
+        return tiers
+
+    def clean_rate_overrides(self) -> list[dict]:
+        overrides = []
+        for number, line in enumerate(self.cleaned_data["rate_overrides"].splitlines(), start=1):
+            parts = line.split()
+            if not parts:
+                continue
+            item: dict[str, Any] = {"model": parts[0]}
+            for part in parts[1:]:
+                name, _sep, value = part.partition("=")
+                if name not in OVERRIDE_BUCKETS or not value:
+                    raise forms.ValidationError(
+                        _("Line %(n)s: prices as name=value with name one of %(names)s.")
+                        % {"n": number, "names": ", ".join(OVERRIDE_BUCKETS)}
+                    )
+                item[name] = value
+            overrides.append(item)
+        return overrides
+
+    def api_data(self) -> dict[str, Any]:
+        return {key: value for key, value in self.cleaned_data.items()}
+
+    @classmethod
+    def initial_from(cls, contract: Contract) -> dict[str, Any]:
+        data = {name: getattr(contract, name) for name in cls.base_fields}
+        data["volume_tiers"] = tiers_text(contract.volume_tiers)
+        data["rate_overrides"] = overrides_text(contract.rate_overrides)
+        return data
+
+
+class FxRateForm(forms.Form):
+    quote = forms.CharField(label=_("Currency"), max_length=3, help_text=_("1 USD = rate × this currency"))
+    date = forms.DateField(label=_("Date"), widget=forms.DateInput(attrs={"type": "date"}))
+    rate = forms.DecimalField(
+        label=_("Rate"), max_digits=24, min_value=Decimal("0.000001"), help_text=_("Stored rounded to 6 decimals.")
+    )
+
+    def clean_quote(self) -> str:
+        quote = self.cleaned_data["quote"].upper()
+        validate_currency(quote)
+        if quote == "USD":
+            raise forms.ValidationError(_("Rates are from USD to another currency."))
+        return quote
+
+
+class CloseMonthForm(forms.Form):
+    period = forms.RegexField(label=_("Month"), regex=r"^\d{4}-(0[1-9]|1[0-2])$", help_text="YYYY-MM")
+    tenant = forms.CharField(label=_("Tenant"), required=False, help_text=_("slug; empty for every tenant"))

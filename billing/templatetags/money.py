@@ -1,0 +1,39 @@
+"""{{ amount|money:currency }}: an amount with its currency, formatted for the page's language (Babel/CLDR)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from babel.numbers import format_currency, format_decimal
+from django import template
+from django.utils.translation import get_language, to_locale
+
+from billing.money import minor_units
+
+register = template.Library()
+
+
+def _locale() -> str:
+    locale = to_locale(get_language() or "en")
+    return {"zh_Hans": "zh_Hans_CN"}.get(locale, locale)
+
+
+@register.filter
+def money(amount: Any, currency: str) -> str:
+    if amount in (None, ""):
+        return "—"
+    value = Decimal(str(amount))
+    digits = minor_units(currency)
+    return (
+        format_currency(value, currency, locale=_locale(), format_type="standard", decimal_quantization=True)
+        if (value == value.quantize(Decimal(1).scaleb(-digits)))
+        else f"{format_decimal(value, locale=_locale())} {currency}"
+    )
+
+
+@register.filter
+def tokens(value: Any) -> str:
+    if value in (None, ""):
+        return "—"
+    return format_decimal(int(value), locale=_locale())

@@ -1,0 +1,292 @@
+"""Portal pages: a tenant's bills (open month and closed months), contracts (account managers), the finance
+overview of bills and closing, and FX rates."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db import IntegrityError
+from django.db.models import Count, Sum
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from billing.bills import BillBlocked, bill_preview, month_close, months_close, period_parse
+from billing.contracts import ContractRuleViolation, contract_activate, contract_create, contract_update
+from billing.forms import CloseMonthForm, ContractForm, FxRateForm
+from billing.fx import PRICE_CURRENCY, fx_rate_add
+from billing.models import Bill, CloseBlock, Contract, FxRate
+from billing.selectors import bills_for_user
+from billing.serializers import ContractSerializer
+from tenants.roles import FINANCE, PLATFORM_ADMINS
+from tenants.selectors import (
+    can_see_billing,
+    has_staff_role,
+    is_staff_member,
+    manages_as_staff,
+    tenant_get_for_user,
+    tenants_for_user,
+)
+
+
+def _billing_tenant(request: HttpRequest, slug: str) -> Any:
+    tenant = tenant_get_for_user(user=request.user, slug=slug)
+    if not can_see_billing(request.user, tenant):
+        raise PermissionDenied(_("Bills and contracts are for the tenant's owners, admins and members."))
+    return tenant
+
+
+def _line_groups(lines: list[Any]) -> tuple[list[tuple[str, list[Any]]], list[Any]]:
+    """Usage lines by model (in bill order), and the other lines (tiers, discount, commitment, adjustments)."""
+    by_model: dict[str, list[Any]] = defaultdict(list)
+    others = []
+    for line in lines:
+        if line.kind == "usage":
+            by_model[line.model].append(line)
+        else:
+            others.append(line)
+    return list(by_model.items()), others
+
+
+@login_required
+def bills(request: HttpRequest, tenant: str) -> HttpResponse:
+    tenant_obj = _billing_tenant(request, tenant)
+    preview, preview_error = None, None
+    try:
+        preview = bill_preview(tenant_obj)
+    except BillBlocked as blocked:
+        preview_error = blocked.message
+    closed = Bill.objects.filter(tenant=tenant_obj).order_by("-period", "group_key")
+    page = Paginator(closed, 24).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "billing/bills.html",
+        {
+            "tenant": tenant_obj,
+            "preview": preview,
+            "draft": preview.bills[0] if preview else None,
+            "preview_error": preview_error,
+            "page": page,
+            "blocks": CloseBlock.objects.filter(tenant=tenant_obj),
+        },
+    )
+
+
+@login_required
+def bill_detail(request: HttpRequest, tenant: str, pk: int) -> HttpResponse:
+    tenant_obj = _billing_tenant(request, tenant)
+    bill = get_object_or_404(bills_for_user(request.user).filter(tenant=tenant_obj), pk=pk)
+    lines = list(bill.lines.all())
+    usage_by_model, other_lines = _line_groups(lines)
+    estimated_share = (bill.estimated_amount / bill.usage_subtotal * 100) if bill.usage_subtotal else 0
+    return render(
+        request,
+        "billing/bill_detail.html",
+        {
+            "tenant": tenant_obj,
+            "bill": bill,
+            "usage_by_model": usage_by_model,
+            "other_lines": other_lines,
+            "estimated_share": estimated_share,
+            "fx_is_identity": bill.currency == PRICE_CURRENCY,
+        },
+    )
+
+
+# --- contracts (account managers write; owners, admins, members and staff read) -------------------------
+
+
+def _contract_errors(form: ContractForm, errors: dict[str, Any]) -> None:
+    for name, problems in errors.items():
+        text = "; ".join(str(p) if not isinstance(p, dict) else "; ".join(map(str, p.values())) for p in problems)
+        form.add_error(name if name in form.fields else None, text)
+
+
+def _contract_data(form: ContractForm, partial: bool = False, contract: Contract | None = None) -> dict | None:
+    body = ContractSerializer(contract, data=form.api_data(), partial=partial)
+    if not body.is_valid():
+        _contract_errors(form, body.errors)
+        return None
+    return dict(body.validated_data)
+
+
+@login_required
+def contracts(request: HttpRequest, tenant: str) -> HttpResponse:
+    tenant_obj = _billing_tenant(request, tenant)
+    can_edit = manages_as_staff(request.user, tenant_obj)
+    form = ContractForm(initial={"billing_currency": tenant_obj.billing_currency})
+    if request.method == "POST":
+        if not can_edit:
+            raise PermissionDenied(_("Only the tenant's account manager edits its contracts."))
+        form = ContractForm(request.POST)
+        if form.is_valid() and (data := _contract_data(form)) is not None:
+            contract = contract_create(actor=request.user, tenant=tenant_obj, **data)
+            messages.success(request, _("Draft contract %(number)s created.") % {"number": contract.number})
+            return redirect("portal:contract", tenant=tenant_obj.slug, pk=contract.pk)
+    history = Contract.objects.filter(tenant=tenant_obj).order_by("-starts_on", "-id")
+    return render(
+        request,
+        "billing/contracts.html",
+        {"tenant": tenant_obj, "contracts": history, "form": form, "can_edit": can_edit},
+    )
+
+
+@login_required
+def contract_detail(request: HttpRequest, tenant: str, pk: int) -> HttpResponse:
+    tenant_obj = _billing_tenant(request, tenant)
+    contract = get_object_or_404(Contract, tenant=tenant_obj, pk=pk)
+    can_edit = manages_as_staff(request.user, tenant_obj) and contract.status == Contract.Status.DRAFT
+    form = ContractForm(initial=ContractForm.initial_from(contract))
+    if request.method == "POST":
+        if not can_edit:
+            raise PermissionDenied(_("Only a draft contract can be changed, by the tenant's account manager."))
+        try:
+            if request.POST.get("action") == "activate":
+                contract_activate(actor=request.user, contract=contract)
+                messages.success(request, _("Contract %(number)s is active.") % {"number": contract.number})
+                return redirect("portal:contract", tenant=tenant_obj.slug, pk=contract.pk)
+            form = ContractForm(request.POST)
+            if form.is_valid() and (data := _contract_data(form, partial=True, contract=contract)) is not None:
+                contract_update(actor=request.user, contract=contract, **data)
+                messages.success(request, _("Draft saved."))
+                return redirect("portal:contract", tenant=tenant_obj.slug, pk=contract.pk)
+        except ContractRuleViolation as refused:
+            messages.error(request, str(refused))
+            return redirect("portal:contract", tenant=tenant_obj.slug, pk=contract.pk)
+    return render(
+        request,
+        "billing/contract_detail.html",
+        {"tenant": tenant_obj, "contract": contract, "form": form, "can_edit": can_edit},
+    )
+
+
+# --- finance ------------------------------------------------------------------------------------------
+
+
+def _require_staff(request: HttpRequest) -> None:
+    if not is_staff_member(request.user):
+        raise PermissionDenied(_("Provider staff only."))
+
+
+def _can_close(user: Any) -> bool:
+    return has_staff_role(user, FINANCE, PLATFORM_ADMINS)
+
+
+@login_required
+def finance_bills(request: HttpRequest) -> HttpResponse:
+    """Every bill the staff member sees, by period and status, the months that cannot close and why."""
+    _require_staff(request)
+    visible = tenants_for_user(request.user).values("pk")
+    all_bills = Bill.objects.filter(tenant__in=visible).select_related("tenant")
+    periods = sorted({f"{p:%Y-%m}" for p in all_bills.values_list("period", flat=True).distinct()}, reverse=True)
+    period = request.GET.get("period") or (periods[0] if periods else "")
+    status = request.GET.get("status", "")
+    shown = all_bills
+    if period:
+        try:
+            shown = shown.filter(period=period_parse(period))
+        except ValueError:
+            period = ""
+    if status in Bill.Status.values:
+        shown = shown.filter(status=status)
+    totals = shown.values("currency").annotate(count=Count("id"), net=Sum("net"), tax=Sum("tax"), total=Sum("total"))
+    page = Paginator(shown.order_by("tenant__slug", "group_key"), 50).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "billing/finance_bills.html",
+        {
+            "page": page,
+            "periods": periods,
+            "period": period,
+            "status": status,
+            "statuses": Bill.Status.choices,
+            "totals": totals.order_by("currency"),
+            "blocks": CloseBlock.objects.filter(tenant__in=visible).select_related("tenant"),
+            "can_close": _can_close(request.user),
+            "close_form": CloseMonthForm(initial={"period": period}),
+        },
+    )
+
+
+@login_required
+@require_POST
+def finance_bills_close(request: HttpRequest) -> HttpResponse:
+    if not _can_close(request.user):
+        raise PermissionDenied(_("Finance and platform admins close months."))
+    form = CloseMonthForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _("Name the month as YYYY-MM."))
+        return redirect("portal:finance-bills")
+    period = period_parse(form.cleaned_data["period"])
+    if form.cleaned_data["tenant"]:
+        tenant = tenant_get_for_user(user=request.user, slug=form.cleaned_data["tenant"])
+        results = [month_close(tenant=tenant, period=period, actor=request.user)]
+    else:
+        results = months_close(period=period, actor=request.user)
+    closed = [r for r in results if r.status == "closed"]
+    for result in results:
+        if result.error is not None:
+            messages.error(request, f"{result.tenant.slug}: {result.error.message}")
+    messages.success(
+        request,
+        _("%(period)s: %(closed)s closed, %(already)s already closed.")
+        % {
+            "period": form.cleaned_data["period"],
+            "closed": len(closed),
+            "already": sum(r.status == "already_closed" for r in results),
+        },
+    )
+    return redirect(f"{_url('portal:finance-bills')}?period={form.cleaned_data['period']}")
+
+
+def _url(name: str) -> str:
+    from django.urls import reverse
+
+    return reverse(name)
+
+
+@login_required
+def fx_rates(request: HttpRequest) -> HttpResponse:
+    """USD rates by currency (staff read; finance adds rates)."""
+    _require_staff(request)
+    can_add = has_staff_role(request.user, FINANCE)
+    form = FxRateForm()
+    if request.method == "POST":
+        if not can_add:
+            raise PermissionDenied(_("Finance adds FX rates."))
+        form = FxRateForm(request.POST)
+        if form.is_valid():
+            quote = form.cleaned_data["quote"].upper()
+            try:
+                fx_rate_add(
+                    actor=request.user,
+                    base=PRICE_CURRENCY,
+                    quote=quote,
+                    date=form.cleaned_data["date"],
+                    rate=form.cleaned_data["rate"],
+                )
+            except IntegrityError:
+                form.add_error("date", _("A rate for this currency and day exists already."))
+            else:
+                messages.success(request, _("Rate added."))
+                return redirect(f"{_url('portal:fx-rates')}?quote={quote}")
+    quotes = list(
+        FxRate.objects.filter(base=PRICE_CURRENCY).values_list("quote", flat=True).distinct().order_by("quote")
+    )
+    in_use = sorted(
+        set(Contract.objects.exclude(status=Contract.Status.DRAFT).values_list("billing_currency", flat=True))
+    )
+    quote = (request.GET.get("quote") or (in_use[0] if in_use else "EUR")).upper()[:3]
+    rates = FxRate.objects.filter(base=PRICE_CURRENCY, quote=quote).order_by("-date")
+    page = Paginator(rates, 31).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "billing/fx_rates.html",
+        {"page": page, "quote": quote, "quotes": quotes, "in_use": in_use, "form": form, "can_add": can_add},
+    )
