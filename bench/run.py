@@ -4,7 +4,8 @@ the same run, printed as one table.
 Runs against a separate database (`<DATABASE_URL name>_bench`) and a gunicorn server started here with
 the production-shaped settings (DEBUG off, 4 sync workers on 127.0.0.1). Load comes from wrk (Debian's
 `wrk`) and from Python threads for batch bodies. Environment knobs: BENCH_EVENTS_TOTAL (default
-10,000,000 events for the usage benchmark; generated once and kept), BENCH_SECONDS (default 15 s per wrk run).
+10,000,000 events for the usage benchmark; generated once and kept), BENCH_CLOSE_TENANTS (default 1,000 tenants
+for the month-close benchmark, ≈ 3.3 M events; kept), BENCH_SECONDS (default 15 s per wrk run).
 """
 
 from __future__ import annotations
@@ -524,6 +525,141 @@ def bench_freshness(world: dict[str, str]) -> None:
     record("rollup freshness while ingesting, p99 (ms)", f"{p99:.0f}", "—", None, "≤ 2,000 ms")
 
 
+CLOSE_TENANTS = int(os.environ.get("BENCH_CLOSE_TENANTS", "1000"))
+CLOSE_PERIOD = dt.date(2026, 9, 1)
+
+
+def ensure_close_world() -> list[int]:
+    """CLOSE_TENANTS tenants with contracts in four currencies (tiers, discounts, commitments, some split per
+    project) and a month of varied usage each (≈ 3,000 events on average, 500–6,000; several models, cached and
+    reasoning tokens, estimated events), generated once and kept. August is closed already (zero or commitment
+    bills), so September's close also checks August for late events, as every real close does."""
+    import psycopg
+
+    from billing.bills import months_close, period_bounds
+    from billing.models import Contract
+    from tenants.models import Project, Tenant
+
+    existing = list(Tenant.objects.filter(slug__startswith="close-").order_by("pk").values_list("pk", flat=True))
+    if len(existing) >= CLOSE_TENANTS:
+        return existing[:CLOSE_TENANTS]
+    log(f"creating {CLOSE_TENANTS:,} tenants with a month of usage for the month-close benchmark (once)…")
+    subprocess.run(
+        [sys.executable, "manage.py", "import_fx_rates", "--since", "2026-07-01"], cwd=ROOT, env=ENV, check=True
+    )
+    currencies = [("USD", "UTC"), ("CNY", "Asia/Shanghai"), ("EUR", "Europe/Berlin"), ("JPY", "Asia/Tokyo")]
+    tenants = Tenant.objects.bulk_create(
+        [
+            Tenant(
+                slug=f"close-{n:04d}",
+                name=f"Close {n}",
+                legal_name=f"Close {n} Ltd",
+                country="US",
+                billing_currency=currencies[n % 4][0],
+                timezone=currencies[n % 4][1],
+            )
+            for n in range(len(existing), CLOSE_TENANTS)
+        ]
+    )
+    projects = Project.objects.bulk_create(
+        [Project(tenant=t, slug=slug, name=slug.title()) for t in tenants for slug in ("app", "agents")]
+    )
+    Contract.objects.bulk_create(
+        [
+            Contract(
+                tenant=t,
+                number=f"C-{t.slug}-001",
+                status=Contract.Status.ACTIVE,
+                starts_on=dt.date(2026, 1, 1),
+                billing_currency=t.billing_currency,
+                markup_percent=Decimal(n % 20),
+                discount_percent=Decimal(5 if n % 3 == 0 else 0),
+                volume_tiers=[{"from_amount": "50", "percent": "2"}, {"from_amount": "500", "percent": "4"}]
+                if n % 5 == 0
+                else [],
+                rate_overrides=[{"model": "gpt-4o", "input": "2", "output": "8"}] if n % 7 == 0 else [],
+                minimum_monthly_commitment=Decimal(100 if n % 4 == 3 else 0),
+                tax_percent=Decimal([0, 6, 19, 10][n % 4]),
+                tax_inclusive=n % 4 == 3,
+                invoice_split="project" if n % 10 == 0 else "tenant",
+            )
+            for n, t in enumerate(tenants)
+        ]
+    )
+    by_tenant = {}
+    for project in projects:
+        by_tenant.setdefault(project.tenant_id, []).append(project.pk)
+    rows = [(t.pk, by_tenant[t.pk][0], by_tenant[t.pk][1], t.timezone, 500 + (t.pk * 7919) % 5500) for t in tenants]
+    start, _end = period_bounds(CLOSE_PERIOD, "UTC")
+    with psycopg.connect(BENCH_URL, autocommit=True) as conn:
+        for chunk in range(0, len(rows), 100):
+            part = rows[chunk : chunk + 100]
+            conn.execute(
+                "INSERT INTO metering_usageevent (tenant_id, project_id, event_id, occurred_at, received_at, provider,"
+                " model, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens,"
+                " feature, end_user, session_id, prompt_template, environment, latency_ms, status, cost,"
+                " rating_status, estimated, estimate_method, billable, metadata)"
+                " SELECT t.tenant_id, CASE WHEN g %% 3 = 0 THEN t.agents ELSE t.app END, 'close-' || g,"
+                " %s::timestamptz + interval '12 hours' + ((g * 7919) %% (28 * 86400)) * interval '1 second',"
+                " %s::timestamptz + interval '12 hours' + ((g * 7919) %% (28 * 86400)) * interval '1 second',"
+                " 'bench', (ARRAY['gpt-4o','gpt-4o-mini','claude-sonnet-4','o3','gemini-2.5-flash'])[1 + g %% 5],"
+                " 300 + (g * 31) %% 4000, CASE WHEN g %% 4 = 0 THEN (g * 17) %% 2000 ELSE 0 END, 0,"
+                " 80 + (g * 13) %% 1200, CASE WHEN g %% 5 = 3 THEN (g * 7) %% 80 ELSE 0 END,"
+                " 'f' || (g %% 9), 'u' || (g %% 300), '', '', 'production', 400, 'success', 0.001, 'priced',"
+                " g %% 50 = 0, CASE WHEN g %% 50 = 0 THEN 'chars' ELSE '' END, true, '{}'::jsonb"
+                " FROM (SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::int[])"
+                "       AS u(tenant_id, app, agents, events)) t,"
+                " generate_series(1::bigint, t.events::bigint) s(n),"
+                " LATERAL (SELECT t.tenant_id * 100000 + s.n AS g) gg",
+                [
+                    start,
+                    start,
+                    [r[0] for r in part],
+                    [r[1] for r in part],
+                    [r[2] for r in part],
+                    [r[4] for r in part],
+                ],
+            )
+        conn.execute("VACUUM ANALYZE metering_usageevent")
+    log(f"  {sum(r[4] for r in rows):,} events; closing August (untimed)…")
+    months_close(period=dt.date(2026, 8, 1), tenants=list(Tenant.objects.filter(pk__in=[t.pk for t in tenants])))
+    return list(Tenant.objects.filter(slug__startswith="close-").order_by("pk").values_list("pk", flat=True))
+
+
+def bench_month_close(world: dict[str, str]) -> None:
+    from billing.bills import months_close
+    from billing.models import Bill, BillLine, CloseBlock
+    from tenants.models import Tenant
+
+    ids = ensure_close_world()
+    tenants = list(Tenant.objects.filter(pk__in=ids).order_by("slug"))
+    BillLine.objects.filter(bill__tenant_id__in=ids, bill__period=CLOSE_PERIOD).delete()
+    Bill.objects.filter(tenant_id__in=ids, period=CLOSE_PERIOD).delete()
+    CloseBlock.objects.filter(tenant_id__in=ids).delete()
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM metering_usageevent WHERE tenant_id = ANY(%s) AND occurred_at >= %s"
+            " AND occurred_at < %s",
+            [ids, CLOSE_PERIOD, dt.date(2026, 10, 1)],
+        )
+        events = cursor.fetchone()[0]
+    began = time.perf_counter()
+    results = months_close(period=CLOSE_PERIOD, tenants=tenants)
+    seconds = time.perf_counter() - began
+    statuses = {status: sum(r.status == status for r in results) for status in {r.status for r in results}}
+    bills = sum(len(r.bills) for r in results)
+    log(f"month close: {statuses}, {bills} bills, {events:,} events, {seconds:.1f} s")
+    record(
+        f"month close, {len(tenants):,} tenants ({events / 1e6:.1f} M events, {bills:,} bills), s",
+        f"{seconds:.1f}",
+        "—",
+        None,
+        "≤ 60 s",
+    )
+
+
 def main() -> int:
     if subprocess.run(["which", "wrk"], capture_output=True).returncode != 0:
         print("make bench needs wrk (Debian: apt-get install wrk)", file=sys.stderr)
@@ -531,7 +667,7 @@ def main() -> int:
     prepare_database()
     django_setup()
     world = bench_world()
-    chosen = sys.argv[1:] or ["batch_ingest", "single_event", "usage_api", "freshness"]
+    chosen = sys.argv[1:] or ["batch_ingest", "single_event", "usage_api", "freshness", "month_close"]
     with Server():
         for name in chosen:
             log(name)
