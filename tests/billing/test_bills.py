@@ -7,6 +7,8 @@ from decimal import Decimal
 
 import pytest
 from django.core.management import CommandError, call_command
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from billing.bills import bills_compute, month_close, months_close_due, period_parse
 from billing.contracts import contract_activate, contract_create
@@ -416,3 +418,75 @@ def test_a_contract_cannot_start_in_a_billed_month(world, prices) -> None:
     with pytest.raises(ContractRuleViolation) as refused:
         contract_activate(actor=None, contract=draft)
     assert refused.value.code == "contract_starts_in_billed_month" and "BILL-alpha-202610" in str(refused.value)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["gpt-4o", "o3", "claude-sonnet-4"]),
+            st.integers(0, 3_000_000),
+            st.integers(0, 400_000),
+            st.integers(0, 100),
+            st.integers(0, 20_000),
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    st.sampled_from([("USD", "1"), ("CNY", "7.123456"), ("JPY", "151.5"), ("KWD", "0.307123")]),
+    st.sampled_from(["0", "7.5", "15"]),
+    st.booleans(),
+)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_stored_bills_hold_the_invariants(world, prices, events, currency_rate, markup, inclusive) -> None:
+    """Lines sum to net; tax follows its rule; no amount has more digits than the currency; recomputing from
+    the same events gives the same bill."""
+    from django.db import transaction
+
+    from billing.money import minor_units
+
+    currency, fx = currency_rate
+    with transaction.atomic():
+        activate(
+            world,
+            billing_currency=currency,
+            markup_percent=Decimal(markup),
+            discount_percent=Decimal("3"),
+            tax_percent=Decimal("6"),
+            tax_inclusive=inclusive,
+            volume_tiers=[{"from_amount": "10", "percent": "2"}],
+        )
+        if currency != "USD":
+            rate(currency, "2026-10-30", fx)
+        send(
+            world,
+            *[
+                event(
+                    f"h{n}",
+                    model,
+                    MID_OCT + dt.timedelta(minutes=n),
+                    input_tokens=i,
+                    output_tokens=o,
+                    reasoning_tokens=min(r, o),
+                    cache_read_input_tokens=c,
+                )
+                for n, (model, i, o, r, c) in enumerate(events)
+            ],
+            now=MID_OCT + dt.timedelta(hours=1),
+        )
+        [bill] = close(world).bills
+        lines = list(bill.lines.order_by("position"))
+        assert sum((line.amount for line in lines), Decimal(0)) == bill.net
+        t = Decimal(6) / 100
+        if inclusive:
+            assert bill.total == bill.net and bill.tax == (bill.net * t / (1 + t)).quantize(
+                Decimal(1).scaleb(-minor_units(currency)), rounding="ROUND_HALF_UP"
+            )
+        else:
+            assert bill.total == bill.net + bill.tax
+        for amount in [bill.net, bill.tax, bill.total, bill.usage_subtotal] + [line.amount for line in lines]:
+            assert amount == amount.quantize(Decimal(1).scaleb(-minor_units(currency)))
+        [again] = bills_compute(world.alpha, OCT)
+        assert [(x.kind, x.quantity, x.amount) for x in again.totals.lines] == [
+            (line.kind, line.quantity, line.amount) for line in lines
+        ]
+        transaction.set_rollback(True)
