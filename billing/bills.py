@@ -550,6 +550,7 @@ def month_close(*, tenant: Tenant, period: dt.date, actor: Any = None, now: dt.d
             _refuse_unpriced(tenant, period, start, stop)
             drafts = bills_compute(tenant, period)
             bills = [_store(draft, actor=actor, now=now) for draft in drafts]
+            _draft_invoices(bills)
             CloseBlock.objects.filter(tenant=tenant, period=period).delete()
     except BillBlocked as blocked:
         CloseBlock.objects.update_or_create(
@@ -619,6 +620,14 @@ def _store(draft: BillDraft, *, actor: Any, now: dt.datetime) -> Bill:
         tenant=draft.tenant,
     )
     return bill
+
+
+def _draft_invoices(bills: list[Bill]) -> None:
+    """Each closed bill gets its draft invoice in the same transaction (SPEC §8)."""
+    from invoices.services import invoice_create_for_bill
+
+    for bill in bills:
+        invoice_create_for_bill(bill)
 
 
 def months_close(

@@ -17,6 +17,6 @@ def billing_tenant_ids(user: Any) -> list[int]:
 def bills_for_user(user: Any) -> QuerySet[Bill]:
     return (
         Bill.objects.filter(tenant_id__in=billing_tenant_ids(user))
-        .select_related("tenant", "project", "contract")
+        .select_related("tenant", "project", "contract", "invoice")
         .prefetch_related("lines")
     )

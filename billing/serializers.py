@@ -213,7 +213,7 @@ class BillSerializer(serializers.Serializer):
                 "closed_at": bill.closed_at,
             }
             by_project = bill.by_project
-            invoice = getattr(bill, "invoice_id", None)
+            invoice = bill.invoice.pk if hasattr(bill, "invoice") else None
         else:  # a draft: the open month
             currency, period, lines, totals = bill.currency, bill.period, bill.totals.lines, bill.totals
             fx_rate, fx_date, fx_source = bill.fx.rate, bill.fx.date, bill.fx.source

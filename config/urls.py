@@ -12,6 +12,7 @@ api_v1 = [
     path("", include("core.api_urls")),
     path("", include("metering.api_urls")),
     path("", include("billing.api_urls")),
+    path("", include("invoices.api_urls")),
 ]
 
 urlpatterns = [

@@ -241,3 +241,20 @@ CELERY_BEAT_SCHEDULE = {
 }
 # An ECB eurofxref-hist CSV/zip kept current by the operator; beat imports it every six hours.
 METERLINE_FX_FILE = env_str("METERLINE_FX_FILE") or ""
+
+# --- Invoices -------------------------------------------------------------------------------
+# The issuing entity printed on every invoice (frozen into each invoice when it is created).
+METERLINE_SELLER = {
+    "legal_name": env_str("METERLINE_SELLER_LEGAL_NAME") or "Meterline Technology Ltd. 米特兰科技有限公司",
+    "tax_id": env_str("METERLINE_SELLER_TAX_ID") or "91310000MA1FL0000X",
+    "address": env_str("METERLINE_SELLER_ADDRESS") or "88 Century Avenue, Pudong, Shanghai 200120, China",
+    "bank": env_str("METERLINE_SELLER_BANK") or "Bank of Example, Shanghai Branch",
+    "bank_account": env_str("METERLINE_SELLER_BANK_ACCOUNT") or "6222 0000 0000 0000 000",
+    "swift": env_str("METERLINE_SELLER_SWIFT") or "EXAMCNSH",
+}
+# Four-eyes: an invoice is approved by someone other than its submitter.
+METERLINE_FOUR_EYES = env_bool("METERLINE_FOUR_EYES", True)
+CELERY_BEAT_SCHEDULE["invoice-overdue-reminders"] = {
+    "task": "invoices.tasks.overdue_reminders",
+    "schedule": 24 * 60 * 60,
+}

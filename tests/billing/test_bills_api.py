@@ -37,7 +37,8 @@ def test_a_bill_reads_as_spec_shows(world, october) -> None:
         "fx_rate": "7.123456",
         "fx_rate_date": "2026-10-30",
     }
-    assert (body["fx_source"], body["tax_percent"], body["tax_inclusive"], body["invoice"]) == ("ecb", "6", False, None)
+    assert (body["fx_source"], body["tax_percent"], body["tax_inclusive"]) == ("ecb", "6", False)
+    assert body["invoice"] == october.invoice.pk  # the draft invoice made at close
     first = body["lines"][0]
     # 1,264,567 × 2.5 / 10^6 = 3.1614175 USD × 7.123456 = 22.5202… → 22.52
     assert first == {

@@ -1,0 +1,127 @@
+"""Invoice and credit-note PDFs with WeasyPrint: A4, English and 简体中文 labels, page numbers.
+
+Fast by design: one CJK font named explicitly (no font-fallback search across the system), its FontConfiguration
+and the stylesheet built once per worker process, and a template without remote resources."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from django.core.mail import EmailMessage
+from django.db import transaction
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from billing.money import money_str
+from invoices.models import CreditNote, Invoice
+
+FONT_FAMILY = "Noto Sans CJK SC"  # Debian fonts-noto-cjk
+
+
+@cache
+def _weasy() -> tuple[Any, Any]:
+    from weasyprint import CSS
+    from weasyprint.text.fonts import FontConfiguration
+
+    fonts = FontConfiguration()
+    css = CSS(string=render_to_string("invoices/pdf.css", {"font": FONT_FAMILY}), font_config=fonts)
+    return fonts, css
+
+
+def html_to_pdf(html: str) -> bytes:
+    from weasyprint import HTML
+
+    fonts, css = _weasy()
+    return HTML(string=html).write_pdf(stylesheets=[css], font_config=fonts)
+
+
+def _amount(value: Any, currency: str) -> str:
+    return money_str(value, currency) if value is not None else ""
+
+
+def invoice_html(invoice: Invoice) -> str:
+    lines = []
+    for line in invoice.lines.all():
+        lines.append(
+            {
+                "line": line,
+                "amount": _amount(line.amount, invoice.currency),
+                "amount_usd": f"{line.amount_usd:.6f}" if line.amount_usd is not None else "",
+                "unit_price": f"{line.unit_price.normalize():f}" if line.unit_price is not None else "",
+            }
+        )
+    return render_to_string(
+        "invoices/invoice_pdf.html",
+        {
+            "invoice": invoice,
+            "lines": lines,
+            "money": {
+                name: _amount(getattr(invoice, name), invoice.currency)
+                for name in ("usage_subtotal", "net", "tax", "total", "amount_paid", "amount_credited")
+            },
+            "tax_percent": f"{invoice.tax_percent.normalize():f}",
+            "fx_rate": f"{invoice.fx_rate:.6f}",
+            "total_usd": f"{invoice.total_usd:.6f}",
+        },
+    )
+
+
+def credit_note_html(note: CreditNote) -> str:
+    invoice = note.invoice
+    return render_to_string(
+        "invoices/credit_note_pdf.html",
+        {
+            "note": note,
+            "invoice": invoice,
+            "amount": _amount(note.amount, invoice.currency),
+            "tax": _amount(note.tax, invoice.currency),
+            "net": _amount(note.amount - note.tax, invoice.currency),
+            "tax_percent": f"{invoice.tax_percent.normalize():f}",
+        },
+    )
+
+
+def invoice_pdf_store(invoice_id: int) -> bytes:
+    invoice = Invoice.objects.select_related("tenant").get(pk=invoice_id)
+    pdf = html_to_pdf(invoice_html(invoice))
+    Invoice.objects.filter(pk=invoice_id).update(pdf=pdf, pdf_rendered_at=timezone.now())
+    if invoice.emailed_at is None:
+        _email(invoice, pdf)
+    return pdf
+
+
+def credit_note_pdf_store(note_id: int) -> bytes:
+    note = CreditNote.objects.select_related("invoice", "invoice__tenant").get(pk=note_id)
+    pdf = html_to_pdf(credit_note_html(note))
+    CreditNote.objects.filter(pk=note_id).update(pdf=pdf, pdf_rendered_at=timezone.now())
+    recipients = list(note.invoice.buyer.get("billing_emails") or [])
+    if recipients:
+        message = EmailMessage(
+            subject=f"Credit note {note.number} for invoice {note.invoice.number} / 红字发票",
+            body=f"Credit note {note.number}: {note.amount} {note.invoice.currency}. Reason: {note.reason}",
+            to=recipients,
+        )
+        message.attach(f"{note.number}.pdf", pdf, "application/pdf")
+        message.send()
+    return pdf
+
+
+def _email(invoice: Invoice, pdf: bytes) -> None:
+    recipients = list(invoice.buyer.get("billing_emails") or [])
+    if not recipients:
+        return
+    message = EmailMessage(
+        subject=f"Invoice {invoice.number} — {invoice.period:%Y-%m} / 发票",
+        body=(
+            f"Invoice {invoice.number} for {invoice.period:%Y-%m}: {money_str(invoice.total, invoice.currency)} "
+            f"{invoice.currency}, due {invoice.due_date}. The PDF is attached.\n"
+            f"附件为 {invoice.period:%Y-%m} 的发票 {invoice.number}，金额 {money_str(invoice.total, invoice.currency)} "
+            f"{invoice.currency}，付款截止日 {invoice.due_date}。"
+        ),
+        to=recipients,
+    )
+    message.attach(f"{invoice.number}.pdf", pdf, "application/pdf")
+    with transaction.atomic():
+        message.send()
+        Invoice.objects.filter(pk=invoice.pk).update(emailed_at=timezone.now())

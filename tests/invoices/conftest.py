@@ -1,0 +1,38 @@
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from tests.metering.conftest import prices  # noqa: F401  (the price-book fixture, shared)
+from tenants.roles import FINANCE
+from tests.factories import UserFactory
+
+
+@pytest.fixture
+def invoice(world, prices):  # type: ignore[no-untyped-def]
+    """The draft invoice of Alpha's closed October bill: CNY, VAT 6 %, 1,000,000 gpt-4o input tokens."""
+    from billing.contracts import contract_activate, contract_create
+    from billing.models import FxRate
+    from tests.billing.test_bills import close, event, send
+
+    world.alpha.tax_id = "91110000ALPHA0001X"
+    world.alpha.address = "1 Alpha Road, Beijing"
+    world.alpha.billing_emails = ["ap@alpha.example"]
+    world.alpha.legal_name = "北京阿尔法科技有限公司"
+    world.alpha.save()
+    contract = contract_create(
+        actor=None,
+        tenant=world.alpha,
+        starts_on=dt.date(2026, 1, 1),
+        billing_currency="CNY",
+        tax_percent=Decimal("6"),
+        tax_label="增值税 6%",
+        invoice_type="vat_special",
+        payment_terms_days=30,
+    )
+    contract_activate(actor=None, contract=contract)
+    FxRate.objects.create(base="USD", quote="CNY", date=dt.date(2026, 10, 30), rate=Decimal("7.123456"), source="ecb")
+    send(world, event("g", "gpt-4o", input_tokens=1_000_000, output_tokens=100_000))
+    [bill] = close(world).bills
+    world.users["finance2"] = UserFactory(username="fin2", staff_groups=[FINANCE])
+    return bill.invoice

@@ -1,0 +1,188 @@
+"""Invoice lifecycle (SPEC §8): every transition and refusal, four-eyes, numbering, immutability in the
+database, payments, credit notes and PDFs."""
+
+import datetime as dt
+import io
+from decimal import Decimal
+
+import pytest
+from django.core import mail
+from django.db import DatabaseError, connection, transaction
+from pypdf import PdfReader
+
+from invoices import services
+from invoices.models import Invoice, NumberSeries
+
+pytestmark = pytest.mark.django_db
+
+# The October bill: input 1,000,000 × 2.5 / 10^6 = 2.5 USD × 7.123456 = 17.80864 → 17.81;
+# output 100,000 × 10 / 10^6 = 1 USD → 7.12; net 24.93; VAT 6 % = 1.4958 → 1.50; total 26.43
+TOTAL = Decimal("26.43")
+
+
+def issue(world, invoice, *, submitter="am", approver="finance", capture=None):  # type: ignore[no-untyped-def]
+    services.invoice_submit(actor=world.users[submitter], invoice=invoice)
+    return services.invoice_approve(actor=world.users[approver], invoice=invoice)
+
+
+def text_of(pdf: bytes) -> str:
+    return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
+
+
+def test_a_closed_bill_has_a_draft_invoice_with_a_frozen_snapshot(world, invoice) -> None:
+    assert (invoice.status, invoice.number, invoice.total, invoice.currency) == ("draft", None, TOTAL, "CNY")
+    assert invoice.buyer["legal_name"] == "北京阿尔法科技有限公司" and invoice.seller["tax_id"]
+    assert [line.amount for line in invoice.lines.order_by("position")] == [Decimal("17.81"), Decimal("7.12")]
+
+
+def test_submit_approve_numbers_and_pdf(world, invoice, django_capture_on_commit_callbacks) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        issued = issue(world, invoice)
+    issued.refresh_from_db()
+    year = issued.issue_date.year
+    assert issued.number == f"INV-{year}-000001" and issued.status == "issued"
+    assert issued.due_date == issued.issue_date + dt.timedelta(days=30)
+    assert issued.bill.status == "invoiced"
+    assert issued.pdf_ready
+    text = text_of(bytes(issued.pdf))
+    for expected in (
+        issued.number,
+        "北京阿尔法科技有限公司",
+        issued.seller["legal_name"].split()[0],
+        "26.43",
+        "1.50",
+        "7.123456",
+        "发票",
+        "合计",
+        "增值税",
+    ):
+        assert expected in text, expected
+    [message] = mail.outbox
+    assert message.to == ["ap@alpha.example"] and message.attachments[0][0] == f"{issued.number}.pdf"
+
+
+def test_refusals(world, invoice) -> None:
+    with pytest.raises(services.InvoiceRuleViolation) as refused:
+        services.invoice_approve(actor=world.users["finance"], invoice=invoice)
+    assert (refused.value.status, refused.value.code) == (409, "invalid_state")
+    with pytest.raises(services.InvoiceRuleViolation) as refused:
+        services.invoice_submit(actor=world.users["alpha_owner"], invoice=invoice)
+    assert refused.value.status == 403
+    with pytest.raises(services.InvoiceRuleViolation) as refused:
+        services.invoice_submit(actor=world.users["am_other"], invoice=invoice)  # not Alpha's manager
+    assert refused.value.status == 403
+    services.invoice_submit(actor=world.users["finance"], invoice=invoice)
+    with pytest.raises(services.InvoiceRuleViolation) as refused:  # four-eyes
+        services.invoice_approve(actor=world.users["finance"], invoice=invoice)
+    assert (refused.value.status, refused.value.code) == (403, "four_eyes")
+    with pytest.raises(services.InvoiceRuleViolation) as refused:  # account managers do not approve
+        services.invoice_approve(actor=world.users["am"], invoice=invoice)
+    assert refused.value.status == 403
+    with pytest.raises(services.InvoiceRuleViolation):
+        services.invoice_reject(actor=world.users["finance2"], invoice=invoice, reason="  ")
+    rejected = services.invoice_reject(actor=world.users["finance2"], invoice=invoice, reason="wrong PO number")
+    assert (rejected.status, rejected.rejection_reason, rejected.number) == ("draft", "wrong PO number", None)
+    with pytest.raises(services.InvoiceRuleViolation):
+        services.payment_record(
+            actor=world.users["finance"], invoice=invoice, amount=Decimal(1), paid_on=dt.date.today(), reference="x"
+        )
+
+
+def test_four_eyes_can_be_turned_off(world, invoice, settings) -> None:
+    settings.METERLINE_FOUR_EYES = False
+    assert issue(world, invoice, submitter="finance", approver="finance").status == "issued"
+
+
+def test_payments_partial_full_and_overpayment(world, invoice) -> None:
+    issue(world, invoice)
+    finance = world.users["finance"]
+    services.payment_record(
+        actor=finance, invoice=invoice, amount=Decimal("20"), paid_on=dt.date(2026, 12, 1), reference="T1"
+    )
+    invoice.refresh_from_db()
+    assert (invoice.status, invoice.amount_paid, invoice.outstanding) == ("issued", Decimal(20), Decimal("6.43"))
+    with pytest.raises(services.InvoiceRuleViolation) as refused:
+        services.payment_record(
+            actor=finance, invoice=invoice, amount=Decimal("6.44"), paid_on=dt.date(2026, 12, 2), reference="T2"
+        )
+    assert refused.value.code == "overpayment" and "6.43" in refused.value.message
+    with pytest.raises(services.InvoiceRuleViolation) as refused:
+        services.payment_record(
+            actor=finance, invoice=invoice, amount=Decimal("0.001"), paid_on=dt.date(2026, 12, 2), reference="T2"
+        )
+    assert refused.value.code == "invalid_amount"
+    services.payment_record(
+        actor=finance, invoice=invoice, amount=Decimal("6.43"), paid_on=dt.date(2026, 12, 2), reference="T2"
+    )
+    invoice.refresh_from_db()
+    assert invoice.status == "paid" and invoice.payments.count() == 2
+
+
+def test_credit_notes_partial_and_full(world, invoice, django_capture_on_commit_callbacks) -> None:
+    issue(world, invoice)
+    finance = world.users["finance"]
+    with django_capture_on_commit_callbacks(execute=True):
+        partial = services.credit_note_create(
+            actor=finance, invoice=invoice, reason="goodwill", amount=Decimal("10.60")
+        )
+    year = partial.issue_date.year
+    # the tax share of a gross 10.60 at 6 %: 10.60 × 0.06 / 1.06 = 0.60
+    assert (partial.number, partial.tax, partial.full) == (f"CN-{year}-000001", Decimal("0.60"), False)
+    invoice.refresh_from_db()
+    assert (invoice.status, invoice.outstanding) == ("issued", Decimal("15.83"))
+    partial.refresh_from_db()
+    note_text = text_of(bytes(partial.pdf))
+    assert (
+        partial.number in note_text and invoice.number in note_text and "红字发票" in note_text and "10.60" in note_text
+    )
+    full = services.credit_note_create(actor=finance, invoice=invoice, reason="duplicate invoice")
+    assert (full.number, full.amount, full.full) == (f"CN-{year}-000002", Decimal("15.83"), True)
+    invoice.refresh_from_db()
+    assert invoice.status == "void" and invoice.outstanding == 0
+    with pytest.raises(services.InvoiceRuleViolation):
+        services.credit_note_create(actor=finance, invoice=invoice, reason="again")
+
+
+def test_the_database_refuses_changes_to_an_issued_invoice(world, invoice) -> None:
+    issue(world, invoice)
+    for statement in (
+        "UPDATE invoices_invoice SET total = total + 1 WHERE id = %s",
+        "UPDATE invoices_invoice SET number = 'INV-1999-000001' WHERE id = %s",
+        "DELETE FROM invoices_invoice WHERE id = %s",
+        "UPDATE invoices_invoiceline SET amount = 0 WHERE invoice_id = %s",
+    ):
+        with pytest.raises(DatabaseError, match="issued"), transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(statement, [invoice.pk])
+    # status and payment fields still move
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE invoices_invoice SET reminded_at = now() WHERE id = %s", [invoice.pk])
+    invoice.refresh_from_db()
+    assert invoice.total == TOTAL and invoice.reminded_at is not None
+
+
+def test_an_approval_that_fails_after_taking_a_number_leaves_no_gap(world, invoice, monkeypatch) -> None:
+    services.invoice_submit(actor=world.users["am"], invoice=invoice)
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("crash after the number was taken")
+
+    monkeypatch.setattr(services, "audit_record", broken)
+    with pytest.raises(RuntimeError):
+        services.invoice_approve(actor=world.users["finance"], invoice=invoice)
+    invoice.refresh_from_db()
+    assert (invoice.status, invoice.number) == ("pending_approval", None)
+    assert not NumberSeries.objects.filter(series="INV", last__gt=0).exists()
+    monkeypatch.undo()
+    approved = services.invoice_approve(actor=world.users["finance"], invoice=invoice)
+    assert approved.number.endswith("-000001")
+
+
+def test_overdue_invoices_are_reminded_once_a_week(world, invoice) -> None:
+    invoice = issue(world, invoice)
+    mail.outbox.clear()
+    later = dt.datetime.combine(invoice.due_date + dt.timedelta(days=1), dt.time(9), tzinfo=dt.UTC)
+    assert list(services.invoices_overdue(later.date())) == [Invoice.objects.get(pk=invoice.pk)]
+    assert services.overdue_reminders_send(now=later) == 1
+    assert "Overdue" in mail.outbox[0].subject and invoice.number in mail.outbox[0].subject
+    assert services.overdue_reminders_send(now=later + dt.timedelta(days=1)) == 0
+    assert services.overdue_reminders_send(now=later + dt.timedelta(days=8)) == 1
