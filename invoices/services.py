@@ -325,7 +325,8 @@ def overdue_reminders_send(*, now: dt.datetime | None = None, every: dt.timedelt
             message=(
                 f"Invoice {invoice.number} of {invoice.issue_date} for {invoice.period:%Y-%m} was due on "
                 f"{invoice.due_date}. Outstanding: {invoice.outstanding} {invoice.currency}.\n"
-                f"发票 {invoice.number} 已于 {invoice.due_date} 到期，未付金额 {invoice.outstanding} {invoice.currency}。"
+                f"发票 {invoice.number} 已于 {invoice.due_date} 到期，"
+                f"未付金额 {invoice.outstanding} {invoice.currency}。"
             ),
             from_email=None,
             recipient_list=recipients,

@@ -3,13 +3,13 @@ from decimal import Decimal
 
 import pytest
 
-from tests.metering.conftest import prices  # noqa: F401  (the price-book fixture, shared)
 from tenants.roles import FINANCE
 from tests.factories import UserFactory
+from tests.metering.conftest import prices  # noqa: F401  (the price-book fixture, shared)
 
 
 @pytest.fixture
-def invoice(world, prices):  # type: ignore[no-untyped-def]
+def invoice(world, prices):  # type: ignore[no-untyped-def]  # noqa: F811
     """The draft invoice of Alpha's closed October bill: CNY, VAT 6 %, 1,000,000 gpt-4o input tokens."""
     from billing.contracts import contract_activate, contract_create
     from billing.models import FxRate
