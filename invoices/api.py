@@ -64,6 +64,18 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             invoices = invoices.filter(tenant=tenant_for_request(user=self.request.user, slug=params["tenant"]))
         return invoices.order_by("-period", "tenant__slug", "id")
 
+    def _finance_only(self) -> Invoice:
+        """Another tenant's invoice is a 404 first; then the role (403); the body is read only after both."""
+        from rest_framework.exceptions import PermissionDenied
+
+        from tenants.roles import FINANCE
+        from tenants.selectors import has_staff_role
+
+        invoice = self.get_object()
+        if not has_staff_role(self.request.user, FINANCE):
+            raise PermissionDenied("Only finance does this.")
+        return invoice
+
     def _act(self, fn: Any, **kwargs: Any) -> Response:
         invoice = self.get_object()
         try:
@@ -85,6 +97,7 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     @extend_schema(request=RejectSerializer, responses=InvoiceSerializer)
     @action(detail=True, methods=["post"])
     def reject(self, request: Request, pk: str | None = None) -> Response:
+        self._finance_only()
         body = RejectSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         return self._act(services.invoice_reject, reason=body.validated_data["reason"])
@@ -92,7 +105,7 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     @extend_schema(request=PaymentSerializer, responses={201: PaymentSerializer})
     @action(detail=True, methods=["post"])
     def payments(self, request: Request, pk: str | None = None) -> Response:
-        invoice = self.get_object()
+        invoice = self._finance_only()
         body = PaymentSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         try:
@@ -104,7 +117,7 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     @extend_schema(request=CreditNoteCreateSerializer, responses={201: CreditNoteSerializer})
     @action(detail=True, methods=["post"], url_path="credit-notes")
     def credit_notes(self, request: Request, pk: str | None = None) -> Response:
-        invoice = self.get_object()
+        invoice = self._finance_only()
         body = CreditNoteCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         try:

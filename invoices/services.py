@@ -283,7 +283,7 @@ def credit_note_create(*, actor: Any, invoice: Invoice, reason: str, amount: Dec
     before = _money(invoice)
     invoice.amount_credited += amount
     fields = ["amount_credited"]
-    if full and invoice.status == Invoice.Status.ISSUED:
+    if full:
         invoice.status = Invoice.Status.VOID
         fields.append("status")
     elif invoice.status == Invoice.Status.ISSUED and invoice.outstanding <= 0:

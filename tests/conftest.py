@@ -71,6 +71,15 @@ class World:
             },
         )[0]
 
+    @property
+    def alpha_invoice(self) -> Any:
+        """The draft invoice of Alpha's October bill (made on first use)."""
+        from invoices.models import Invoice
+        from invoices.services import invoice_create_for_bill
+
+        bill = self.alpha_bill
+        return Invoice.objects.filter(bill=bill).first() or invoice_create_for_bill(bill)
+
     def client(self, username: str | None = None) -> APIClient:
         """An API client authenticated with a personal token of that user (or anonymous)."""
         client = APIClient()
