@@ -174,7 +174,7 @@ def _local_today(tenant: Any) -> dt.date:
 
 
 @transaction.atomic
-def invoice_approve(*, actor: Any, invoice: Invoice) -> Invoice:
+def invoice_approve(*, actor: Any, invoice: Invoice, issued_on: dt.date | None = None) -> Invoice:
     """Finance approves a submitted invoice: it gets its number and dates and becomes issued. With four-eyes on
     (METERLINE_FOUR_EYES, default) the approver must not be the submitter."""
     _require_finance(actor, "approves invoices")
@@ -185,7 +185,7 @@ def invoice_approve(*, actor: Any, invoice: Invoice) -> Invoice:
             "Four-eyes: the invoice must be approved by someone other than its submitter.", "four_eyes", 403
         )
     before = _money(invoice)
-    issue_date = _local_today(invoice.tenant)
+    issue_date = issued_on or _local_today(invoice.tenant)  # issued_on: demo data only
     invoice.number = next_number("INV", issue_date.year)
     invoice.status = Invoice.Status.ISSUED
     invoice.issue_date = issue_date
@@ -249,7 +249,9 @@ def payment_record(*, actor: Any, invoice: Invoice, amount: Decimal, paid_on: dt
 
 
 @transaction.atomic
-def credit_note_create(*, actor: Any, invoice: Invoice, reason: str, amount: Decimal | None = None) -> CreditNote:
+def credit_note_create(
+    *, actor: Any, invoice: Invoice, reason: str, amount: Decimal | None = None, issued_on: dt.date | None = None
+) -> CreditNote:
     """A credit note of an issued invoice (gross amount, tax included). No amount = full: everything not yet
     credited, and the invoice is void. A partial credit lowers what is outstanding."""
     _require_finance(actor, "issues credit notes")
@@ -269,7 +271,7 @@ def credit_note_create(*, actor: Any, invoice: Invoice, reason: str, amount: Dec
     rate = invoice.tax_percent / 100
     # the tax share of a gross amount, by the invoice's own rule
     tax = quantize_money(amount * rate / (1 + rate), invoice.currency) if rate else Decimal(0)
-    issue_date = _local_today(invoice.tenant)
+    issue_date = issued_on or _local_today(invoice.tenant)
     note = CreditNote.objects.create(
         invoice=invoice,
         number=next_number("CN", issue_date.year),

@@ -73,12 +73,36 @@ class World:
 
     @property
     def alpha_invoice(self) -> Any:
-        """The draft invoice of Alpha's October bill (made on first use)."""
+        """The issued invoice of Alpha's October bill (made on first use, issued straight in the table)."""
+        import datetime as dt
+
         from invoices.models import Invoice
         from invoices.services import invoice_create_for_bill
 
         bill = self.alpha_bill
-        return Invoice.objects.filter(bill=bill).first() or invoice_create_for_bill(bill)
+        invoice = Invoice.objects.filter(bill=bill).first()
+        if invoice is None:
+            invoice = invoice_create_for_bill(bill)
+            Invoice.objects.filter(pk=invoice.pk).update(
+                number="INV-2026-900001",
+                status="issued",
+                issue_date=dt.date(2026, 11, 3),
+                due_date=dt.date(2026, 12, 3),
+            )
+            invoice.refresh_from_db()
+        return invoice
+
+    @property
+    def alpha_credit_note(self) -> Any:
+        """A credit note on Alpha's invoice (made on first use, straight in the table)."""
+        import datetime as dt
+
+        from invoices.models import CreditNote
+
+        invoice = self.alpha_invoice
+        return CreditNote.objects.filter(invoice=invoice).first() or CreditNote.objects.create(
+            invoice=invoice, number="CN-2026-900001", amount=1, tax=0, reason="test", issue_date=dt.date(2026, 11, 1)
+        )
 
     def client(self, username: str | None = None) -> APIClient:
         """An API client authenticated with a personal token of that user (or anonymous)."""

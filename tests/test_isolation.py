@@ -47,6 +47,8 @@ STAFF_PAGES = {
     "portal:finance-bills",
     "portal:finance-bills-close",
     "portal:fx-rates",
+    "portal:finance-invoices",
+    "portal:finance-export",
 }
 
 # Ingestion endpoints: the tenant and project are named in the body; naming another tenant's is an
@@ -102,6 +104,11 @@ OBJECT_KWARGS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "api:invoice-payments": lambda w: {"pk": w.alpha_invoice.pk},
     "api:invoice-credit-notes": lambda w: {"pk": w.alpha_invoice.pk},
     "api:invoice-pdf": lambda w: {"pk": w.alpha_invoice.pk},
+    "portal:invoices": lambda w: {"tenant": w.alpha.slug},
+    "portal:invoice": lambda w: {"tenant": w.alpha.slug, "pk": w.alpha_invoice.pk},
+    "portal:invoice-action": lambda w: {"tenant": w.alpha.slug, "pk": w.alpha_invoice.pk},
+    "portal:invoice-pdf": lambda w: {"tenant": w.alpha.slug, "pk": w.alpha_invoice.pk},
+    "portal:credit-note-pdf": lambda w: {"tenant": w.alpha.slug, "pk": w.alpha_credit_note.pk},
     "portal:bills": lambda w: {"tenant": w.alpha.slug},
     "portal:bill": lambda w: {"tenant": w.alpha.slug, "pk": w.alpha_bill.pk},
     "portal:contracts": lambda w: {"tenant": w.alpha.slug},

@@ -22,6 +22,10 @@ class Command(BaseCommand):
         call_command("import_fx_rates", "--since", "2025-01-01", stdout=self.stdout)
         for line in billing_demo.close_past_months():
             self.stdout.write(f"  bills {line}")
+        from invoices import demo as invoices_demo
+
+        for line in invoices_demo.seed():
+            self.stdout.write(f"  invoice {line}")
         self.stdout.write(self.style.SUCCESS(f"Demo data loaded ({events} usage events)."))
         self.stdout.write(f"\nDemo logins (password for all: {seeded['password']}):")
         for username, _group, label in seeded["staff"]:  # type: ignore[attr-defined]
