@@ -63,6 +63,7 @@ def invoice_html(invoice: Invoice) -> str:
             "tax_percent": f"{invoice.tax_percent.normalize():f}",
             "fx_rate": f"{invoice.fx_rate:.6f}",
             "total_usd": f"{invoice.total_usd:.6f}",
+            "by_project": invoice.bill.by_project,
         },
     )
 
