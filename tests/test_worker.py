@@ -15,6 +15,7 @@ from config.celery import app as celery_app
 from tenants import services
 from tenants.models import Role
 from tests.factories import TenantFactory
+from tests.metering.conftest import prices  # noqa: F401  (the price-book fixture)
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,3 +91,50 @@ def test_a_real_worker_sends_the_invitation_email(worker) -> None:
     assert "To: newcomer@delta.example" in body
     assert "/accounts/reset/" in body
     assert membership.tenant.name in body
+
+
+def test_a_real_worker_renders_and_emails_the_issued_invoice(worker, world, prices) -> None:  # noqa: F811
+    """Approval commits, the worker renders the bilingual PDF, stores it and mails it with the PDF attached;
+    the API answers 409 until then and the PDF after."""
+    import datetime as dt
+    from decimal import Decimal
+
+    from billing.bills import month_close, period_parse
+    from invoices import services as invoice_services
+    from invoices.models import Invoice
+    from metering.services import IngestScope, events_ingest
+    from tenants.roles import FINANCE
+    from tests.factories import UserFactory
+
+    world.alpha.billing_currency = "USD"
+    world.alpha.billing_emails = ["ap@alpha.example"]
+    world.alpha.save()
+    when = dt.datetime(2026, 10, 15, 2, tzinfo=dt.UTC)
+    events_ingest(
+        scope=IngestScope(kind="project_key", api_key=world.alpha_key),
+        raw_events=[
+            {"event_id": "w1", "timestamp": when.isoformat(), "model": "gpt-4o", "usage": {"input_tokens": 10**6}}
+        ],
+        now=when,
+    )
+    [bill] = month_close(
+        tenant=world.alpha, period=period_parse("2026-10"), now=dt.datetime(2026, 11, 5, tzinfo=dt.UTC)
+    ).bills
+    approver = UserFactory(username="fin-b", staff_groups=[FINANCE])
+    invoice_services.invoice_submit(actor=world.users["finance"], invoice=bill.invoice)
+    invoice = invoice_services.invoice_approve(actor=approver, invoice=bill.invoice)
+    owner = world.client("alpha_owner")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not Invoice.objects.get(pk=invoice.pk).pdf_ready:
+        time.sleep(0.2)
+    stored = Invoice.objects.get(pk=invoice.pk)
+    assert stored.pdf_ready, "the worker did not render the PDF within 60 s"
+    assert stored.total == Decimal("2.50")
+    pdf = owner.get(f"/api/v1/invoices/{invoice.pk}/pdf")
+    assert pdf.status_code == 200 and pdf.content[:4] == b"%PDF"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not list(worker.glob("*.log")):
+        time.sleep(0.2)
+    [message] = list(worker.glob("*.log"))
+    body = message.read_text()
+    assert "To: ap@alpha.example" in body and f'filename="{invoice.number}.pdf"' in body
