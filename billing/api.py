@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 from typing import Any
 
@@ -12,20 +13,25 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from billing.bills import BillBlocked, bill_preview, month_close, months_close, period_parse
+from billing.budgets import BudgetInvalid, budget_create, budget_states, budget_update, quota_decide
 from billing.contracts import ContractRuleViolation, contract_activate, contract_create, contract_update
 from billing.fx import fx_rate_add
-from billing.models import Contract, FxRate
+from billing.models import Budget, Contract, FxRate, NotificationChannel
 from billing.selectors import bills_for_user
 from billing.serializers import (
     BillCloseResultSerializer,
     BillCloseSerializer,
     BillPreviewSerializer,
     BillSerializer,
+    BudgetSerializer,
     ContractSerializer,
     FxRateCreateSerializer,
     FxRateSerializer,
+    QuotaCheckSerializer,
+    QuotaDecisionSerializer,
 )
 from core.api import ApiError, Conflict
 from tenants.permissions import IsPerson, staff_only
@@ -251,3 +257,146 @@ def _close_result(result: Any) -> dict[str, Any]:
         "bills": [bill.number for bill in result.bills],
         "error": {"code": error.code, "message": error.message, "fields": error.fields} if error else None,
     }
+
+
+class BudgetViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Budgets (SPEC §6): the tenant's owners, admins and account manager write; members read. Reads carry the
+    current period's spend from the real-time counters."""
+
+    serializer_class = BudgetSerializer
+    permission_classes = [IsPerson]
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def get_queryset(self) -> Any:
+        from tenants.selectors import full_access_tenant_ids, tenant_for_request
+
+        budgets = Budget.objects.filter(tenant__in=full_access_tenant_ids(self.request.user)).select_related("tenant")
+        if self.action == "list" and self.request.query_params.get("tenant"):
+            budgets = budgets.filter(
+                tenant=tenant_for_request(user=self.request.user, slug=self.request.query_params["tenant"])
+            )
+        return budgets.prefetch_related("channels").order_by("tenant__slug", "name", "id")
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response([BudgetSerializer(s).data for s in budget_states(list(page or []))])
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        [state] = budget_states([self.get_object()])
+        return Response(BudgetSerializer(state).data)
+
+    def _channels(self, tenant: Any, ids: builtins.list[int] | None) -> builtins.list[Any] | None:
+        if ids is None:
+            return None
+        found = list(NotificationChannel.objects.filter(tenant=tenant, pk__in=ids))
+        if len(found) != len(set(ids)):
+            raise ApiError(400, "invalid", "Unknown channel.", {"channels": ["Channels of this tenant only."]})
+        return found
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        from tenants.selectors import can_manage_tenant, tenant_for_request
+
+        body = BudgetSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = dict(body.validated_data)
+        tenant = tenant_for_request(user=request.user, slug=data.pop("tenant", None))
+        if not can_manage_tenant(request.user, tenant):
+            from rest_framework.exceptions import PermissionDenied
+
+            raise PermissionDenied("Budgets are set by the tenant's owners, admins and account manager.")
+        channels = self._channels(tenant, data.pop("channels", None))
+        try:
+            budget = budget_create(actor=request.user, tenant=tenant, channels=channels, **data)
+        except BudgetInvalid as exc:
+            raise ApiError(400, "invalid", "The budget is invalid.", exc.fields) from None
+        [state] = budget_states([budget])
+        return Response(BudgetSerializer(state).data, status=status.HTTP_201_CREATED)
+
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        from tenants.selectors import can_manage_tenant
+
+        budget = self.get_object()
+        if not can_manage_tenant(request.user, budget.tenant):
+            from rest_framework.exceptions import PermissionDenied
+
+            raise PermissionDenied("Budgets are set by the tenant's owners, admins and account manager.")
+        body = BudgetSerializer(budget, data=request.data, partial=True)
+        body.is_valid(raise_exception=True)
+        data = dict(body.validated_data)
+        data.pop("tenant", None)
+        channels = self._channels(budget.tenant, data.pop("channels", None))
+        try:
+            budget = budget_update(actor=request.user, budget=budget, channels=channels, **data)
+        except BudgetInvalid as exc:
+            raise ApiError(400, "invalid", "The budget is invalid.", exc.fields) from None
+        [state] = budget_states([budget])
+        return Response(BudgetSerializer(state).data)
+
+    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return self.partial_update(request, *args, **kwargs)
+
+
+class QuotaCheckView(APIView):
+    """May this key spend more? Answers from the real-time counters (SPEC §6), for project keys and gateway
+    tokens."""
+
+    permission_classes: list = []
+
+    @extend_schema(request=QuotaCheckSerializer, responses=QuotaDecisionSerializer)
+    def post(self, request: Request) -> Response:
+        from rest_framework.exceptions import NotAuthenticated, NotFound, PermissionDenied
+
+        from tenants.models import ApiKey, GatewayToken
+
+        body = QuotaCheckSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        key: ApiKey | None
+        if isinstance(request.auth, ApiKey):
+            key = request.auth
+            if data.get("api_key") and data["api_key"] != key.prefix:
+                raise NotFound("A project key checks its own quota.")
+        elif isinstance(request.auth, GatewayToken):
+            if not data.get("api_key"):
+                raise ApiError(400, "invalid", "Name the key.", {"api_key": ["Required with a gateway token."]})
+            key = ApiKey.objects.select_related("tenant", "project").filter(prefix=data["api_key"]).first()
+            if key is None or not key.is_usable() or (data.get("tenant") and data["tenant"] != key.tenant.slug):
+                raise NotFound("No active key with this prefix in this tenant.")
+        elif request.user and request.user.is_authenticated:
+            raise PermissionDenied("The quota check takes a project key or a gateway token.")
+        else:
+            raise NotAuthenticated()
+        assert key is not None
+        result = quota_decide(
+            tenant=key.tenant,
+            project=key.project,
+            api_key_id=key.pk,
+            model=data["model"],
+            end_user=data.get("end_user", ""),
+            estimated_tokens=data.get("estimated_tokens", 0),
+        )
+        return Response(
+            {
+                "decision": result.decision,
+                "model": result.model,
+                "reason": result.reason,
+                "budgets": [
+                    {
+                        "id": s.budget.pk,
+                        "scope": s.budget.scope,
+                        "period": s.budget.period,
+                        "limit": str(s.limit),
+                        "spent": str(s.spent),
+                        "remaining": str(s.remaining),
+                        "percent": str(s.percent),
+                    }
+                    for s in result.states
+                ],
+            }
+        )

@@ -1,9 +1,11 @@
+from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from billing.api import BillViewSet, ContractViewSet, FxRateViewSet
+from billing.api import BillViewSet, BudgetViewSet, ContractViewSet, FxRateViewSet, QuotaCheckView
 
 router = SimpleRouter(trailing_slash=False)
 router.register("fx-rates", FxRateViewSet, basename="fxrate")
 router.register("contracts", ContractViewSet, basename="contract")
 router.register("bills", BillViewSet, basename="bill")
-urlpatterns = router.urls
+router.register("budgets", BudgetViewSet, basename="budget")
+urlpatterns = [path("quota/check", QuotaCheckView.as_view(), name="quota-check"), *router.urls]

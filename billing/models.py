@@ -204,3 +204,111 @@ class CloseBlock(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant_id} {self.period:%Y-%m}: {self.code}"
+
+
+class NotificationChannel(models.Model):
+    """Where a tenant's alerts go."""
+
+    class Kind(models.TextChoices):
+        EMAIL = "email", _("Email")
+        WEBHOOK = "webhook", _("Webhook")
+        SLACK = "slack", "Slack"
+        WECOM = "wecom", _("WeCom")
+        DINGTALK = "dingtalk", _("DingTalk")
+        FEISHU = "feishu", _("Feishu")
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="channels")
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    target = models.CharField(max_length=500, help_text="email address or URL")
+    secret = models.CharField(max_length=200, blank=True)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["tenant", "name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind})"
+
+
+class Budget(models.Model):
+    """A spending or token limit on a scope of a tenant's usage, per calendar day, week or month in the
+    tenant's time zone. Real-time counters live in Redis (billing.budgets); they are rebuilt from rollups."""
+
+    class Scope(models.TextChoices):
+        TENANT = "tenant", _("Tenant")
+        DEPARTMENT = "department", _("Department")
+        PROJECT = "project", _("Project")
+        API_KEY = "api_key", _("API key")
+        ENVIRONMENT = "environment", _("Environment")
+        END_USER = "end_user", _("End user")
+
+    class Period(models.TextChoices):
+        DAY = "day", _("Day")
+        WEEK = "week", _("Week")
+        MONTH = "month", _("Month")
+
+    class Action(models.TextChoices):
+        NOTIFY = "notify", _("Notify")
+        BLOCK = "block", _("Block")
+        DOWNGRADE = "downgrade", _("Downgrade")
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="budgets")
+    name = models.CharField(max_length=200)
+    scope = models.CharField(max_length=12, choices=Scope.choices)
+    # What the API names: department code, project slug, key prefix, environment or end user ("" for tenant).
+    scope_value = models.CharField(max_length=200, blank=True)
+    # The id behind scope_value for department, project and api_key scopes (matching at ingestion by id).
+    scope_ref = models.BigIntegerField(null=True, blank=True)
+    period = models.CharField(max_length=5, choices=Period.choices)
+    limit_amount = models.DecimalField(max_digits=18, decimal_places=4, null=True, blank=True)
+    limit_tokens = models.BigIntegerField(null=True, blank=True)
+    thresholds = models.JSONField(default=list)
+    action_at_limit = models.CharField(max_length=10, choices=Action.choices, default=Action.NOTIFY)
+    downgrade_map = models.JSONField(default=dict, blank=True)
+    channels = models.ManyToManyField(NotificationChannel, blank=True, related_name="budgets")
+    active = models.BooleanField(default=True)
+    created_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["tenant", "name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(models.Q(limit_amount__isnull=False) & models.Q(limit_tokens__isnull=True))
+                | (models.Q(limit_amount__isnull=True) & models.Q(limit_tokens__isnull=False)),
+                name="budget_one_limit",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class BudgetAlert(models.Model):
+    class Severity(models.TextChoices):
+        INFO = "info", _("Info")
+        WARNING = "warning", _("Warning")
+        HIGH = "high", _("High")
+        CRITICAL = "critical", _("Critical")
+
+    budget = models.ForeignKey(Budget, on_delete=models.CASCADE, related_name="alerts")
+    period_start = models.DateField()
+    threshold = models.PositiveIntegerField()
+    severity = models.CharField(max_length=10, choices=Severity.choices)
+    spent = models.DecimalField(max_digits=28, decimal_places=10)
+    limit = models.DecimalField(max_digits=28, decimal_places=10)
+    percent = models.DecimalField(max_digits=9, decimal_places=2)
+    top_consumers = models.JSONField(default=dict)
+    fired_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-fired_at"]
+        constraints = [
+            # Each threshold fires at most once per budget period, also under concurrent ingestion.
+            models.UniqueConstraint(fields=["budget", "period_start", "threshold"], name="alert_once_per_period")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.budget} {self.threshold}% {self.period_start}"

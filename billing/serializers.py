@@ -3,7 +3,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from billing.models import Bill, BillLine, Contract, FxRate
+from billing.models import Bill, BillLine, Budget, Contract, FxRate
 from billing.money import money_str
 from tenants.validators import validate_currency
 
@@ -287,3 +287,98 @@ class BillCloseResultSerializer(serializers.Serializer):
     status = serializers.CharField()
     bills = serializers.ListField(child=serializers.CharField(), help_text="bill numbers")
     error = serializers.DictField(allow_null=True)
+
+
+class BudgetSerializer(serializers.Serializer):
+    """POST/PATCH body and read shape of /api/v1/budgets (SPEC §6)."""
+
+    id = serializers.IntegerField(read_only=True)
+    tenant = serializers.CharField(required=False, help_text="tenant slug")
+    name = serializers.CharField(max_length=200)
+    scope = serializers.ChoiceField(choices=Budget.Scope.choices)
+    scope_value = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    period = serializers.ChoiceField(choices=Budget.Period.choices)
+    limit_amount = serializers.DecimalField(
+        max_digits=18, decimal_places=4, min_value=Decimal("0.01"), required=False, allow_null=True
+    )
+    limit_tokens = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    thresholds = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=1000), required=False, default=[50, 80, 95, 100]
+    )
+    action_at_limit = serializers.ChoiceField(choices=Budget.Action.choices, default=Budget.Action.NOTIFY)
+    downgrade_map = serializers.DictField(child=serializers.CharField(max_length=200), required=False, default=dict)
+    channels = serializers.ListField(child=serializers.IntegerField(), required=False)
+    active = serializers.BooleanField(required=False, default=True)
+    currency = serializers.CharField(read_only=True)
+    spent = serializers.CharField(read_only=True)
+    percent = serializers.CharField(read_only=True)
+    period_start = serializers.DateField(read_only=True)
+    period_end = serializers.DateField(read_only=True)
+
+    def validate_thresholds(self, value: list[int]) -> list[int]:
+        if value != sorted(set(value)):
+            raise serializers.ValidationError("Ascending percents, each once.")
+        return value
+
+    def validate(self, attrs: dict) -> dict:
+        partial = self.partial and self.instance is not None
+        instance: Any = self.instance
+        amount = attrs.get("limit_amount", instance.limit_amount if partial else None)
+        tokens = attrs.get("limit_tokens", instance.limit_tokens if partial else None)
+        if (amount is None) == (tokens is None):
+            raise serializers.ValidationError({"limit_amount": ["Give limit_amount or limit_tokens, not both."]})
+        action = attrs.get("action_at_limit", instance.action_at_limit if partial else "notify")
+        mapping = attrs.get("downgrade_map", instance.downgrade_map if partial else {})
+        if action == Budget.Action.DOWNGRADE and not mapping:
+            raise serializers.ValidationError({"downgrade_map": ["A downgrade budget maps models to cheaper ones."]})
+        return attrs
+
+    def to_representation(self, state: Any) -> dict[str, Any]:
+        budget = state.budget
+        return {
+            "id": budget.pk,
+            "tenant": budget.tenant.slug,
+            "name": budget.name,
+            "scope": budget.scope,
+            "scope_value": budget.scope_value,
+            "period": budget.period,
+            "limit_amount": money_str(budget.limit_amount, state.currency) if budget.limit_amount is not None else None,
+            "limit_tokens": budget.limit_tokens,
+            "thresholds": budget.thresholds,
+            "action_at_limit": budget.action_at_limit,
+            "downgrade_map": budget.downgrade_map,
+            "channels": [c.pk for c in budget.channels.all()],
+            "active": budget.active,
+            "currency": state.currency if budget.limit_amount is not None else "tokens",
+            "spent": money_str(state.spent, state.currency)
+            if budget.limit_amount is not None
+            else str(int(state.spent)),
+            "percent": str(state.percent),
+            "period_start": state.period_start.isoformat(),
+            "period_end": state.period_end.isoformat(),
+        }
+
+
+class QuotaCheckSerializer(serializers.Serializer):
+    model = serializers.CharField(max_length=200)
+    api_key = serializers.CharField(max_length=40, required=False, help_text="key prefix; implied by a project key")
+    tenant = serializers.CharField(required=False, help_text="tenant slug (gateway tokens)")
+    end_user = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    estimated_tokens = serializers.IntegerField(min_value=0, max_value=10**9, required=False, default=0)
+
+
+class QuotaBudgetSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    scope = serializers.CharField()
+    period = serializers.CharField()
+    limit = serializers.CharField()
+    spent = serializers.CharField()
+    remaining = serializers.CharField()
+    percent = serializers.CharField()
+
+
+class QuotaDecisionSerializer(serializers.Serializer):
+    decision = serializers.ChoiceField(choices=["allow", "block", "downgrade"])
+    model = serializers.CharField()
+    reason = serializers.CharField()
+    budgets = QuotaBudgetSerializer(many=True)

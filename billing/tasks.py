@@ -25,3 +25,10 @@ def bills_close_due() -> dict[str, int]:
     from billing.bills import months_close_due
 
     return dict(Counter(result.status for result in months_close_due()))
+
+
+@shared_task(acks_late=True)
+def budget_counters_reconcile() -> int:
+    from billing.budgets import counters_reconcile
+
+    return counters_reconcile()

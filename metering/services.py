@@ -321,8 +321,11 @@ def _store(rows: list[_Row], *, now: dt.datetime, result: IngestResult) -> None:
                 else:
                     row.outcome = "conflict"
 
+        counted = [_row_facts(row) for row in to_write]
         if bulk:
             to_write = [row for row in to_write if row.outcome == "corrected"]
+        if counted or removed:
+            _budgets_after_commit(counted, removed)
         if to_write or removed:
             _insert_events(cursor, to_write, now)
             rollups_apply(
@@ -602,6 +605,13 @@ def _sums(
         sign * (cost if estimated else Decimal(0)),
         sign * (not priced),
     ]
+
+
+def _budgets_after_commit(added: list[dict[str, Any]], removed: list[dict[str, Any]]) -> None:
+    """Budget counters follow the stored events once they are committed (before the response is sent)."""
+    from billing.budgets import counters_apply
+
+    transaction.on_commit(lambda: counters_apply(added, removed))
 
 
 def _row_facts(row: _Row) -> dict[str, Any]:

@@ -104,6 +104,22 @@ class World:
             invoice=invoice, number="CN-2026-900001", amount=1, tax=0, reason="test", issue_date=dt.date(2026, 11, 1)
         )
 
+    @property
+    def alpha_budget(self) -> Any:
+        """A monthly token budget on Alpha's chatbot project (made on first use)."""
+        from billing.budgets import budget_create
+        from billing.models import Budget
+
+        return Budget.objects.filter(tenant=self.alpha).first() or budget_create(
+            actor=None,
+            tenant=self.alpha,
+            name="Alpha chatbot cap",
+            scope="project",
+            scope_value="chatbot",
+            period="month",
+            limit_tokens=1_000_000,
+        )
+
     def client(self, username: str | None = None) -> APIClient:
         """An API client authenticated with a personal token of that user (or anonymous)."""
         client = APIClient()

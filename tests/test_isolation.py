@@ -53,7 +53,7 @@ STAFF_PAGES = {
 
 # Ingestion endpoints: the tenant and project are named in the body; naming another tenant's is an
 # event rejection (tested below), never a write into it.
-INGEST = {"api:events", "api:integrations-litellm"}
+INGEST = {"api:events", "api:integrations-litellm", "api:quota-check"}
 
 # The price book is provider-wide reference data, readable by every credential (not tenant data).
 PROVIDER_WIDE = {"api:price-list", "api:price-detail", "api:fxrate-list", "api:fxrate-detail"}
@@ -74,6 +74,7 @@ COLLECTIONS = {
     "api:bill-list",
     "api:bill-current",
     "api:invoice-list",
+    "api:budget-list",
     "portal:home",
     "portal:staff-tenants",
 }
@@ -104,6 +105,7 @@ OBJECT_KWARGS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "api:invoice-payments": lambda w: {"pk": w.alpha_invoice.pk},
     "api:invoice-credit-notes": lambda w: {"pk": w.alpha_invoice.pk},
     "api:invoice-pdf": lambda w: {"pk": w.alpha_invoice.pk},
+    "api:budget-detail": lambda w: {"pk": w.alpha_budget.pk},
     "portal:invoices": lambda w: {"tenant": w.alpha.slug},
     "portal:invoice": lambda w: {"tenant": w.alpha.slug, "pk": w.alpha_invoice.pk},
     "portal:invoice-action": lambda w: {"tenant": w.alpha.slug, "pk": w.alpha_invoice.pk},
@@ -142,6 +144,7 @@ def alpha_markers(world: Any) -> list[str]:
         world.alpha_department.code,
         "alpha-owner",
         world.alpha_bill.number,
+        world.alpha_budget.name,
     ]
 
 

@@ -1,0 +1,470 @@
+"""Budgets (SPEC §6): calendar periods in the tenant's time zone, real-time counters in Redis updated by
+ingestion after each commit (a duplicate never counts, a correction adjusts), rebuilt from rollups, threshold
+alerts that fire once per period, and the quota decision for gateways (Redis only, never events)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import zoneinfo
+from collections import defaultdict
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.db.models import F, Sum
+from django.utils import timezone
+
+from billing.fx import PRICE_CURRENCY, fx_rate_in_force
+from billing.models import Budget, BudgetAlert
+from core.redis import redis_client
+
+logger = logging.getLogger(__name__)
+
+COST_UNIT = Decimal("1E-10")  # counters hold cost as an integer of 10⁻¹⁰ USD (the precision of event costs)
+INDEX_SECONDS = 300
+COUNTER_TTL = 40 * 24 * 3600  # a month's counter outlives its month; rebuilt from rollups when missing
+
+
+# --- periods -------------------------------------------------------------------------------------------
+
+
+def period_bounds(period: str, local_day: dt.date) -> tuple[dt.date, dt.date]:
+    """[start, end] local dates of the day, week (Monday–Sunday) or month holding local_day."""
+    if period == Budget.Period.DAY:
+        return local_day, local_day
+    if period == Budget.Period.WEEK:
+        start = local_day - dt.timedelta(days=local_day.weekday())
+        return start, start + dt.timedelta(days=6)
+    start = local_day.replace(day=1)
+    following = (start + dt.timedelta(days=32)).replace(day=1)
+    return start, following - dt.timedelta(days=1)
+
+
+def local_day(moment: dt.datetime, zone_name: str) -> dt.date:
+    return moment.astimezone(zoneinfo.ZoneInfo(zone_name)).date()
+
+
+def counter_key(budget_id: int, start: dt.date) -> str:
+    return f"mlb:{budget_id}:{start:%Y%m%d}"
+
+
+# --- which budgets an event counts toward --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BudgetRule:
+    id: int
+    scope: str
+    value: str
+    ref: int | None
+    period: str
+
+    def matches(self, fact: dict[str, Any], department_of: dict[int, int | None]) -> bool:
+        if self.scope == Budget.Scope.TENANT:
+            return True
+        if self.scope == Budget.Scope.PROJECT:
+            return fact["project_id"] == self.ref
+        if self.scope == Budget.Scope.API_KEY:
+            return fact["api_key_id"] == self.ref
+        if self.scope == Budget.Scope.DEPARTMENT:
+            return department_of.get(fact["project_id"]) == self.ref
+        if self.scope == Budget.Scope.ENVIRONMENT:
+            return fact["environment"] == self.value
+        return fact["end_user"] == self.value  # end_user
+
+
+@dataclass(frozen=True)
+class TenantBudgets:
+    timezone: str
+    rules: tuple[BudgetRule, ...]
+    department_of: dict[int, int | None]
+
+
+def _index_key(tenant_id: int) -> str:
+    return f"budget-index:{tenant_id}"
+
+
+def budgets_changed(tenant_id: int) -> None:
+    cache.delete(_index_key(tenant_id))
+    transaction.on_commit(lambda: cache.delete(_index_key(tenant_id)))
+
+
+def tenant_budgets(tenant_id: int) -> TenantBudgets:
+    """The tenant's active budgets as matching rules (cached; dropped on every budget or project change)."""
+    found = cache.get(_index_key(tenant_id))
+    if found is None:
+        from tenants.models import Project, Tenant
+
+        tenant = Tenant.objects.only("timezone").get(pk=tenant_id)
+        rules = tuple(
+            BudgetRule(b.pk, b.scope, b.scope_value, b.scope_ref, b.period)
+            for b in Budget.objects.filter(tenant_id=tenant_id, active=True)
+        )
+        departments: dict[int, int | None] = dict(
+            Project.objects.filter(tenant_id=tenant_id).values_list("pk", "department_id")
+        )
+        found = TenantBudgets(tenant.timezone, rules, departments)
+        cache.set(_index_key(tenant_id), found, INDEX_SECONDS)
+    return found
+
+
+def _tokens(fact: dict[str, Any]) -> int:
+    return int(fact["input_tokens"] + fact["cached_input_tokens"] + fact["cache_write_tokens"] + fact["output_tokens"])
+
+
+def counters_apply(added: list[dict[str, Any]], removed: list[dict[str, Any]]) -> None:
+    """Add stored events to (and take removed estimates off) every matching budget's counter for the event's
+    period, in one Redis round trip; then fire the thresholds crossed. Runs after the ingest commit. If Redis
+    is down the events are stored anyway and the counters are rebuilt from rollups when it is back."""
+    increments: dict[tuple[int, dt.date], list[int]] = defaultdict(lambda: [0, 0])
+    by_tenant: dict[int, TenantBudgets] = {}
+    for sign, facts in ((1, added), (-1, removed)):
+        for fact in facts:
+            tenant_id = fact["tenant_id"]
+            if tenant_id not in by_tenant:
+                by_tenant[tenant_id] = tenant_budgets(tenant_id)
+            budgets = by_tenant[tenant_id]
+            if not budgets.rules:
+                continue
+            day = local_day(fact["occurred_at"], budgets.timezone)
+            cost_units = int(Decimal(fact["cost"]) / COST_UNIT) * sign
+            tokens = _tokens(fact) * sign
+            for rule in budgets.rules:
+                if rule.matches(fact, budgets.department_of):
+                    start, _end = period_bounds(rule.period, day)
+                    cell = increments[(rule.id, start)]
+                    cell[0] += cost_units
+                    cell[1] += tokens
+    if not increments:
+        return
+    try:
+        pipe = redis_client().pipeline(transaction=False)
+        items = list(increments.items())
+        for (budget_id, start), (cost_units, tokens) in items:
+            key = counter_key(budget_id, start)
+            pipe.hincrby(key, "cost", cost_units)
+            pipe.hincrby(key, "tokens", tokens)
+            pipe.expire(key, COUNTER_TTL)
+        results = pipe.execute()
+    except Exception:  # noqa: BLE001  (Redis down: events are stored; counters are rebuilt later)
+        logger.warning("budget counters not updated (Redis unavailable); they are rebuilt from rollups")
+        cache_mark_stale(list({budget_id for (budget_id, _start) in increments}))
+        return
+    for index, ((budget_id, start), (cost_units, tokens)) in enumerate(items):
+        cost_after, tokens_after = results[3 * index], results[3 * index + 1]
+        if cost_units > 0 or tokens > 0:
+            thresholds_check(budget_id, start, cost_after - cost_units, cost_after, tokens_after - tokens, tokens_after)
+
+
+def cache_mark_stale(budget_ids: list[int]) -> None:
+    try:
+        cache.set_many({f"budget-stale:{budget_id}": True for budget_id in budget_ids}, COUNTER_TTL)
+    except Exception:  # noqa: BLE001  (the same Redis is down: the periodic reconcile rebuilds every counter)
+        logger.warning("budgets %s not marked stale; the reconcile task rebuilds them", budget_ids)
+
+
+def counters_reconcile(*, now: dt.datetime | None = None) -> int:
+    """Rebuild every active budget's current-period counter from the rollups (beat, every few minutes), so
+    that counters never drift — also after Redis lost its data or was down while events were stored."""
+    now = now or timezone.now()
+    count = 0
+    for budget in Budget.objects.filter(active=True).select_related("tenant"):
+        start, end = period_bounds(budget.period, local_day(now, budget.tenant.timezone))
+        counter_rebuild(budget, start, end)
+        count += 1
+    return count
+
+
+# --- reading and rebuilding ----------------------------------------------------------------------------
+
+
+@dataclass
+class BudgetState:
+    budget: Budget
+    period_start: dt.date
+    period_end: dt.date
+    currency: str
+    spent: Decimal  # in the budget's currency (money budgets) or tokens
+    limit: Decimal
+    percent: Decimal
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.limit - self.spent
+
+
+def budget_currency(budget: Budget) -> str:
+    return budget.tenant.billing_currency
+
+
+def usd_to(currency: str, on: dt.date | None = None) -> Decimal:
+    """The latest USD→currency rate (budgets convert with the rate in force now, SPEC §6); cached a minute."""
+    if currency == PRICE_CURRENCY:
+        return Decimal(1)
+    key = f"fx-latest:{currency}"
+    rate = cache.get(key)
+    if rate is None:
+        found = fx_rate_in_force(base=PRICE_CURRENCY, quote=currency, on=on or timezone.now().date())
+        rate = found.rate if found is not None and not isinstance(found, Decimal) else Decimal(1)
+        cache.set(key, rate, 60)
+    return Decimal(rate)
+
+
+def _state(budget: Budget, start: dt.date, end: dt.date, cost_units: int, tokens: int) -> BudgetState:
+    currency = budget_currency(budget)
+    if budget.limit_tokens is not None:
+        spent, limit = Decimal(tokens), Decimal(budget.limit_tokens)
+    else:
+        spent = (Decimal(cost_units) * COST_UNIT * usd_to(currency)).quantize(Decimal("0.0001"))
+        limit = Decimal(budget.limit_amount or 0) + raised_amount(budget, start)
+    percent = (spent / limit * 100).quantize(Decimal("0.01")) if limit else Decimal(0)
+    return BudgetState(budget, start, end, currency, spent, limit, percent)
+
+
+def raised_amount(budget: Budget, start: dt.date) -> Decimal:
+    return Decimal(0)
+
+
+def budget_states(budgets: list[Budget], *, now: dt.datetime | None = None) -> list[BudgetState]:
+    """Current-period spend of each budget from its Redis counter (rebuilt from rollups when missing)."""
+    now = now or timezone.now()
+    if not budgets:
+        return []
+    periods = []
+    for budget in budgets:
+        start, end = period_bounds(budget.period, local_day(now, budget.tenant.timezone))
+        periods.append((budget, start, end))
+    try:
+        pipe = redis_client().pipeline(transaction=False)
+        for budget, start, _end in periods:
+            pipe.hmget(counter_key(budget.pk, start), "cost", "tokens")
+        values = pipe.execute()
+    except Exception:  # noqa: BLE001
+        values = [[None, None]] * len(periods)
+    states = []
+    for (budget, start, end), (cost, tokens) in zip(periods, values, strict=True):
+        if cost is None or cache.get(f"budget-stale:{budget.pk}"):
+            cost, tokens = counter_rebuild(budget, start, end)
+        states.append(_state(budget, start, end, int(cost), int(tokens or 0)))
+    return states
+
+
+def counter_rebuild(budget: Budget, start: dt.date, end: dt.date) -> tuple[int, int]:
+    """The counter from the daily rollups (exact sums of the events), written back to Redis."""
+    from metering.models import EndUserRollup, UsageRollup
+    from metering.services import rollups_flush
+
+    rollups_flush()
+    if budget.scope == Budget.Scope.END_USER:
+        rows: Any = EndUserRollup.objects.filter(
+            tenant_id=budget.tenant_id, day__gte=start, day__lte=end, end_user=budget.scope_value
+        )
+    else:
+        rows = UsageRollup.objects.filter(tenant_id=budget.tenant_id, grain="day", day__gte=start, day__lte=end)
+        if budget.scope == Budget.Scope.PROJECT:
+            rows = rows.filter(project_id=budget.scope_ref)
+        elif budget.scope == Budget.Scope.API_KEY:
+            rows = rows.filter(api_key_id_value=budget.scope_ref)
+        elif budget.scope == Budget.Scope.DEPARTMENT:
+            rows = rows.filter(project__department_id=budget.scope_ref)
+        elif budget.scope == Budget.Scope.ENVIRONMENT:
+            rows = rows.filter(environment=budget.scope_value)
+    sums = rows.aggregate(
+        cost=Sum("cost"),
+        tokens=Sum(F("input_tokens") + F("cached_input_tokens") + F("cache_write_tokens") + F("output_tokens")),
+    )
+    cost_units = int((sums["cost"] or Decimal(0)) / COST_UNIT)
+    tokens = int(sums["tokens"] or 0)
+    try:
+        key = counter_key(budget.pk, start)
+        redis_client().pipeline(transaction=False).hset(key, mapping={"cost": cost_units, "tokens": tokens}).expire(
+            key, COUNTER_TTL
+        ).execute()
+        cache.delete(f"budget-stale:{budget.pk}")
+    except Exception:  # noqa: BLE001
+        logger.warning("budget counter %s not written back (Redis unavailable)", budget.pk)
+    return cost_units, tokens
+
+
+# --- alerts --------------------------------------------------------------------------------------------
+
+
+def severity_of(threshold: int) -> str:
+    if threshold >= 100:
+        return BudgetAlert.Severity.CRITICAL
+    if threshold >= 95:
+        return BudgetAlert.Severity.HIGH
+    if threshold >= 80:
+        return BudgetAlert.Severity.WARNING
+    return BudgetAlert.Severity.INFO
+
+
+def thresholds_check(
+    budget_id: int, start: dt.date, cost_before: int, cost_after: int, tokens_before: int, tokens_after: int
+) -> list[BudgetAlert]:
+    """Fire every threshold the increment crossed, each at most once per period (Redis SET NX first, the
+    unique constraint as the last word)."""
+    budget = Budget.objects.select_related("tenant").filter(pk=budget_id, active=True).first()
+    if budget is None:
+        return []
+    _start, end = period_bounds(budget.period, start)
+    before = _state(budget, start, end, cost_before, tokens_before)
+    after = _state(budget, start, end, cost_after, tokens_after)
+    fired = []
+    for threshold in sorted(int(t) for t in budget.thresholds):
+        if before.percent >= threshold or after.percent < threshold:
+            continue
+        if not redis_client().set(f"mla:{budget_id}:{start:%Y%m%d}:{threshold}", 1, nx=True, ex=COUNTER_TTL):
+            continue
+        try:
+            with transaction.atomic():
+                alert = BudgetAlert.objects.create(
+                    budget=budget,
+                    period_start=start,
+                    threshold=threshold,
+                    severity=severity_of(threshold),
+                    spent=after.spent,
+                    limit=after.limit,
+                    percent=after.percent,
+                    top_consumers=top_consumers(budget, start, end),
+                )
+        except IntegrityError:
+            continue
+        fired.append(alert)
+    return fired
+
+
+def top_consumers(budget: Budget, start: dt.date, end: dt.date) -> dict[str, list[dict[str, str]]]:
+    """The top five end users, API keys and features of the tenant's period (from rollups)."""
+    from metering.models import EndUserRollup, UsageRollup
+    from tenants.models import ApiKey
+
+    day_rows = UsageRollup.objects.filter(tenant_id=budget.tenant_id, grain="day", day__gte=start, day__lte=end)
+    keys = list(day_rows.values("api_key_id_value").annotate(cost=Sum("cost")).order_by("-cost")[:5])
+    prefixes = dict(ApiKey.objects.filter(pk__in=[k["api_key_id_value"] for k in keys]).values_list("pk", "prefix"))
+    features = day_rows.values("feature").annotate(cost=Sum("cost")).order_by("-cost")[:5]
+    users = (
+        EndUserRollup.objects.filter(tenant_id=budget.tenant_id, day__gte=start, day__lte=end)
+        .values("end_user")
+        .annotate(cost=Sum("cost"))
+        .order_by("-cost")[:5]
+    )
+    return {
+        "end_users": [{"end_user": u["end_user"] or "—", "cost": str(u["cost"])} for u in users],
+        "api_keys": [{"api_key": prefixes.get(k["api_key_id_value"], "—"), "cost": str(k["cost"])} for k in keys],
+        "features": [{"feature": f["feature"] or "—", "cost": str(f["cost"])} for f in features],
+    }
+
+
+# --- changing budgets ----------------------------------------------------------------------------------
+
+
+class BudgetInvalid(Exception):
+    def __init__(self, fields: dict[str, list[str]]) -> None:
+        super().__init__("invalid budget")
+        self.fields = fields
+
+
+def _resolve_scope(tenant: Any, scope: str, value: str) -> int | None:
+    from tenants.models import ApiKey, Department, Project
+
+    if scope == Budget.Scope.TENANT:
+        return None
+    if scope in (Budget.Scope.ENVIRONMENT, Budget.Scope.END_USER):
+        if not value:
+            raise BudgetInvalid({"scope_value": ["Name the environment or end user."]})
+        return None
+    model: Any = {"department": Department, "project": Project, "api_key": ApiKey}[scope]
+    lookup = {"department": "code", "project": "slug", "api_key": "prefix"}[scope]
+    found = model.objects.filter(tenant=tenant, **{lookup: value}).first()
+    if found is None:
+        raise BudgetInvalid({"scope_value": [f"No {scope.replace('_', ' ')} '{value}' in this tenant."]})
+    return int(found.pk)
+
+
+@transaction.atomic
+def budget_create(*, actor: Any, tenant: Any, channels: list[Any] | None = None, **fields: Any) -> Budget:
+    from core.audit import audit_record, audit_snapshot
+
+    fields["scope_ref"] = _resolve_scope(tenant, fields["scope"], fields.get("scope_value", ""))
+    budget = Budget.objects.create(tenant=tenant, created_by=actor if getattr(actor, "pk", None) else None, **fields)
+    if channels:
+        budget.channels.set(channels)
+    audit_record(actor=actor, action="create", instance=budget, after=audit_snapshot(budget), tenant=tenant)
+    budgets_changed(tenant.pk)
+    budget_id = budget.pk
+    transaction.on_commit(lambda: _rebuild_now(budget_id))
+    return budget
+
+
+@transaction.atomic
+def budget_update(*, actor: Any, budget: Budget, channels: list[Any] | None = None, **changes: Any) -> Budget:
+    from core.audit import audited_update
+
+    budget = Budget.objects.select_for_update().select_related("tenant").get(pk=budget.pk)
+    if "scope" in changes or "scope_value" in changes:
+        changes["scope_ref"] = _resolve_scope(
+            budget.tenant, changes.get("scope", budget.scope), changes.get("scope_value", budget.scope_value)
+        )
+    audited_update(actor=actor, instance=budget, changes=changes, tenant=budget.tenant)
+    if channels is not None:
+        budget.channels.set(channels)
+    budgets_changed(budget.tenant_id)
+    budget_id = budget.pk
+    transaction.on_commit(lambda: _rebuild_now(budget_id))
+    return budget
+
+
+def _rebuild_now(budget_id: int) -> None:
+    budget = Budget.objects.select_related("tenant").get(pk=budget_id)
+    start, end = period_bounds(budget.period, local_day(timezone.now(), budget.tenant.timezone))
+    counter_rebuild(budget, start, end)
+
+
+# --- the quota decision --------------------------------------------------------------------------------
+
+
+@dataclass
+class QuotaDecision:
+    decision: str  # allow | block | downgrade
+    model: str
+    reason: str
+    states: list[BudgetState]
+
+
+def quota_decide(
+    *, tenant: Any, project: Any, api_key_id: int | None, model: str, end_user: str = "", estimated_tokens: int = 0
+) -> QuotaDecision:
+    """allow / block / downgrade for the next call of this key, from the budgets that cover it (counters in
+    Redis; the budget list cached per tenant). A block budget at or over its limit blocks; a downgrade budget
+    at or over its limit names the cheaper model from its map."""
+    index = tenant_budgets(tenant.pk)
+    fact = {
+        "project_id": project.pk,
+        "api_key_id": api_key_id,
+        "environment": project.environment,
+        "end_user": end_user,
+    }
+    ids = [rule.id for rule in index.rules if rule.matches(fact, index.department_of)]
+    if not ids:
+        return QuotaDecision("allow", model, "No budget covers this key.", [])
+    budgets = list(Budget.objects.filter(pk__in=ids).select_related("tenant"))
+    states = budget_states(budgets)
+    decision, chosen, reason = "allow", model, "Within every budget."
+    for state in sorted(states, key=lambda s: -s.percent):
+        budget = state.budget
+        extra = Decimal(estimated_tokens) if budget.limit_tokens is not None else Decimal(0)
+        if state.limit and state.spent + extra >= state.limit:
+            if budget.action_at_limit == Budget.Action.BLOCK:
+                return QuotaDecision(
+                    "block", model, f"Budget '{budget.name}' is at {state.percent}% of its limit.", states
+                )
+            if budget.action_at_limit == Budget.Action.DOWNGRADE and decision == "allow":
+                cheaper = (budget.downgrade_map or {}).get(model)
+                if cheaper:
+                    decision, chosen = "downgrade", cheaper
+                    reason = f"Budget '{budget.name}' is at {state.percent}% of its limit: use {cheaper}."
+    return QuotaDecision(decision, chosen, reason, states)
