@@ -6,7 +6,7 @@ import builtins
 import datetime as dt
 from typing import Any
 
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 from django.db.models import OuterRef, Subquery
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
@@ -19,15 +19,18 @@ from billing.bills import BillBlocked, bill_preview, month_close, months_close, 
 from billing.budgets import BudgetInvalid, budget_create, budget_states, budget_update, quota_decide
 from billing.contracts import ContractRuleViolation, contract_activate, contract_create, contract_update
 from billing.fx import fx_rate_add
-from billing.models import Budget, Contract, FxRate, NotificationChannel
+from billing.models import Budget, BudgetAlert, Contract, FxRate, NotificationChannel
 from billing.selectors import bills_for_user
 from billing.serializers import (
+    AlertSerializer,
     BillCloseResultSerializer,
     BillCloseSerializer,
     BillPreviewSerializer,
     BillSerializer,
     BudgetSerializer,
+    ChannelSerializer,
     ContractSerializer,
+    DeliverySerializer,
     FxRateCreateSerializer,
     FxRateSerializer,
     QuotaCheckSerializer,
@@ -400,3 +403,120 @@ class QuotaCheckView(APIView):
                 ],
             }
         )
+
+
+class ChannelViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Notification channels of a tenant: owners, admins and the account manager write (the secret is
+    write-only); members read. `POST /<id>/test` sends a test message through the channel now."""
+
+    serializer_class = ChannelSerializer
+    permission_classes = [IsPerson]
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def get_queryset(self) -> Any:
+        from tenants.selectors import full_access_tenant_ids
+
+        return (
+            NotificationChannel.objects.filter(tenant__in=full_access_tenant_ids(self.request.user))
+            .select_related("tenant")
+            .order_by("tenant__slug", "name", "id")
+        )
+
+    def _require_manage(self, tenant: Any) -> None:
+        from rest_framework.exceptions import PermissionDenied
+
+        from tenants.selectors import can_manage_tenant
+
+        if not can_manage_tenant(self.request.user, tenant):
+            raise PermissionDenied("Channels are set by the tenant's owners, admins and account manager.")
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        from core.audit import audit_record, audit_snapshot
+        from tenants.selectors import tenant_for_request
+
+        body = ChannelSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = dict(body.validated_data)
+        tenant = tenant_for_request(user=request.user, slug=data.pop("tenant", None))
+        self._require_manage(tenant)
+        channel = NotificationChannel.objects.create(tenant=tenant, **data)
+        audit_record(
+            actor=request.user, action="create", instance=channel, after=audit_snapshot(channel), tenant=tenant
+        )
+        return Response(ChannelSerializer(channel).data, status=status.HTTP_201_CREATED)
+
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        from core.audit import audited_update
+
+        channel = self.get_object()
+        self._require_manage(channel.tenant)
+        body = ChannelSerializer(channel, data=request.data, partial=True)
+        body.is_valid(raise_exception=True)
+        data = dict(body.validated_data)
+        data.pop("tenant", None)
+        audited_update(actor=request.user, instance=channel, changes=data, tenant=channel.tenant)
+        return Response(ChannelSerializer(channel).data)
+
+    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return self.partial_update(request, *args, **kwargs)
+
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        from core.audit import audit_record, audit_snapshot
+
+        channel = self.get_object()
+        self._require_manage(channel.tenant)
+        audit_record(
+            actor=request.user, action="delete", instance=channel, before=audit_snapshot(channel), tenant=channel.tenant
+        )
+        channel.delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=None, responses=DeliverySerializer)
+    @action(detail=True, methods=["post"])
+    def test(self, request: Request, pk: str | None = None) -> Response:
+        from billing.channels import deliveries_queue, delivery_attempt
+
+        channel = self.get_object()
+        self._require_manage(channel.tenant)
+        payload = {
+            "type": "test",
+            "tenant": channel.tenant.slug,
+            "channel": channel.name,
+            "sent_by": request.user.username,
+        }
+        if not channel.enabled:
+            raise Conflict("The channel is disabled.", code="channel_disabled")
+        with transaction.atomic():
+            [delivery] = deliveries_queue(channels=[channel], payload=payload, subject="test")
+        delivery.refresh_from_db()
+        if delivery.status == "pending" and delivery.attempts == 0:  # the worker has not run yet: try now
+            delivery = delivery_attempt(delivery.pk)
+        return Response(DeliverySerializer(delivery).data)
+
+
+@extend_schema_view(list=extend_schema(parameters=[OpenApiParameter("tenant", str), OpenApiParameter("severity", str)]))
+class AlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Budget alerts fired, newest first."""
+
+    serializer_class = AlertSerializer
+    permission_classes = [IsPerson]
+
+    def get_queryset(self) -> Any:
+        from tenants.selectors import full_access_tenant_ids, tenant_for_request
+
+        alerts = BudgetAlert.objects.filter(
+            budget__tenant__in=full_access_tenant_ids(self.request.user)
+        ).select_related("budget__tenant")
+        params = self.request.query_params
+        if self.action == "list" and params.get("tenant"):
+            alerts = alerts.filter(budget__tenant=tenant_for_request(user=self.request.user, slug=params["tenant"]))
+        if self.action == "list" and params.get("severity"):
+            alerts = alerts.filter(severity=params["severity"])
+        return alerts.order_by("-fired_at", "-id")

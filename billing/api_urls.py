@@ -1,11 +1,21 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from billing.api import BillViewSet, BudgetViewSet, ContractViewSet, FxRateViewSet, QuotaCheckView
+from billing.api import (
+    AlertViewSet,
+    BillViewSet,
+    BudgetViewSet,
+    ChannelViewSet,
+    ContractViewSet,
+    FxRateViewSet,
+    QuotaCheckView,
+)
 
 router = SimpleRouter(trailing_slash=False)
 router.register("fx-rates", FxRateViewSet, basename="fxrate")
 router.register("contracts", ContractViewSet, basename="contract")
 router.register("bills", BillViewSet, basename="bill")
 router.register("budgets", BudgetViewSet, basename="budget")
+router.register("channels", ChannelViewSet, basename="channel")
+router.register("alerts", AlertViewSet, basename="alert")
 urlpatterns = [path("quota/check", QuotaCheckView.as_view(), name="quota-check"), *router.urls]

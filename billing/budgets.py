@@ -334,6 +334,14 @@ def thresholds_check(
         except IntegrityError:
             continue
         fired.append(alert)
+        from billing.channels import alert_payload, deliveries_queue
+
+        deliveries_queue(
+            channels=list(budget.channels.filter(enabled=True)),
+            payload=alert_payload(alert),
+            subject="alert",
+            alert=alert,
+        )
     return fired
 
 

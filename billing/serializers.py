@@ -3,7 +3,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from billing.models import Bill, BillLine, Budget, Contract, FxRate
+from billing.models import Bill, BillLine, Budget, BudgetAlert, Contract, Delivery, FxRate, NotificationChannel
 from billing.money import money_str
 from tenants.validators import validate_currency
 
@@ -382,3 +382,79 @@ class QuotaDecisionSerializer(serializers.Serializer):
     model = serializers.CharField()
     reason = serializers.CharField()
     budgets = QuotaBudgetSerializer(many=True)
+
+
+class ChannelSerializer(serializers.ModelSerializer):
+    tenant = serializers.CharField(required=False, help_text="tenant slug", write_only=True)
+    secret = serializers.CharField(required=False, allow_blank=True, write_only=True, max_length=200)
+    has_secret = serializers.SerializerMethodField()
+
+    class Meta:
+        model = NotificationChannel
+        fields = ["id", "tenant", "name", "kind", "target", "secret", "has_secret", "enabled", "created_at"]
+        read_only_fields = ["id", "has_secret", "created_at"]
+
+    def get_has_secret(self, channel: NotificationChannel) -> bool:
+        return bool(channel.secret)
+
+    def validate(self, attrs: dict) -> dict:
+        from django.core.exceptions import ValidationError as DjangoValidationError
+        from django.core.validators import EmailValidator, URLValidator
+
+        kind = attrs.get("kind", getattr(self.instance, "kind", None))
+        target = attrs.get("target", getattr(self.instance, "target", ""))
+        try:
+            if kind == NotificationChannel.Kind.EMAIL:
+                EmailValidator()(target)
+            else:
+                URLValidator(schemes=["http", "https"])(target)
+        except DjangoValidationError:
+            raise serializers.ValidationError(
+                {"target": ["An email address." if kind == "email" else "An http(s) URL."]}
+            ) from None
+        return attrs
+
+    def to_representation(self, channel: NotificationChannel) -> dict[str, Any]:
+        body = super().to_representation(channel)
+        body["tenant"] = channel.tenant.slug
+        return body
+
+
+class DeliverySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Delivery
+        fields = [
+            "id",
+            "channel",
+            "subject",
+            "status",
+            "attempts",
+            "last_error",
+            "next_attempt_at",
+            "created_at",
+            "sent_at",
+        ]
+        read_only_fields = fields
+
+
+class AlertSerializer(serializers.ModelSerializer):
+    tenant = serializers.CharField(source="budget.tenant.slug", read_only=True)
+    budget_name = serializers.CharField(source="budget.name", read_only=True)
+
+    class Meta:
+        model = BudgetAlert
+        fields = [
+            "id",
+            "tenant",
+            "budget",
+            "budget_name",
+            "period_start",
+            "threshold",
+            "severity",
+            "spent",
+            "limit",
+            "percent",
+            "top_consumers",
+            "fired_at",
+        ]
+        read_only_fields = fields

@@ -32,3 +32,28 @@ def budget_counters_reconcile() -> int:
     from billing.budgets import counters_reconcile
 
     return counters_reconcile()
+
+
+@shared_task(acks_late=True)
+def delivery_send(delivery_id: int) -> str:
+    """One attempt of one delivery; transient failures are picked up again by `deliveries_retry_due`."""
+    from billing.channels import delivery_attempt
+
+    return delivery_attempt(delivery_id).status
+
+
+@shared_task(acks_late=True)
+def deliveries_retry_due() -> int:
+    """Every 30 s: enqueue the deliveries whose next attempt is due (exponential backoff, up to 24 h)."""
+    from django.utils import timezone
+
+    from billing.models import Delivery
+
+    due = list(
+        Delivery.objects.filter(status=Delivery.Status.PENDING, next_attempt_at__lte=timezone.now()).values_list(
+            "pk", flat=True
+        )[:500]
+    )
+    for delivery_id in due:
+        delivery_send.delay(delivery_id)
+    return len(due)

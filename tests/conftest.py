@@ -120,6 +120,31 @@ class World:
             limit_tokens=1_000_000,
         )
 
+    @property
+    def alpha_channel(self) -> Any:
+        from billing.models import NotificationChannel
+
+        return NotificationChannel.objects.filter(tenant=self.alpha).first() or NotificationChannel.objects.create(
+            tenant=self.alpha, name="Alpha ops", kind="email", target="ops@alpha.example"
+        )
+
+    @property
+    def alpha_alert(self) -> Any:
+        import datetime as dt
+
+        from billing.models import BudgetAlert
+
+        budget = self.alpha_budget
+        return BudgetAlert.objects.filter(budget=budget).first() or BudgetAlert.objects.create(
+            budget=budget,
+            period_start=dt.date(2026, 11, 1),
+            threshold=50,
+            severity="info",
+            spent=1,
+            limit=2,
+            percent=50,
+        )
+
     def client(self, username: str | None = None) -> APIClient:
         """An API client authenticated with a personal token of that user (or anonymous)."""
         client = APIClient()

@@ -75,6 +75,8 @@ COLLECTIONS = {
     "api:bill-current",
     "api:invoice-list",
     "api:budget-list",
+    "api:channel-list",
+    "api:alert-list",
     "portal:home",
     "portal:staff-tenants",
 }
@@ -106,6 +108,9 @@ OBJECT_KWARGS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "api:invoice-credit-notes": lambda w: {"pk": w.alpha_invoice.pk},
     "api:invoice-pdf": lambda w: {"pk": w.alpha_invoice.pk},
     "api:budget-detail": lambda w: {"pk": w.alpha_budget.pk},
+    "api:channel-detail": lambda w: {"pk": w.alpha_channel.pk},
+    "api:channel-test": lambda w: {"pk": w.alpha_channel.pk},
+    "api:alert-detail": lambda w: {"pk": w.alpha_alert.pk},
     "portal:invoices": lambda w: {"tenant": w.alpha.slug},
     "portal:invoice": lambda w: {"tenant": w.alpha.slug, "pk": w.alpha_invoice.pk},
     "portal:invoice-action": lambda w: {"tenant": w.alpha.slug, "pk": w.alpha_invoice.pk},
@@ -145,6 +150,8 @@ def alpha_markers(world: Any) -> list[str]:
         "alpha-owner",
         world.alpha_bill.number,
         world.alpha_budget.name,
+        world.alpha_channel.target,
+        f'"budget_name":"{world.alpha_alert.budget.name}"',
     ]
 
 

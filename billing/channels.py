@@ -1,0 +1,227 @@
+"""Notification channels (SPEC §6): one plugin per kind with its own message format, signed generic webhooks,
+deliveries in Celery with exponential backoff for up to 24 hours, permanent vs transient failures, and a log of
+every attempt. All outbound HTTP goes through `http_post`, the one seam tests replace."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.core.mail import send_mail
+from django.db import transaction
+from django.utils import timezone
+
+from billing.models import BudgetAlert, Delivery, DeliveryAttempt, NotificationChannel
+
+GIVE_UP_AFTER = timedelta(hours=24)
+FIRST_RETRY_SECONDS = 30
+MAX_RETRY_SECONDS = 2 * 60 * 60
+TIMEOUT_SECONDS = 10
+
+
+@dataclass
+class HttpResult:
+    status: int
+    body: str = ""
+
+
+class DeliveryFailed(Exception):
+    def __init__(self, message: str, *, permanent: bool, status: int | None = None) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        self.status = status
+
+
+def http_post(url: str, body: bytes, headers: dict[str, str]) -> HttpResult:
+    """POST to a third party (webhooks, chat bots). The one seam for outbound HTTP."""
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310 (http/https only)
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310
+            return HttpResult(response.status, response.read(4096).decode("utf-8", "replace"))
+    except urllib.error.HTTPError as exc:
+        return HttpResult(exc.code, exc.read(4096).decode("utf-8", "replace") if exc.fp else "")
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """`X-Meterline-Signature: t=<unix time>,v1=<hex>`: HMAC-SHA256 with the channel secret over
+    `<unix time>.<raw body>`."""
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+# --- messages ------------------------------------------------------------------------------------------
+
+
+def alert_payload(alert: BudgetAlert) -> dict[str, Any]:
+    budget = alert.budget
+    unit = "tokens" if budget.limit_tokens is not None else budget.tenant.billing_currency
+    return {
+        "type": "budget.threshold",
+        "tenant": budget.tenant.slug,
+        "budget": {"id": budget.pk, "name": budget.name, "scope": budget.scope, "scope_value": budget.scope_value},
+        "period": budget.period,
+        "period_start": alert.period_start.isoformat(),
+        "threshold": alert.threshold,
+        "severity": alert.severity,
+        "spent": str(alert.spent),
+        "limit": str(alert.limit),
+        "unit": unit,
+        "percent": str(alert.percent),
+        "top_consumers": alert.top_consumers,
+        "fired_at": alert.fired_at.isoformat(),
+    }
+
+
+def text_of(payload: dict[str, Any]) -> str:
+    if payload.get("type") == "test":
+        return f"Meterline test message for {payload.get('tenant')} — this channel works. / 测试消息：通道可用。"
+    if payload.get("type") == "budget.threshold":
+        b = payload["budget"]
+        return (
+            f"[{payload['severity'].upper()}] {payload['tenant']}: budget '{b['name']}' at {payload['percent']}% "
+            f"({payload['spent']} of {payload['limit']} {payload['unit']}, {payload['period']} from "
+            f"{payload['period_start']}). 预算已达 {payload['percent']}%。"
+        )
+    return json.dumps(payload, ensure_ascii=False)[:2000]
+
+
+def _json(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _post(url: str, body: bytes, headers: dict[str, str] | None = None) -> None:
+    try:
+        result = http_post(url, body, {"Content-Type": "application/json", **(headers or {})})
+    except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
+        raise DeliveryFailed(f"network: {exc}", permanent=False) from None
+    if 200 <= result.status < 300:
+        return
+    transient = result.status in (408, 425, 429) or result.status >= 500
+    raise DeliveryFailed(f"HTTP {result.status}: {result.body[:200]}", permanent=not transient, status=result.status)
+
+
+def send_email(channel: NotificationChannel, payload: dict[str, Any]) -> None:
+    send_mail(
+        subject=f"Meterline: {text_of(payload)[:120]}",
+        message=text_of(payload) + "\n\n" + json.dumps(payload, ensure_ascii=False, indent=2),
+        from_email=None,
+        recipient_list=[channel.target],
+    )
+
+
+def send_webhook(channel: NotificationChannel, payload: dict[str, Any]) -> None:
+    body = _json(payload)
+    headers = {"User-Agent": "Meterline-Webhook/1"}
+    if channel.secret:
+        headers["X-Meterline-Signature"] = sign(channel.secret, int(time.time()), body)
+    _post(channel.target, body, headers)
+
+
+def send_slack(channel: NotificationChannel, payload: dict[str, Any]) -> None:
+    _post(channel.target, _json({"text": text_of(payload)}))
+
+
+def send_wecom(channel: NotificationChannel, payload: dict[str, Any]) -> None:
+    _post(channel.target, _json({"msgtype": "markdown", "markdown": {"content": text_of(payload)}}))
+
+
+def send_dingtalk(channel: NotificationChannel, payload: dict[str, Any]) -> None:
+    url = channel.target
+    if channel.secret:  # DingTalk "加签": timestamp in ms and base64 HMAC-SHA256 of "<ts>\n<secret>"
+        stamp = str(int(time.time() * 1000))
+        digest = hmac.new(channel.secret.encode(), f"{stamp}\n{channel.secret}".encode(), hashlib.sha256).digest()
+        query = urllib.parse.urlencode({"timestamp": stamp, "sign": base64.b64encode(digest).decode()})
+        url = f"{url}{'&' if '?' in url else '?'}{query}"
+    text = text_of(payload)
+    _post(url, _json({"msgtype": "markdown", "markdown": {"title": "Meterline", "text": text}}))
+
+
+def send_feishu(channel: NotificationChannel, payload: dict[str, Any]) -> None:
+    body: dict[str, Any] = {"msg_type": "text", "content": {"text": text_of(payload)}}
+    if channel.secret:  # Feishu signature: base64 HMAC-SHA256 keyed with "<ts>\n<secret>" over an empty message
+        stamp = str(int(time.time()))
+        digest = hmac.new(f"{stamp}\n{channel.secret}".encode(), b"", hashlib.sha256).digest()
+        body.update(timestamp=stamp, sign=base64.b64encode(digest).decode())
+    _post(channel.target, _json(body))
+
+
+PLUGINS: dict[str, Callable[[NotificationChannel, dict[str, Any]], None]] = {
+    NotificationChannel.Kind.EMAIL: send_email,
+    NotificationChannel.Kind.WEBHOOK: send_webhook,
+    NotificationChannel.Kind.SLACK: send_slack,
+    NotificationChannel.Kind.WECOM: send_wecom,
+    NotificationChannel.Kind.DINGTALK: send_dingtalk,
+    NotificationChannel.Kind.FEISHU: send_feishu,
+}
+
+
+# --- deliveries ----------------------------------------------------------------------------------------
+
+
+def retry_delay(attempts: int) -> int:
+    """Seconds before the next attempt: 30 s, 1 min, 2 min, … doubling, at most 2 h (until 24 h have passed)."""
+    return min(FIRST_RETRY_SECONDS * 2 ** max(attempts - 1, 0), MAX_RETRY_SECONDS)
+
+
+def deliveries_queue(
+    *, channels: list[NotificationChannel], payload: dict[str, Any], subject: str, alert: BudgetAlert | None = None
+) -> list[Delivery]:
+    deliveries = [
+        Delivery.objects.create(channel=channel, alert=alert, subject=subject, payload=payload)
+        for channel in channels
+        if channel.enabled
+    ]
+    ids = [d.pk for d in deliveries]
+    transaction.on_commit(lambda: _enqueue(ids))
+    return deliveries
+
+
+def _enqueue(ids: list[int], countdown: int = 0) -> None:
+    from billing.tasks import delivery_send
+
+    for delivery_id in ids:
+        delivery_send.apply_async((delivery_id,), countdown=countdown)
+
+
+def delivery_attempt(delivery_id: int, *, now: Any = None) -> Delivery:
+    """One attempt; returns the delivery with its new status (and schedules the next attempt if transient)."""
+    now = now or timezone.now()
+    delivery = Delivery.objects.select_related("channel").get(pk=delivery_id)
+    if delivery.status != Delivery.Status.PENDING:
+        return delivery
+    began = time.perf_counter()
+    error, status_code, permanent = "", None, False
+    try:
+        PLUGINS[delivery.channel.kind](delivery.channel, delivery.payload)
+    except DeliveryFailed as exc:
+        error, status_code, permanent = str(exc), exc.status, exc.permanent
+    except Exception as exc:  # noqa: BLE001  (an email backend error and the like: worth retrying)
+        error = f"{type(exc).__name__}: {exc}"
+    elapsed = int((time.perf_counter() - began) * 1000)
+    DeliveryAttempt.objects.create(
+        delivery=delivery, ok=not error, status_code=status_code, error=error[:2000], duration_ms=elapsed
+    )
+    delivery.attempts += 1
+    delivery.last_error = error[:2000]
+    if not error:
+        delivery.status, delivery.sent_at, delivery.next_attempt_at = Delivery.Status.SENT, now, None
+    elif permanent:
+        delivery.status, delivery.next_attempt_at = Delivery.Status.FAILED, None
+    else:
+        delay = retry_delay(delivery.attempts)
+        if now + timedelta(seconds=delay) - delivery.created_at > GIVE_UP_AFTER:
+            delivery.status, delivery.next_attempt_at = Delivery.Status.GAVE_UP, None
+        else:
+            delivery.next_attempt_at = now + timedelta(seconds=delay)
+    delivery.save(update_fields=["attempts", "last_error", "status", "sent_at", "next_attempt_at"])
+    return delivery

@@ -1,0 +1,216 @@
+"""Notification channels against a real local HTTP receiver: signed webhooks verified by an independent
+implementation, each chat format, permanent vs transient failures and the retry schedule, the test action,
+and alerts reaching a budget's channels."""
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+from django.core import mail
+from django.utils import timezone
+
+from billing.channels import deliveries_queue, delivery_attempt, retry_delay
+from billing.models import Delivery, NotificationChannel
+
+pytestmark = pytest.mark.django_db
+
+
+class Receiver:
+    """A local HTTP endpoint that records requests and answers with the queued status codes (default 200)."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict] = []
+        self.statuses: list[int] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                status = receiver.statuses.pop(0) if receiver.statuses else 200
+                self.send_response(status)
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args) -> None:  # type: ignore[no-untyped-def]
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture
+def receiver():  # type: ignore[no-untyped-def]
+    r = Receiver()
+    yield r
+    r.close()
+
+
+def channel(world, kind: str, target: str, secret: str = "") -> NotificationChannel:  # type: ignore[no-untyped-def]
+    return NotificationChannel.objects.create(tenant=world.alpha, name=kind, kind=kind, target=target, secret=secret)
+
+
+def verify(secret: str, header: str, body: bytes, now: int, tolerance: int = 300) -> bool:
+    """How a customer verifies X-Meterline-Signature (written from the README, independently of the product)."""
+    parts = dict(item.split("=", 1) for item in header.split(","))
+    timestamp = int(parts["t"])
+    expected = hmac.new(secret.encode(), str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
+    return abs(now - timestamp) <= tolerance and hmac.compare_digest(expected, parts["v1"])
+
+
+def test_a_webhook_is_signed(world, receiver) -> None:
+    hook = channel(world, "webhook", receiver.url + "/hook", secret="whsec-123")
+    [delivery] = deliveries_queue(channels=[hook], payload={"type": "test", "tenant": "alpha"}, subject="test")
+    assert delivery_attempt(delivery.pk).status == "sent"
+    [request] = receiver.requests
+    header = request["headers"]["X-Meterline-Signature"]
+    assert verify("whsec-123", header, request["body"], int(timezone.now().timestamp()))
+    assert not verify("wrong-secret", header, request["body"], int(timezone.now().timestamp()))
+    assert not verify("whsec-123", header, request["body"] + b" ", int(timezone.now().timestamp()))
+    assert json.loads(request["body"]) == {"type": "test", "tenant": "alpha"}
+
+
+def test_each_chat_format(world, receiver) -> None:
+    payload = {"type": "test", "tenant": "alpha"}
+    for kind, secret in (("slack", ""), ("wecom", ""), ("dingtalk", "ding-secret"), ("feishu", "fei-secret")):
+        [d] = deliveries_queue(
+            channels=[channel(world, kind, f"{receiver.url}/{kind}", secret)], payload=payload, subject="test"
+        )
+        assert delivery_attempt(d.pk).status == "sent", kind
+    slack, wecom, ding, feishu = (json.loads(r["body"]) for r in receiver.requests)
+    assert "test message" in slack["text"]
+    assert wecom["msgtype"] == "markdown" and "alpha" in wecom["markdown"]["content"]
+    assert ding["msgtype"] == "markdown" and ding["markdown"]["title"] == "Meterline"
+    query = dict(p.split("=", 1) for p in receiver.requests[2]["path"].split("?", 1)[1].split("&"))
+    stamp = query["timestamp"]
+    expected = base64.b64encode(hmac.new(b"ding-secret", f"{stamp}\nding-secret".encode(), hashlib.sha256).digest())
+    from urllib.parse import unquote
+
+    assert unquote(query["sign"]) == expected.decode()
+    assert feishu["msg_type"] == "text" and "alpha" in feishu["content"]["text"]
+    fei_expected = base64.b64encode(
+        hmac.new(f"{feishu['timestamp']}\nfei-secret".encode(), b"", hashlib.sha256).digest()
+    )
+    assert feishu["sign"] == fei_expected.decode()
+
+
+def test_email_channel(world) -> None:
+    [d] = deliveries_queue(
+        channels=[channel(world, "email", "ops@alpha.example")],
+        payload={"type": "test", "tenant": "alpha"},
+        subject="test",
+    )
+    assert delivery_attempt(d.pk).status == "sent"
+    assert mail.outbox[-1].to == ["ops@alpha.example"]
+
+
+def test_transient_failures_retry_with_backoff_for_24_hours(world, receiver) -> None:
+    receiver.statuses = [500] * 100
+    hook = channel(world, "webhook", receiver.url)
+    [d] = deliveries_queue(channels=[hook], payload={"type": "test"}, subject="test")
+    start = Delivery.objects.get(pk=d.pk).created_at
+    now, delays = start, []
+    while True:
+        delivery = delivery_attempt(d.pk, now=now)
+        if delivery.status != "pending":
+            break
+        delays.append(int((delivery.next_attempt_at - now).total_seconds()))
+        now = delivery.next_attempt_at
+    assert delays[:6] == [30, 60, 120, 240, 480, 960] and max(delays) == 7200
+    assert delivery.status == "gave_up" and (now - start) <= dt.timedelta(hours=24)
+    assert delivery.log.count() == delivery.attempts == len(delays) + 1
+    assert all(not a.ok and a.status_code == 500 for a in delivery.log.all())
+    assert [retry_delay(n) for n in (1, 2, 3)] == [30, 60, 120]
+
+
+def test_a_refusal_is_permanent_and_a_recovery_is_sent(world, receiver) -> None:
+    receiver.statuses = [404]
+    [gone] = deliveries_queue(
+        channels=[channel(world, "webhook", receiver.url)], payload={"type": "test"}, subject="test"
+    )
+    assert delivery_attempt(gone.pk).status == "failed"
+    receiver.statuses = [503]
+    [flaky] = deliveries_queue(
+        channels=[channel(world, "slack", receiver.url)], payload={"type": "test"}, subject="test"
+    )
+    first = delivery_attempt(flaky.pk)
+    assert first.status == "pending" and first.next_attempt_at is not None
+    assert delivery_attempt(flaky.pk, now=first.next_attempt_at).status == "sent"
+    unreachable = channel(world, "webhook", "http://127.0.0.1:9/nothing-listens")
+    [d] = deliveries_queue(channels=[unreachable], payload={"type": "test"}, subject="test")
+    assert delivery_attempt(d.pk).status == "pending"  # a network error is transient
+
+
+def test_channels_api_and_test_action(world, receiver) -> None:
+    admin = world.client("alpha_admin")
+    created = admin.post(
+        "/api/v1/channels",
+        {"tenant": "alpha", "name": "ops hook", "kind": "webhook", "target": receiver.url, "secret": "s3"},
+        format="json",
+    )
+    assert created.status_code == 201 and created.json()["has_secret"] is True and "secret" not in created.json()
+    tested = admin.post(f"/api/v1/channels/{created.json()['id']}/test").json()
+    assert tested["status"] == "sent" and len(receiver.requests) == 1
+    bad = admin.post(
+        "/api/v1/channels", {"tenant": "alpha", "name": "x", "kind": "slack", "target": "not a url"}, format="json"
+    )
+    assert bad.status_code == 400 and "target" in bad.json()["error"]["fields"]
+    assert world.client("alpha_member").post(f"/api/v1/channels/{created.json()['id']}/test").status_code == 403
+    assert world.client("bravo_owner").post(f"/api/v1/channels/{created.json()['id']}/test").status_code == 404
+
+
+def test_an_alert_reaches_the_budgets_channels(world, prices, receiver, django_capture_on_commit_callbacks) -> None:
+    from metering.services import IngestScope, events_ingest
+
+    world.alpha.billing_currency = "USD"
+    world.alpha.save()
+    hook = channel(world, "webhook", receiver.url, secret="k")
+    budget = (
+        world.client("alpha_admin")
+        .post(
+            "/api/v1/budgets",
+            {
+                "tenant": "alpha",
+                "name": "cap",
+                "scope": "tenant",
+                "period": "month",
+                "limit_amount": "1.00",
+                "thresholds": [100],
+                "channels": [hook.pk],
+            },
+            format="json",
+        )
+        .json()
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        events_ingest(
+            scope=IngestScope(kind="project_key", api_key=world.alpha_key),
+            raw_events=[
+                {
+                    "event_id": "big",
+                    "timestamp": timezone.now().isoformat(),
+                    "model": "gpt-4o",
+                    "usage": {"input_tokens": 1_000_000},
+                }
+            ],
+        )
+    [request] = receiver.requests
+    body = json.loads(request["body"])
+    assert (body["type"], body["threshold"], body["severity"], body["budget"]["id"]) == (
+        "budget.threshold",
+        100,
+        "critical",
+        budget["id"],
+    )
+    alerts = world.client("alpha_member").get("/api/v1/alerts").json()["results"]
+    assert [(a["threshold"], a["severity"]) for a in alerts] == [(100, "critical")]
