@@ -27,6 +27,7 @@ from billing.serializers import (
     BillCloseSerializer,
     BillPreviewSerializer,
     BillSerializer,
+    BudgetRaiseSerializer,
     BudgetSerializer,
     ChannelSerializer,
     ContractSerializer,
@@ -35,6 +36,7 @@ from billing.serializers import (
     FxRateSerializer,
     QuotaCheckSerializer,
     QuotaDecisionSerializer,
+    RaiseDecisionSerializer,
 )
 from core.api import ApiError, Conflict
 from tenants.permissions import IsPerson, staff_only
@@ -520,3 +522,69 @@ class AlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         if self.action == "list" and params.get("severity"):
             alerts = alerts.filter(severity=params["severity"])
         return alerts.order_by("-fired_at", "-id")
+
+
+class BudgetRaiseViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
+):
+    """Budget raises: tenant owners and admins ask; the tenant's account manager approves or rejects."""
+
+    serializer_class = BudgetRaiseSerializer
+    permission_classes = [IsPerson]
+
+    def get_queryset(self) -> Any:
+        from billing.models import BudgetRaiseRequest
+        from tenants.selectors import full_access_tenant_ids
+
+        return (
+            BudgetRaiseRequest.objects.filter(budget__tenant__in=full_access_tenant_ids(self.request.user))
+            .select_related("budget__tenant", "requested_by", "decided_by")
+            .order_by("-created_at", "-id")
+        )
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        from billing.budgets import RaiseRefused, raise_request
+        from tenants.selectors import full_access_tenant_ids
+
+        body = BudgetRaiseSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        budget = body.validated_data["budget"]
+        if not Budget.objects.filter(pk=budget.pk, tenant__in=full_access_tenant_ids(request.user)).exists():
+            from rest_framework.exceptions import NotFound
+
+            raise NotFound("No such budget.")
+        try:
+            created = raise_request(
+                actor=request.user,
+                budget=budget,
+                amount=body.validated_data["amount"],
+                until=body.validated_data["until"],
+                reason=body.validated_data["reason"],
+            )
+        except RaiseRefused as exc:
+            raise ApiError(exc.status, exc.code, exc.message) from None
+        return Response(BudgetRaiseSerializer(created).data, status=status.HTTP_201_CREATED)
+
+    def _decide(self, approve: bool) -> Response:
+        from billing.budgets import RaiseRefused, raise_decide
+
+        raise_obj = self.get_object()
+        body = RaiseDecisionSerializer(data=self.request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            decided = raise_decide(
+                actor=self.request.user, raise_request=raise_obj, approve=approve, note=body.validated_data["note"]
+            )
+        except RaiseRefused as exc:
+            raise ApiError(exc.status, exc.code, exc.message) from None
+        return Response(BudgetRaiseSerializer(decided).data)
+
+    @extend_schema(request=RaiseDecisionSerializer, responses=BudgetRaiseSerializer)
+    @action(detail=True, methods=["post"])
+    def approve(self, request: Request, pk: str | None = None) -> Response:
+        return self._decide(True)
+
+    @extend_schema(request=RaiseDecisionSerializer, responses=BudgetRaiseSerializer)
+    @action(detail=True, methods=["post"])
+    def reject(self, request: Request, pk: str | None = None) -> Response:
+        return self._decide(False)

@@ -4,6 +4,7 @@ from rest_framework.routers import SimpleRouter
 from billing.api import (
     AlertViewSet,
     BillViewSet,
+    BudgetRaiseViewSet,
     BudgetViewSet,
     ChannelViewSet,
     ContractViewSet,
@@ -18,4 +19,5 @@ router.register("bills", BillViewSet, basename="bill")
 router.register("budgets", BudgetViewSet, basename="budget")
 router.register("channels", ChannelViewSet, basename="channel")
 router.register("alerts", AlertViewSet, basename="alert")
+router.register("budget-raises", BudgetRaiseViewSet, basename="budgetraise")
 urlpatterns = [path("quota/check", QuotaCheckView.as_view(), name="quota-check"), *router.urls]

@@ -216,7 +216,7 @@ def usd_to(currency: str, on: dt.date | None = None) -> Decimal:
 def _state(budget: Budget, start: dt.date, end: dt.date, cost_units: int, tokens: int) -> BudgetState:
     currency = budget_currency(budget)
     if budget.limit_tokens is not None:
-        spent, limit = Decimal(tokens), Decimal(budget.limit_tokens)
+        spent, limit = Decimal(tokens), Decimal(budget.limit_tokens) + raised_amount(budget, start)
     else:
         spent = (Decimal(cost_units) * COST_UNIT * usd_to(currency)).quantize(Decimal("0.0001"))
         limit = Decimal(budget.limit_amount or 0) + raised_amount(budget, start)
@@ -224,8 +224,82 @@ def _state(budget: Budget, start: dt.date, end: dt.date, cost_units: int, tokens
     return BudgetState(budget, start, end, currency, spent, limit, percent)
 
 
-def raised_amount(budget: Budget, start: dt.date) -> Decimal:
-    return Decimal(0)
+def raised_amount(budget: Budget, start: dt.date, today: dt.date | None = None) -> Decimal:
+    """Approved raises of this period still in force (until their date; a raise never outlives its period)."""
+    from billing.models import BudgetRaiseRequest
+
+    today = today or local_day(timezone.now(), budget.tenant.timezone)
+    key = f"budget-raises:{budget.pk}:{start:%Y%m%d}:{today:%Y%m%d}"
+    cached = cache.get(key)
+    if cached is None:
+        cached = BudgetRaiseRequest.objects.filter(
+            budget=budget, period_start=start, status=BudgetRaiseRequest.Status.APPROVED, until__gte=today
+        ).aggregate(total=Sum("amount"))["total"] or Decimal(0)
+        cache.set(key, cached, 60)
+    return Decimal(cached)
+
+
+# --- raises --------------------------------------------------------------------------------------------
+
+
+class RaiseRefused(Exception):
+    def __init__(self, message: str, code: str, status: int = 409) -> None:
+        super().__init__(message)
+        self.message, self.code, self.status = message, code, status
+
+
+@transaction.atomic
+def raise_request(*, actor: Any, budget: Budget, amount: Decimal, until: dt.date, reason: str) -> Any:
+    from billing.models import BudgetRaiseRequest
+    from core.audit import audit_record, audit_snapshot
+    from tenants.selectors import can_manage_tenant
+
+    if not can_manage_tenant(actor, budget.tenant):
+        raise RaiseRefused("Budget raises are asked by the tenant's owners and admins.", "permission_denied", 403)
+    today = local_day(timezone.now(), budget.tenant.timezone)
+    start, end = period_bounds(budget.period, today)
+    if until < today:
+        raise RaiseRefused("The raise must last until today or later.", "invalid", 400)
+    raise_obj = BudgetRaiseRequest.objects.create(
+        budget=budget, period_start=start, amount=amount, until=min(until, end), reason=reason, requested_by=actor
+    )
+    audit_record(
+        actor=actor, action="request", instance=raise_obj, after=audit_snapshot(raise_obj), tenant=budget.tenant
+    )
+    return raise_obj
+
+
+@transaction.atomic
+def raise_decide(*, actor: Any, raise_request: Any, approve: bool, note: str = "") -> Any:
+    from billing.models import BudgetRaiseRequest
+    from core.audit import audit_record
+    from tenants.selectors import manages_as_staff
+
+    raise_obj = BudgetRaiseRequest.objects.select_for_update().select_related("budget__tenant").get(pk=raise_request.pk)
+    if not manages_as_staff(actor, raise_obj.budget.tenant):
+        raise RaiseRefused("Only the tenant's account manager decides budget raises.", "permission_denied", 403)
+    if raise_obj.status != BudgetRaiseRequest.Status.PENDING:
+        raise RaiseRefused(f"The raise is {raise_obj.status} already.", "invalid_state")
+    raise_obj.status = BudgetRaiseRequest.Status.APPROVED if approve else BudgetRaiseRequest.Status.REJECTED
+    raise_obj.decided_by, raise_obj.decided_at, raise_obj.decision_note = actor, timezone.now(), note
+    raise_obj.save(update_fields=["status", "decided_by", "decided_at", "decision_note"])
+    audit_record(
+        actor=actor,
+        action="approve" if approve else "reject",
+        instance=raise_obj,
+        before={"status": "pending"},
+        after={"status": raise_obj.status, "amount": str(raise_obj.amount), "note": note},
+        tenant=raise_obj.budget.tenant,
+    )
+    _forget_raises(raise_obj)
+    return raise_obj
+
+
+def _forget_raises(raise_obj: Any) -> None:
+    today = local_day(timezone.now(), raise_obj.budget.tenant.timezone)
+    keys = [f"budget-raises:{raise_obj.budget_id}:{raise_obj.period_start:%Y%m%d}:{today:%Y%m%d}"]
+    cache.delete_many(keys)
+    transaction.on_commit(lambda: cache.delete_many(keys))
 
 
 def budget_states(budgets: list[Budget], *, now: dt.datetime | None = None) -> list[BudgetState]:

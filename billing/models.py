@@ -356,3 +356,31 @@ class DeliveryAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.delivery_id} {'ok' if self.ok else self.error[:40]}"
+
+
+class BudgetRaiseRequest(models.Model):
+    """A tenant admin asks for more budget in the current period; an account manager decides. An approved raise
+    adds to the limit until its date, and never beyond the period it was asked in."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        APPROVED = "approved", _("Approved")
+        REJECTED = "rejected", _("Rejected")
+
+    budget = models.ForeignKey(Budget, on_delete=models.CASCADE, related_name="raises")
+    period_start = models.DateField()
+    amount = models.DecimalField(max_digits=18, decimal_places=4, help_text="billing currency, or tokens")
+    until = models.DateField()
+    reason = models.TextField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    requested_by = models.ForeignKey("auth.User", null=True, on_delete=models.SET_NULL, related_name="+")
+    decided_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.budget} +{self.amount} until {self.until} ({self.status})"

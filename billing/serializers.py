@@ -3,7 +3,17 @@ from typing import Any
 
 from rest_framework import serializers
 
-from billing.models import Bill, BillLine, Budget, BudgetAlert, Contract, Delivery, FxRate, NotificationChannel
+from billing.models import (
+    Bill,
+    BillLine,
+    Budget,
+    BudgetAlert,
+    BudgetRaiseRequest,
+    Contract,
+    Delivery,
+    FxRate,
+    NotificationChannel,
+)
 from billing.money import money_str
 from tenants.validators import validate_currency
 
@@ -458,3 +468,41 @@ class AlertSerializer(serializers.ModelSerializer):
             "fired_at",
         ]
         read_only_fields = fields
+
+
+class BudgetRaiseSerializer(serializers.ModelSerializer):
+    budget = serializers.PrimaryKeyRelatedField(queryset=Budget.objects.all())
+    requested_by = serializers.CharField(source="requested_by.username", read_only=True, default=None)
+    decided_by = serializers.CharField(source="decided_by.username", read_only=True, default=None)
+
+    class Meta:
+        model = BudgetRaiseRequest
+        fields = [
+            "id",
+            "budget",
+            "period_start",
+            "amount",
+            "until",
+            "reason",
+            "status",
+            "requested_by",
+            "decided_by",
+            "decided_at",
+            "decision_note",
+            "created_at",
+        ]
+        read_only_fields = [
+            "id",
+            "period_start",
+            "status",
+            "requested_by",
+            "decided_by",
+            "decided_at",
+            "decision_note",
+            "created_at",
+        ]
+        extra_kwargs = {"amount": {"min_value": Decimal("0.0001")}}
+
+
+class RaiseDecisionSerializer(serializers.Serializer):
+    note = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)

@@ -129,6 +129,17 @@ class World:
         )
 
     @property
+    def alpha_raise(self) -> Any:
+        import datetime as dt
+
+        from billing.models import BudgetRaiseRequest
+
+        budget = self.alpha_budget
+        return BudgetRaiseRequest.objects.filter(budget=budget).first() or BudgetRaiseRequest.objects.create(
+            budget=budget, period_start=dt.date(2026, 11, 1), amount=1000, until=dt.date(2026, 11, 30), reason="launch"
+        )
+
+    @property
     def alpha_alert(self) -> Any:
         import datetime as dt
 

@@ -77,6 +77,7 @@ COLLECTIONS = {
     "api:budget-list",
     "api:channel-list",
     "api:alert-list",
+    "api:budgetraise-list",
     "portal:home",
     "portal:staff-tenants",
 }
@@ -111,6 +112,9 @@ OBJECT_KWARGS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "api:channel-detail": lambda w: {"pk": w.alpha_channel.pk},
     "api:channel-test": lambda w: {"pk": w.alpha_channel.pk},
     "api:alert-detail": lambda w: {"pk": w.alpha_alert.pk},
+    "api:budgetraise-detail": lambda w: {"pk": w.alpha_raise.pk},
+    "api:budgetraise-approve": lambda w: {"pk": w.alpha_raise.pk},
+    "api:budgetraise-reject": lambda w: {"pk": w.alpha_raise.pk},
     "portal:invoices": lambda w: {"tenant": w.alpha.slug},
     "portal:invoice": lambda w: {"tenant": w.alpha.slug, "pk": w.alpha_invoice.pk},
     "portal:invoice-action": lambda w: {"tenant": w.alpha.slug, "pk": w.alpha_invoice.pk},

@@ -216,3 +216,35 @@ def test_redis_down_keeps_events_and_the_reconcile_rebuilds(
     assert counters_reconcile() == 1
     read = world.client("alpha_owner").get(f"/api/v1/budgets/{budget['id']}").json()
     assert read["spent"] == "5.00"
+
+
+def test_budget_raise_request_approval_and_end(world, prices, usd, django_capture_on_commit_callbacks) -> None:
+    from billing.models import BudgetRaiseRequest
+
+    budget = make_budget(world, limit_amount="2.00", action_at_limit="block")
+    with django_capture_on_commit_callbacks(execute=True):
+        send(world, ev("r1", input_tokens=1_000_000))  # 2.50 ≥ 2.00: blocked
+    key_client = world.key_client(world.alpha_key_secret)
+    assert key_client.post("/api/v1/quota/check", {"model": "gpt-4o"}, format="json").json()["decision"] == "block"
+    until = (timezone.now() + dt.timedelta(days=2)).date().isoformat()
+    body = {"budget": budget["id"], "amount": "3.00", "until": until, "reason": "launch week"}
+    assert world.client("alpha_member").post("/api/v1/budget-raises", body, format="json").status_code == 403
+    asked = world.client("alpha_admin").post("/api/v1/budget-raises", body, format="json")
+    assert asked.status_code == 201 and asked.json()["status"] == "pending"
+    raise_id = asked.json()["id"]
+    assert world.client("alpha_admin").post(f"/api/v1/budget-raises/{raise_id}/approve").status_code == 403
+    assert world.client("am_other").post(f"/api/v1/budget-raises/{raise_id}/approve").status_code == 404
+    approved = world.client("am").post(f"/api/v1/budget-raises/{raise_id}/approve", {"note": "ok"}, format="json")
+    assert approved.json()["status"] == "approved" and approved.json()["decided_by"] == "am-alice"
+    assert world.client("am").post(f"/api/v1/budget-raises/{raise_id}/reject").status_code == 409
+    read = world.client("alpha_owner").get(f"/api/v1/budgets/{budget['id']}").json()
+    assert read["percent"] == "50.00"  # 2.50 of 2.00 + 3.00
+    assert key_client.post("/api/v1/quota/check", {"model": "gpt-4o"}, format="json").json()["decision"] == "allow"
+    # the raise ends with its date: after it, the limit is the budget's own again
+    from billing.budgets import raised_amount
+
+    model = Budget.objects.get(pk=budget["id"])
+    raise_obj = BudgetRaiseRequest.objects.get(pk=raise_id)
+    assert raised_amount(model, raise_obj.period_start, today=raise_obj.until) == Decimal("3.00")
+    assert raised_amount(model, raise_obj.period_start, today=raise_obj.until + dt.timedelta(days=1)) == 0
+    assert raise_obj.until <= period_bounds("month", raise_obj.period_start)[1]
