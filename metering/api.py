@@ -21,8 +21,9 @@ from rest_framework.views import APIView
 from core.api import ApiError, Conflict, error_body
 from core.parsers import LimitedJSONParser
 from metering.events import MAX_BATCH
-from metering.models import ModelPrice
+from metering.models import Anomaly, ModelPrice
 from metering.serializers import (
+    AnomalySerializer,
     EventBatchSerializer,
     IngestResultSerializer,
     ModelPriceAliasesSerializer,
@@ -522,3 +523,46 @@ class LiteLLMView(APIView):
         )
         result = events_ingest(scope=scope, raw_events=events)
         return Response(result.as_dict(), status=status.HTTP_200_OK)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            OpenApiParameter("tenant", str),
+            OpenApiParameter("kind", str, enum=[k for k, _label in Anomaly.Kind.choices]),
+            OpenApiParameter("status", str, enum=[s for s, _label in Anomaly.Status.choices]),
+        ]
+    )
+)
+class AnomalyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Unusual usage found by the hourly and daily scans (SPEC §6); `POST /<id>/acknowledge` marks one seen."""
+
+    serializer_class = AnomalySerializer
+    permission_classes = [IsPerson]
+
+    def get_queryset(self) -> Any:
+        from tenants.selectors import full_access_tenant_ids, tenant_for_request
+
+        anomalies = Anomaly.objects.filter(tenant__in=full_access_tenant_ids(self.request.user)).select_related(
+            "tenant"
+        )
+        params = self.request.query_params
+        if self.action == "list":
+            if params.get("tenant"):
+                anomalies = anomalies.filter(tenant=tenant_for_request(user=self.request.user, slug=params["tenant"]))
+            for name in ("kind", "status"):
+                if params.get(name):
+                    anomalies = anomalies.filter(**{name: params[name]})
+        return anomalies.order_by("-window_start", "-id")
+
+    @extend_schema(request=None, responses=AnomalySerializer)
+    @action(detail=True, methods=["post"])
+    def acknowledge(self, request: Request, pk: str | None = None) -> Response:
+        from tenants.selectors import can_manage_tenant
+
+        anomaly = self.get_object()
+        if not can_manage_tenant(request.user, anomaly.tenant):
+            raise PermissionDenied("Owners, admins and the account manager acknowledge anomalies.")
+        anomaly.status = Anomaly.Status.ACKNOWLEDGED
+        anomaly.save(update_fields=["status"])
+        return Response(AnomalySerializer(anomaly).data)

@@ -5,6 +5,7 @@ from metering import api
 
 router = SimpleRouter(trailing_slash=False)
 router.register("prices", api.PriceViewSet, basename="price")
+router.register("anomalies", api.AnomalyViewSet, basename="anomaly")
 
 urlpatterns = [
     path("events", api.EventsView.as_view(), name="events"),

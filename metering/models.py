@@ -230,3 +230,40 @@ class RollupDelta(RollupBase):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.day}"
+
+
+class Anomaly(models.Model):
+    """Unusual usage found by the hourly and daily scans (metering.anomalies), one per (tenant, kind, scope,
+    window) — a rescan never duplicates it."""
+
+    class Kind(models.TextChoices):
+        DAILY_COST_SPIKE = "daily_cost_spike", _("Daily cost spike")
+        END_USER_SPIKE = "end_user_spike", _("End user hourly spike")
+        REQUEST_OUTLIER = "request_outlier", _("Oversized request")
+        NIGHT_USAGE = "night_usage", _("Night-time usage")
+        IDENTICAL_BURST = "identical_burst", _("Burst of identical calls")
+        MONTH_GROWTH = "month_growth", _("Month-over-month growth")
+
+    class Status(models.TextChoices):
+        OPEN = "open", _("Open")
+        ACKNOWLEDGED = "acknowledged", _("Acknowledged")
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="anomalies")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    scope = models.CharField(max_length=300, help_text='e.g. "tenant", "end_user:u-7", "project:chatbot"')
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    observed = models.DecimalField(max_digits=28, decimal_places=10)
+    expected = models.DecimalField(max_digits=28, decimal_places=10)
+    ratio = models.DecimalField(max_digits=14, decimal_places=2)
+    unit = models.CharField(max_length=20, default="USD")
+    details = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.OPEN)
+    detected_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-window_start", "-id"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "kind", "scope", "window_start"], name="anomaly_once")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.scope} {self.window_start:%Y-%m-%d %H:%M}"

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from metering.models import ModelPrice
+from metering.models import Anomaly, ModelPrice
 
 
 class IngestResultSerializer(serializers.Serializer):
@@ -144,3 +144,26 @@ class UnpricedModelSerializer(serializers.Serializer):
     tenants = serializers.IntegerField()
     first_seen = serializers.DateTimeField()
     last_seen = serializers.DateTimeField()
+
+
+class AnomalySerializer(serializers.ModelSerializer):
+    tenant = serializers.CharField(source="tenant.slug", read_only=True)
+
+    class Meta:
+        model = Anomaly
+        fields = [
+            "id",
+            "tenant",
+            "kind",
+            "scope",
+            "window_start",
+            "window_end",
+            "observed",
+            "expected",
+            "ratio",
+            "unit",
+            "details",
+            "status",
+            "detected_at",
+        ]
+        read_only_fields = fields

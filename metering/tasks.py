@@ -35,3 +35,11 @@ def rerate_tenant_since(tenant_id: int, since: str) -> dict:
 
     start = dt.datetime.combine(dt.date.fromisoformat(since), dt.time(), tzinfo=dt.UTC) - dt.timedelta(days=1)
     return events_rerate(tenant_id=tenant_id, start=start, only_unpriced=False).__dict__
+
+
+@shared_task(acks_late=True)
+def anomalies_scan_task() -> int:
+    """Hourly: the last hour and the previous day of every tenant."""
+    from metering.anomalies import anomalies_scan
+
+    return len(anomalies_scan())

@@ -129,6 +129,25 @@ class World:
         )
 
     @property
+    def alpha_anomaly(self) -> Any:
+        import datetime as dt
+
+        from metering.models import Anomaly
+
+        start = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)
+        return Anomaly.objects.filter(tenant=self.alpha).first() or Anomaly.objects.create(
+            tenant=self.alpha,
+            kind="night_usage",
+            scope="tenant",
+            window_start=start,
+            window_end=start + dt.timedelta(hours=5),
+            observed=40,
+            expected=0,
+            ratio=999,
+            unit="requests",
+        )
+
+    @property
     def alpha_raise(self) -> Any:
         import datetime as dt
 

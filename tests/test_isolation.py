@@ -78,6 +78,7 @@ COLLECTIONS = {
     "api:channel-list",
     "api:alert-list",
     "api:budgetraise-list",
+    "api:anomaly-list",
     "portal:home",
     "portal:staff-tenants",
 }
@@ -113,6 +114,8 @@ OBJECT_KWARGS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "api:channel-test": lambda w: {"pk": w.alpha_channel.pk},
     "api:alert-detail": lambda w: {"pk": w.alpha_alert.pk},
     "api:budgetraise-detail": lambda w: {"pk": w.alpha_raise.pk},
+    "api:anomaly-detail": lambda w: {"pk": w.alpha_anomaly.pk},
+    "api:anomaly-acknowledge": lambda w: {"pk": w.alpha_anomaly.pk},
     "api:budgetraise-approve": lambda w: {"pk": w.alpha_raise.pk},
     "api:budgetraise-reject": lambda w: {"pk": w.alpha_raise.pk},
     "portal:invoices": lambda w: {"tenant": w.alpha.slug},

@@ -238,6 +238,7 @@ CELERY_BEAT_SCHEDULE = {
     "rollups-flush": {"task": "metering.tasks.rollups_flush_task", "schedule": 1.0},
     "fx-rates-import": {"task": "billing.tasks.fx_rates_import", "schedule": 6 * 60 * 60},
     "bills-close-due": {"task": "billing.tasks.bills_close_due", "schedule": 60 * 60},
+    "anomalies-scan": {"task": "metering.tasks.anomalies_scan_task", "schedule": 60 * 60},
     "deliveries-retry-due": {"task": "billing.tasks.deliveries_retry_due", "schedule": 30.0},
     "budget-counters-reconcile": {"task": "billing.tasks.budget_counters_reconcile", "schedule": 5 * 60},
 }

@@ -8,9 +8,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from metering.adapters import BUCKETS, UsageError, detect_format, normalize_usage
+from tests.shared_data import USAGE_PAYLOADS
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "data" / "usage-payloads"
+VECTORS = USAGE_PAYLOADS
 FILES = sorted(p for p in VECTORS.glob("*.json") if json.loads(p.read_text())["format"] != "litellm")
+assert len(FILES) >= 6, f"expected the provider vectors in {VECTORS}"
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)

@@ -4,7 +4,6 @@ import datetime as dt
 import json
 from decimal import Decimal
 from io import StringIO
-from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -14,11 +13,10 @@ from metering.models import ModelPrice, UsageEvent
 from metering.services import IngestScope, events_ingest
 from metering.verification import rollups_verify
 from tests.metering.conftest import add_price, flushed_rollups, iso
+from tests.shared_data import USAGE_PAYLOADS
 
 pytestmark = pytest.mark.django_db
-VECTOR = (
-    Path(__file__).resolve().parents[3] / "shared" / "data" / "usage-payloads" / "litellm_standard_logging_payload.json"
-)
+VECTOR = USAGE_PAYLOADS / "litellm_standard_logging_payload.json"
 
 
 def test_everyone_reads_prices_and_filters_by_model_and_date(world, prices) -> None:

@@ -23,6 +23,12 @@ class Command(BaseCommand):
         for line in billing_demo.close_past_months():
             self.stdout.write(f"  bills {line}")
         from invoices import demo as invoices_demo
+        from metering.anomalies import anomalies_backfill
+
+        for anomaly in anomalies_backfill(hours=4 * 24):
+            self.stdout.write(
+                f"  anomaly {anomaly.tenant.slug} {anomaly.kind} {anomaly.scope} {anomaly.window_start:%Y-%m-%d %H:%M}"
+            )
 
         for line in invoices_demo.seed():
             self.stdout.write(f"  invoice {line}")
