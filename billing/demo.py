@@ -71,3 +71,63 @@ def seed() -> int:
         contract_activate(actor=None, contract=contract)
         created += 1
     return created
+
+
+DEMO_BUDGETS = [
+    # tenant, name, scope, value, period, amount, tokens, action, downgrade map
+    ("acme", "Acme monthly spend", "tenant", "", "month", Decimal(300), None, "notify", {}),
+    (
+        "acme",
+        "Research agents",
+        "project",
+        "research",
+        "month",
+        Decimal(60),
+        None,
+        "downgrade",
+        {"claude-sonnet-4": "claude-3-5-haiku", "o3": "gpt-4o-mini"},
+    ),
+    ("acme", "Staging daily tokens", "environment", "staging", "day", None, 50_000, "block", {}),
+    ("globex", "Globex monthly spend", "tenant", "", "month", Decimal(25), None, "notify", {}),
+    ("globex", "globex-user-007", "end_user", "globex-user-007", "week", Decimal(2), None, "block", {}),
+    ("umbrella", "Translation monthly", "project", "translate", "month", Decimal(3000), None, "notify", {}),
+]
+
+
+def seed_budgets() -> list[str]:
+    """Budgets over the demo usage (counters rebuilt from the rollups) and the alerts their spend has crossed."""
+    from django.utils import timezone
+
+    from billing.budgets import budget_create, local_day, period_bounds, thresholds_check
+    from billing.models import Budget, NotificationChannel
+    from core.redis import redis_client
+
+    if Budget.objects.exists():
+        return []
+    lines = []
+    for slug, name, scope, value, period, amount, tokens, action, mapping in DEMO_BUDGETS:
+        tenant = Tenant.objects.get(slug=slug)
+        NotificationChannel.objects.get_or_create(
+            tenant=tenant, name="Finance mailbox", defaults={"kind": "email", "target": f"finance@{slug}.example"}
+        )
+        budget = budget_create(
+            actor=None,
+            tenant=tenant,
+            name=name,
+            scope=scope,
+            scope_value=value,
+            period=period,
+            limit_amount=amount,
+            limit_tokens=tokens,
+            thresholds=[50, 80, 95, 100],
+            action_at_limit=action,
+            downgrade_map=mapping,
+        )
+        start, end = period_bounds(period, local_day(timezone.now(), tenant.timezone))
+        from billing.budgets import counter_key, counter_rebuild
+
+        counter_rebuild(budget, start, end)
+        cost, used = (int(v or 0) for v in redis_client().hmget(counter_key(budget.pk, start), "cost", "tokens"))
+        fired = thresholds_check(budget.pk, start, 0, cost, 0, used)
+        lines.append(f"{slug} {name}: {len(fired)} alerts")
+    return lines

@@ -115,3 +115,67 @@ class FxRateForm(forms.Form):
 class CloseMonthForm(forms.Form):
     period = forms.RegexField(label=_("Month"), regex=r"^\d{4}-(0[1-9]|1[0-2])$", help_text="YYYY-MM")
     tenant = forms.CharField(label=_("Tenant"), required=False, help_text=_("slug; empty for every tenant"))
+
+
+class BudgetForm(forms.Form):
+    name = forms.CharField(label=_("Name"), max_length=200)
+    scope = forms.ChoiceField(label=_("Scope"), choices=[])
+    scope_value = forms.CharField(
+        label=_("Scope value"),
+        required=False,
+        help_text=_("Department code, project slug, key prefix, environment or end user; empty for the tenant."),
+    )
+    period = forms.ChoiceField(label=_("Period"), choices=[])
+    limit_amount = forms.DecimalField(label=_("Limit (billing currency)"), required=False, min_value=Decimal("0.01"))
+    limit_tokens = forms.IntegerField(label=_("Or a limit in tokens"), required=False, min_value=1)
+    thresholds = forms.CharField(label=_("Alert thresholds (%)"), initial="50, 80, 95, 100")
+    action_at_limit = forms.ChoiceField(label=_("At the limit"), choices=[])
+    downgrade_map = forms.CharField(
+        label=_("Downgrade map"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2, "placeholder": "gpt-4o gpt-4o-mini"}),
+        help_text=_("One pair per line: model and the cheaper model to use instead."),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        from billing.models import Budget
+
+        super().__init__(*args, **kwargs)
+        for name, choices in (
+            ("scope", Budget.Scope.choices),
+            ("period", Budget.Period.choices),
+            ("action_at_limit", Budget.Action.choices),
+        ):
+            field: Any = self.fields[name]
+            field.choices = choices
+
+    def clean_thresholds(self) -> list[int]:
+        try:
+            return [int(part) for part in self.cleaned_data["thresholds"].replace(",", " ").split()]
+        except ValueError:
+            raise forms.ValidationError(_("Whole percents separated by commas.")) from None
+
+    def clean_downgrade_map(self) -> dict[str, str]:
+        mapping = {}
+        for line in self.cleaned_data["downgrade_map"].splitlines():
+            parts = line.replace("→", " ").replace("->", " ").split()
+            if not parts:
+                continue
+            if len(parts) != 2:
+                raise forms.ValidationError(_("Each line: a model and its cheaper replacement."))
+            mapping[parts[0]] = parts[1]
+        return mapping
+
+
+class ChannelForm(forms.Form):
+    name = forms.CharField(label=_("Name"), max_length=100)
+    kind = forms.ChoiceField(label=_("Kind"), choices=[])
+    target = forms.CharField(label=_("Email address or URL"), max_length=500)
+    secret = forms.CharField(label=_("Signing secret"), required=False, max_length=200)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        from billing.models import NotificationChannel
+
+        super().__init__(*args, **kwargs)
+        kind: Any = self.fields["kind"]
+        kind.choices = NotificationChannel.Kind.choices

@@ -1,12 +1,15 @@
 from django.urls import path
 
-from billing import views
+from billing import budget_views, views
 
 urlpatterns = [
     path("t/<slug:tenant>/bills/", views.bills, name="bills"),
     path("t/<slug:tenant>/bills/<int:pk>/", views.bill_detail, name="bill"),
     path("t/<slug:tenant>/contracts/", views.contracts, name="contracts"),
     path("t/<slug:tenant>/contracts/<int:pk>/", views.contract_detail, name="contract"),
+    path("t/<slug:tenant>/budgets/", budget_views.budgets, name="budgets"),
+    path("t/<slug:tenant>/channels/", budget_views.channels, name="channels"),
+    path("t/<slug:tenant>/channels/<int:pk>/test/", budget_views.channel_test, name="channel-test"),
     path("staff/bills/", views.finance_bills, name="finance-bills"),
     path("staff/bills/close/", views.finance_bills_close, name="finance-bills-close"),
     path("staff/fx-rates/", views.fx_rates, name="fx-rates"),

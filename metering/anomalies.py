@@ -115,8 +115,9 @@ def scan_hour(tenant: Any, hour_end: dt.datetime) -> list[Anomaly]:
         week = EndUserRollup.objects.filter(
             tenant_id=tenant.pk, end_user=row["end_user"], day__gte=baseline_days[0], day__lte=baseline_days[1]
         ).aggregate(cost=Sum("cost"))["cost"] or Decimal(0)
-        expected = week / (7 * 24)
-        if row["cost"] > END_USER_SPIKE * max(expected, MIN_HOURLY_BASELINE):
+        mean = week / (7 * 24)
+        expected = max(mean, MIN_HOURLY_BASELINE)  # a new or near-silent user is compared with the floor
+        if row["cost"] > END_USER_SPIKE * expected:
             found.append(
                 _record(
                     tenant,
@@ -185,8 +186,8 @@ def scan_hour(tenant: Any, hour_end: dt.datetime) -> list[Anomaly]:
             prompt_template=burst["prompt_template"],
             end_user=burst["end_user"],
         ).count()
-        expected = Decimal(before) / (7 * 24)
-        if burst["calls"] > BURST_FACTOR * max(expected, Decimal(1)):
+        expected = max(Decimal(before) / (7 * 24), Decimal(1))  # at least one call an hour
+        if burst["calls"] > BURST_FACTOR * expected:
             found.append(
                 _record(
                     tenant,

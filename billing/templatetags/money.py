@@ -9,7 +9,7 @@ from babel.numbers import format_currency, format_decimal
 from django import template
 from django.utils.translation import get_language, to_locale
 
-from billing.money import minor_units
+from billing.money import quantize_money
 
 register = template.Library()
 
@@ -23,13 +23,8 @@ def _locale() -> str:
 def money(amount: Any, currency: str) -> str:
     if amount in (None, ""):
         return "—"
-    value = Decimal(str(amount))
-    digits = minor_units(currency)
-    return (
-        format_currency(value, currency, locale=_locale(), format_type="standard", decimal_quantization=True)
-        if (value == value.quantize(Decimal(1).scaleb(-digits)))
-        else f"{format_decimal(value, locale=_locale())} {currency}"
-    )
+    value = quantize_money(Decimal(str(amount)), currency)  # shown to the currency's minor unit
+    return format_currency(value, currency, locale=_locale(), format_type="standard", decimal_quantization=True)
 
 
 @register.filter

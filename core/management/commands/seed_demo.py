@@ -23,6 +23,9 @@ class Command(BaseCommand):
         for line in billing_demo.close_past_months():
             self.stdout.write(f"  bills {line}")
         from invoices import demo as invoices_demo
+
+        for line in billing_demo.seed_budgets():
+            self.stdout.write(f"  budget {line}")
         from metering.anomalies import anomalies_backfill
 
         for anomaly in anomalies_backfill(hours=4 * 24):

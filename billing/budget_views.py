@@ -1,0 +1,122 @@
+"""Portal pages: a tenant's budgets with gauges, alerts and anomalies; notification channels with a test send."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from billing.budgets import BudgetInvalid, budget_create, budget_states
+from billing.forms import BudgetForm, ChannelForm
+from billing.models import Budget, BudgetAlert, BudgetRaiseRequest, NotificationChannel
+from billing.serializers import BudgetSerializer, ChannelSerializer
+from tenants.selectors import can_manage_tenant, full_access_tenant_ids, manages_as_staff, tenant_get_for_user
+
+
+def _tenant(request: HttpRequest, slug: str) -> Any:
+    tenant = tenant_get_for_user(user=request.user, slug=slug)
+    if not full_access_tenant_ids(request.user).filter(pk=tenant.pk).exists():
+        raise PermissionDenied(_("Budgets are for the tenant's owners, admins and members."))
+    return tenant
+
+
+@login_required
+def budgets(request: HttpRequest, tenant: str) -> HttpResponse:
+    from metering.models import Anomaly
+
+    tenant_obj = _tenant(request, tenant)
+    can_edit = can_manage_tenant(request.user, tenant_obj)
+    form = BudgetForm()
+    if request.method == "POST":
+        if not can_edit:
+            raise PermissionDenied(_("Budgets are set by the tenant's owners, admins and account manager."))
+        form = BudgetForm(request.POST)
+        if form.is_valid():
+            data = {k: v for k, v in form.cleaned_data.items() if v not in (None, "")}
+            body = BudgetSerializer(data=data)
+            if body.is_valid():
+                fields = dict(body.validated_data)
+                fields.pop("channels", None)
+                fields.pop("tenant", None)
+                try:
+                    budget_create(actor=request.user, tenant=tenant_obj, **fields)
+                except BudgetInvalid as exc:
+                    for name, problems in exc.fields.items():
+                        form.add_error(name if name in form.fields else None, "; ".join(problems))
+                else:
+                    messages.success(request, _("Budget created."))
+                    return redirect("portal:budgets", tenant=tenant_obj.slug)
+            else:
+                for name, problems in body.errors.items():
+                    form.add_error(name if name in form.fields else None, "; ".join(map(str, problems)))
+    states = budget_states(list(Budget.objects.filter(tenant=tenant_obj).select_related("tenant").order_by("name")))
+    return render(
+        request,
+        "billing/budgets.html",
+        {
+            "tenant": tenant_obj,
+            "states": states,
+            "form": form,
+            "can_edit": can_edit,
+            "alerts": BudgetAlert.objects.filter(budget__tenant=tenant_obj).select_related("budget")[:20],
+            "anomalies": Anomaly.objects.filter(tenant=tenant_obj).order_by("-window_start")[:20],
+            "raises": BudgetRaiseRequest.objects.filter(budget__tenant=tenant_obj).select_related("budget")[:20],
+            "decides_raises": manages_as_staff(request.user, tenant_obj),
+        },
+    )
+
+
+@login_required
+def channels(request: HttpRequest, tenant: str) -> HttpResponse:
+    tenant_obj = _tenant(request, tenant)
+    can_edit = can_manage_tenant(request.user, tenant_obj)
+    form = ChannelForm()
+    if request.method == "POST":
+        if not can_edit:
+            raise PermissionDenied(_("Channels are set by the tenant's owners, admins and account manager."))
+        form = ChannelForm(request.POST)
+        if form.is_valid():
+            body = ChannelSerializer(data=form.cleaned_data)
+            if body.is_valid():
+                data = dict(body.validated_data)
+                data.pop("tenant", None)
+                NotificationChannel.objects.create(tenant=tenant_obj, **data)
+                messages.success(request, _("Channel added."))
+                return redirect("portal:channels", tenant=tenant_obj.slug)
+            for name, problems in body.errors.items():
+                form.add_error(name if name in form.fields else None, "; ".join(map(str, problems)))
+    rows = NotificationChannel.objects.filter(tenant=tenant_obj).prefetch_related("deliveries")
+    return render(
+        request,
+        "billing/channels.html",
+        {"tenant": tenant_obj, "channels": rows, "form": form, "can_edit": can_edit},
+    )
+
+
+@login_required
+@require_POST
+def channel_test(request: HttpRequest, tenant: str, pk: int) -> HttpResponse:
+    from billing.channels import deliveries_queue, delivery_attempt
+
+    tenant_obj = _tenant(request, tenant)
+    channel = get_object_or_404(NotificationChannel, tenant=tenant_obj, pk=pk)
+    if not can_manage_tenant(request.user, tenant_obj):
+        raise PermissionDenied(_("Channels are set by the tenant's owners, admins and account manager."))
+    queued = deliveries_queue(
+        channels=[channel], payload={"type": "test", "tenant": tenant_obj.slug, "channel": channel.name}, subject="test"
+    )
+    for delivery in queued:
+        delivery.refresh_from_db()
+        if delivery.attempts == 0:
+            delivery = delivery_attempt(delivery.pk)
+        if delivery.status == "sent":
+            messages.success(request, _("Test message sent."))
+        else:
+            messages.error(request, _("The test failed: %(error)s") % {"error": delivery.last_error})
+    return redirect("portal:channels", tenant=tenant_obj.slug)
