@@ -154,7 +154,9 @@ class Server:
 # --- helpers --------------------------------------------------------------------------------------
 
 
-def wrk(path: str, script_args: list[str], connections: int, threads: int = 2) -> tuple[float, float]:
+def wrk(
+    path: str, script_args: list[str], connections: int, threads: int = 2, script: str = "single_event.lua"
+) -> tuple[float, float]:
     """(requests/s, p99 ms) of a wrk run."""
     output = subprocess.run(
         [
@@ -167,7 +169,7 @@ def wrk(path: str, script_args: list[str], connections: int, threads: int = 2) -
             f"{SECONDS}s",
             "--latency",
             "-s",
-            str(ROOT / "bench" / "single_event.lua"),
+            str(ROOT / "bench" / script),
             f"http://127.0.0.1:{PORT}",
             "--",
             *script_args,
@@ -374,6 +376,95 @@ def bench_single_event(world: dict[str, str]) -> None:
     )
     record("single-event ingest p99 (ms)", f"{ingest_p99:.1f}", f"{bare_p99:.1f}", None, "≤ 25 ms")
     time.sleep(3)  # let requests still queued at the server when wrk stopped finish
+
+
+def bench_quota_check(world: dict[str, str]) -> None:
+    """The gateway's quota check (8 connections) beside the bare view under the same server, the time it takes
+    inside Django (in-process, through the whole handler), and redis-benchmark's GET rate as the store's limit."""
+    from django.test import Client
+
+    from billing.budgets import budget_create
+    from billing.models import Budget
+    from tenants.models import Tenant
+
+    tenant = Tenant.objects.get(slug="bench")
+    if not Budget.objects.filter(tenant=tenant).exists():
+        budget_create(
+            actor=None, tenant=tenant, name="Bench monthly", scope="tenant", period="month", limit_amount=Decimal(10**9)
+        )
+        budget_create(
+            actor=None,
+            tenant=tenant,
+            name="Load project daily tokens",
+            scope="project",
+            scope_value="load",
+            period="day",
+            limit_tokens=10**12,
+            action_at_limit="block",
+        )
+        budget_create(
+            actor=None,
+            tenant=tenant,
+            name="Production",
+            scope="environment",
+            scope_value="production",
+            period="week",
+            limit_amount=Decimal(10**9),
+            action_at_limit="downgrade",
+            downgrade_map={"gpt-4o": "gpt-4o-mini"},
+        )
+    args = [world["key"], "/bench/bare"]
+    wrk("/bench/bare", args, 8, script="quota_check.lua")
+    bare_rps, bare_p99 = wrk("/bench/bare", args, 8, script="quota_check.lua")
+    quota_rps, quota_p99 = wrk("/api/v1/quota/check", [world["key"]], 8, script="quota_check.lua")
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {world['key']}")
+    body = {"model": "gpt-4o", "estimated_tokens": 1200}
+    for _ in range(200):
+        client.post("/api/v1/quota/check", body, content_type="application/json")
+    inside = []
+    for _ in range(2000):
+        began = time.perf_counter()
+        response = client.post("/api/v1/quota/check", body, content_type="application/json")
+        inside.append((time.perf_counter() - began) * 1000)
+        assert response.status_code == 200, response.content
+    inside.sort()
+    redis_url = urllib.parse.urlparse(ENV.get("REDIS_URL") or "redis://127.0.0.1:6379/3")
+    redis_out = subprocess.run(
+        [
+            "redis-benchmark",
+            "-h",
+            redis_url.hostname or "127.0.0.1",
+            "-p",
+            str(redis_url.port or 6379),
+            "-c",
+            "8",
+            "-n",
+            "200000",
+            "-t",
+            "get",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    redis_rps = float(re.search(r"([\d.]+) requests per second", redis_out).group(1))  # type: ignore[union-attr]
+    record(
+        "quota check, 8 connections (req/s)",
+        f"{quota_rps:,.0f}",
+        f"{bare_rps:,.0f}",
+        quota_rps / bare_rps,
+        "≥ 0.8 × bare",
+    )
+    record("quota check p99 (ms)", f"{quota_p99:.1f}", f"{bare_p99:.1f}", None, "≤ 10 ms")
+    record(
+        "quota check inside the server, p99 (ms; median in brackets)",
+        f"{inside[int(len(inside) * 0.99) - 1]:.2f} ({inside[len(inside) // 2]:.2f})",
+        "—",
+        None,
+        "≤ 2 ms",
+    )
+    record("redis-benchmark GET, 8 connections (req/s)", f"{redis_rps:,.0f}", "—", None, "the store's own limit")
 
 
 def ensure_usage_volume(world: dict[str, str]) -> int:
@@ -718,6 +809,7 @@ def main() -> int:
     chosen = sys.argv[1:] or [
         "batch_ingest",
         "single_event",
+        "quota_check",
         "usage_api",
         "freshness",
         "month_close",

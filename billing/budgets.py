@@ -81,6 +81,8 @@ class TenantBudgets:
     timezone: str
     rules: tuple[BudgetRule, ...]
     department_of: dict[int, int | None]
+    # the budgets themselves (with their tenant), so that the quota check never reads the database
+    budgets: dict[int, Budget]
 
 
 def _index_key(tenant_id: int) -> str:
@@ -99,14 +101,12 @@ def tenant_budgets(tenant_id: int) -> TenantBudgets:
         from tenants.models import Project, Tenant
 
         tenant = Tenant.objects.only("timezone").get(pk=tenant_id)
-        rules = tuple(
-            BudgetRule(b.pk, b.scope, b.scope_value, b.scope_ref, b.period)
-            for b in Budget.objects.filter(tenant_id=tenant_id, active=True)
-        )
+        active = list(Budget.objects.filter(tenant_id=tenant_id, active=True).select_related("tenant"))
+        rules = tuple(BudgetRule(b.pk, b.scope, b.scope_value, b.scope_ref, b.period) for b in active)
         departments: dict[int, int | None] = dict(
             Project.objects.filter(tenant_id=tenant_id).values_list("pk", "department_id")
         )
-        found = TenantBudgets(tenant.timezone, rules, departments)
+        found = TenantBudgets(tenant.timezone, rules, departments, {b.pk: b for b in active})
         cache.set(_index_key(tenant_id), found, INDEX_SECONDS)
     return found
 
@@ -213,15 +213,30 @@ def usd_to(currency: str, on: dt.date | None = None) -> Decimal:
     return Decimal(rate)
 
 
-def _state(budget: Budget, start: dt.date, end: dt.date, cost_units: int, tokens: int) -> BudgetState:
+def _state(
+    budget: Budget,
+    start: dt.date,
+    end: dt.date,
+    cost_units: int,
+    tokens: int,
+    *,
+    raised: Decimal | None = None,
+    rate: Decimal | None = None,
+) -> BudgetState:
     currency = budget_currency(budget)
+    raised = raised_amount(budget, start) if raised is None else raised
     if budget.limit_tokens is not None:
-        spent, limit = Decimal(tokens), Decimal(budget.limit_tokens) + raised_amount(budget, start)
+        spent, limit = Decimal(tokens), Decimal(budget.limit_tokens) + raised
     else:
-        spent = (Decimal(cost_units) * COST_UNIT * usd_to(currency)).quantize(Decimal("0.0001"))
-        limit = Decimal(budget.limit_amount or 0) + raised_amount(budget, start)
+        rate = usd_to(currency) if rate is None else rate
+        spent = (Decimal(cost_units) * COST_UNIT * rate).quantize(Decimal("0.0001"))
+        limit = Decimal(budget.limit_amount or 0) + raised
     percent = (spent / limit * 100).quantize(Decimal("0.01")) if limit else Decimal(0)
     return BudgetState(budget, start, end, currency, spent, limit, percent)
+
+
+def _raises_key(budget_id: int, start: dt.date, today: dt.date) -> str:
+    return f"budget-raises:{budget_id}:{start:%Y%m%d}:{today:%Y%m%d}"
 
 
 def raised_amount(budget: Budget, start: dt.date, today: dt.date | None = None) -> Decimal:
@@ -229,7 +244,7 @@ def raised_amount(budget: Budget, start: dt.date, today: dt.date | None = None) 
     from billing.models import BudgetRaiseRequest
 
     today = today or local_day(timezone.now(), budget.tenant.timezone)
-    key = f"budget-raises:{budget.pk}:{start:%Y%m%d}:{today:%Y%m%d}"
+    key = _raises_key(budget.pk, start, today)
     cached = cache.get(key)
     if cached is None:
         cached = BudgetRaiseRequest.objects.filter(
@@ -311,6 +326,16 @@ def budget_states(budgets: list[Budget], *, now: dt.datetime | None = None) -> l
     for budget in budgets:
         start, end = period_bounds(budget.period, local_day(now, budget.tenant.timezone))
         periods.append((budget, start, end))
+    # One round trip for the stale flags, the raises in force and the FX rates (cached), one for the counters.
+    today = {budget.pk: local_day(now, budget.tenant.timezone) for budget in budgets}
+    wanted = [f"budget-stale:{b.pk}" for b, _s, _e in periods]
+    wanted += [_raises_key(b.pk, start, today[b.pk]) for b, start, _e in periods]
+    currencies = {budget_currency(b) for b in budgets} - {PRICE_CURRENCY}
+    wanted += [f"fx-latest:{currency}" for currency in currencies]
+    try:
+        known = cache.get_many(wanted)
+    except Exception:  # noqa: BLE001
+        known = {}
     try:
         pipe = redis_client().pipeline(transaction=False)
         for budget, start, _end in periods:
@@ -320,9 +345,22 @@ def budget_states(budgets: list[Budget], *, now: dt.datetime | None = None) -> l
         values = [[None, None]] * len(periods)
     states = []
     for (budget, start, end), (cost, tokens) in zip(periods, values, strict=True):
-        if cost is None or cache.get(f"budget-stale:{budget.pk}"):
+        if cost is None or known.get(f"budget-stale:{budget.pk}"):
             cost, tokens = counter_rebuild(budget, start, end)
-        states.append(_state(budget, start, end, int(cost), int(tokens or 0)))
+        raised = known.get(_raises_key(budget.pk, start, today[budget.pk]))
+        currency = budget_currency(budget)
+        rate = Decimal(1) if currency == PRICE_CURRENCY else known.get(f"fx-latest:{currency}")
+        states.append(
+            _state(
+                budget,
+                start,
+                end,
+                int(cost),
+                int(tokens or 0),
+                raised=Decimal(raised) if raised is not None else None,
+                rate=Decimal(rate) if rate is not None else None,
+            )
+        )
     return states
 
 
@@ -533,8 +571,7 @@ def quota_decide(
     ids = [rule.id for rule in index.rules if rule.matches(fact, index.department_of)]
     if not ids:
         return QuotaDecision("allow", model, "No budget covers this key.", [])
-    budgets = list(Budget.objects.filter(pk__in=ids).select_related("tenant"))
-    states = budget_states(budgets)
+    states = budget_states([index.budgets[budget_id] for budget_id in ids])
     decision, chosen, reason = "allow", model, "Within every budget."
     for state in sorted(states, key=lambda s: -s.percent):
         budget = state.budget

@@ -112,9 +112,11 @@ def ingest_outcome(scope: IngestScope, data: Any) -> tuple[int, dict[str, Any]]:
     }
 
 
-def _lean_ingest(request: HttpRequest) -> HttpResponse | None:
-    """The hot path for bearer credentials, without DRF's request/response machinery (about a millisecond
-    per call here). Returns None to let the full view answer (portal sessions, CSRF)."""
+def lean_json_endpoint(request: HttpRequest, handle: Any) -> HttpResponse | None:
+    """A hot path for bearer credentials without DRF's request/response machinery (about a millisecond per
+    call here): authentication, the per-credential rate limit, JSON parsing, then `handle(user, credential,
+    data) -> (status, body)`; errors in the §11 shape. Returns None to let the full view answer (portal
+    sessions, CSRF)."""
     from rest_framework import exceptions as drf_exceptions
 
     from core.throttling import CredentialRateThrottle
@@ -143,13 +145,22 @@ def _lean_ingest(request: HttpRequest) -> HttpResponse | None:
         )
     try:
         data = LimitedJSONParser().parse(request, parser_context={"request": request})
-        status_code, body = ingest_outcome(_scope_for(user, credential), data)
+        status_code, body = handle(user, credential, data)
     except ApiError as exc:
         return JsonResponse(error_body(exc.error_code, str(exc.detail), exc.fields), status=exc.status_code)
     except drf_exceptions.APIException as exc:
-        code = "malformed_request" if isinstance(exc, drf_exceptions.ParseError) else "permission_denied"
+        code = {
+            drf_exceptions.ParseError: "malformed_request",
+            drf_exceptions.NotFound: "not_found",
+        }.get(type(exc), "permission_denied")
         return JsonResponse(error_body(code, str(exc.detail)), status=exc.status_code)
     return JsonResponse(body, status=status_code)
+
+
+def _lean_ingest(request: HttpRequest) -> HttpResponse | None:
+    return lean_json_endpoint(
+        request, lambda user, credential, data: ingest_outcome(_scope_for(user, credential), data)
+    )
 
 
 class _ThrottleShim:

@@ -92,7 +92,7 @@ REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "core.cache.MeterlineRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "ml",
         }
