@@ -15,10 +15,11 @@ class ReusedClientCacheClient(RedisCacheClient):
         self._clients: dict[int, Any] = {}
 
     def get_client(self, key: Any = None, *, write: bool = False) -> Any:
-        pool = self._get_connection_pool(write)
+        base: Any = self  # Django's client keeps its pool and client class in private attributes
+        pool = base._get_connection_pool(write)
         client = self._clients.get(id(pool))
         if client is None:  # redis-py clients are thread-safe; the pool hands out connections
-            client = self._clients[id(pool)] = self._client(connection_pool=pool)
+            client = self._clients[id(pool)] = base._client(connection_pool=pool)
         return client
 
 
