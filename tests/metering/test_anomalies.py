@@ -158,3 +158,24 @@ def test_anomalies_are_listed_and_sent_to_the_tenants_channels(
     assert world.client("bravo_owner").get(f"/api/v1/anomalies/{listed[0]['id']}").status_code == 404
     acked = world.client("alpha_admin").post(f"/api/v1/anomalies/{listed[0]['id']}/acknowledge").json()
     assert acked["status"] == "acknowledged"
+
+
+def test_an_ordinary_weekday_rhythm_raises_nothing(world, prices) -> None:
+    """Seven weeks of office hours (since October 1st): ten calls on weekdays, three at weekends, spread over the
+    day's hours and users. Scanning every day of the last two weeks and every hour of the last day finds nothing."""
+    last = DAY
+    events = []
+    for back in range((last - dt.date(2026, 10, 1)).days, -1, -1):
+        day = last - dt.timedelta(days=back)
+        calls = 10 if day.weekday() < 5 else 3
+        events += [
+            (at(day, 9 + n % 9, n), {"end_user": f"u-{n % 4}", "prompt_template": f"t-{n % 3}", "tokens": 80_000})
+            for n in range(calls)
+        ]
+    send(world, events)
+    found = []
+    for back in range(14):
+        found += scan_day(world.alpha, last - dt.timedelta(days=back))
+    for hour in range(24):
+        found += scan_hour(world.alpha, at(last, 0) + dt.timedelta(hours=hour + 1))
+    assert [(a.kind, a.scope, str(a.window_start)) for a in found] == []
