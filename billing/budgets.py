@@ -83,6 +83,10 @@ class TenantBudgets:
     department_of: dict[int, int | None]
     # the budgets themselves (with their tenant), so that the quota check never reads the database
     budgets: dict[int, Budget]
+    # budgets with an approved raise (their thresholds are checked the long way) and the USD rate of the tenant's
+    # currency when the index was built (the ingest path's threshold pre-check needs no round trip)
+    raised_ids: frozenset[int] = frozenset()
+    rate: Decimal = Decimal(1)
 
 
 def _index_key(tenant_id: int) -> str:
@@ -106,7 +110,15 @@ def tenant_budgets(tenant_id: int) -> TenantBudgets:
         departments: dict[int, int | None] = dict(
             Project.objects.filter(tenant_id=tenant_id).values_list("pk", "department_id")
         )
-        found = TenantBudgets(tenant.timezone, rules, departments, {b.pk: b for b in active})
+        from billing.models import BudgetRaiseRequest
+
+        raised = frozenset(
+            BudgetRaiseRequest.objects.filter(
+                budget__tenant_id=tenant_id, status=BudgetRaiseRequest.Status.APPROVED
+            ).values_list("budget_id", flat=True)
+        )
+        rate = usd_to(active[0].tenant.billing_currency) if active else Decimal(1)
+        found = TenantBudgets(tenant.timezone, rules, departments, {b.pk: b for b in active}, raised, rate)
         cache.set(_index_key(tenant_id), found, INDEX_SECONDS)
     return found
 
@@ -153,10 +165,20 @@ def counters_apply(added: list[dict[str, Any]], removed: list[dict[str, Any]]) -
         logger.warning("budget counters not updated (Redis unavailable); they are rebuilt from rollups")
         cache_mark_stale(list({budget_id for (budget_id, _start) in increments}))
         return
+    budget_index = {budget_id: (b, tenant) for tenant in by_tenant.values() for budget_id, b in tenant.budgets.items()}
     for index, ((budget_id, start), (cost_units, tokens)) in enumerate(items):
         cost_after, tokens_after = results[3 * index], results[3 * index + 1]
         if cost_units > 0 or tokens > 0:
-            thresholds_check(budget_id, start, cost_after - cost_units, cost_after, tokens_after - tokens, tokens_after)
+            thresholds_check(
+                budget_id,
+                start,
+                cost_after - cost_units,
+                cost_after,
+                tokens_after - tokens,
+                tokens_after,
+                budget=budget_index[budget_id][0] if budget_id in budget_index else None,
+                index=budget_index[budget_id][1] if budget_id in budget_index else None,
+            )
 
 
 def cache_mark_stale(budget_ids: list[int]) -> None:
@@ -307,6 +329,7 @@ def raise_decide(*, actor: Any, raise_request: Any, approve: bool, note: str = "
         tenant=raise_obj.budget.tenant,
     )
     _forget_raises(raise_obj)
+    budgets_changed(raise_obj.budget.tenant_id)
     return raise_obj
 
 
@@ -414,11 +437,42 @@ def severity_of(threshold: int) -> str:
     return BudgetAlert.Severity.INFO
 
 
+def _may_have_crossed(budget: Budget, before: tuple[int, int], after: tuple[int, int], rate: Decimal) -> bool:
+    """Whether the increment crossed a threshold, computed in memory for budgets without raises (a raise only
+    moves the limit up, so those take the long way). Keeps the database out of the ingest path."""
+    if budget.limit_tokens is not None:
+        limit, spent_before, spent_after = Decimal(budget.limit_tokens), Decimal(before[1]), Decimal(after[1])
+    else:
+        limit = Decimal(budget.limit_amount or 0)
+        spent_before = Decimal(before[0]) * COST_UNIT * rate
+        spent_after = Decimal(after[0]) * COST_UNIT * rate
+    if not limit:
+        return False
+    # a little slack for rounding and for a rate that moved since the index was built
+    low, high = spent_before * 100 / limit * Decimal("0.98"), spent_after * 100 / limit * Decimal("1.02")
+    return any(low < int(t) <= high for t in budget.thresholds)
+
+
 def thresholds_check(
-    budget_id: int, start: dt.date, cost_before: int, cost_after: int, tokens_before: int, tokens_after: int
+    budget_id: int,
+    start: dt.date,
+    cost_before: int,
+    cost_after: int,
+    tokens_before: int,
+    tokens_after: int,
+    *,
+    budget: Budget | None = None,
+    index: TenantBudgets | None = None,
 ) -> list[BudgetAlert]:
     """Fire every threshold the increment crossed, each at most once per period (Redis SET NX first, the
     unique constraint as the last word)."""
+    if (
+        budget is not None
+        and index is not None
+        and budget.pk not in index.raised_ids
+        and not _may_have_crossed(budget, (cost_before, tokens_before), (cost_after, tokens_after), index.rate)
+    ):
+        return []
     budget = Budget.objects.select_related("tenant").filter(pk=budget_id, active=True).first()
     if budget is None:
         return []
