@@ -1,0 +1,130 @@
+"""Browser journeys (Debian's Chromium) over the billing portal: finance approves an invoice someone else
+submitted and records a payment; an account manager sets up a tenant's contract and budget; a tenant admin adds a
+webhook channel and sends a test to a live receiver."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from invoices import services as invoice_services
+from tests.e2e.conftest import ARTIFACTS
+from tests.invoices.conftest import invoice  # noqa: F401  (a closed October bill with its draft invoice)
+from tests.metering.conftest import prices  # noqa: F401
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+def log_in(page, live_server, username: str) -> None:  # type: ignore[no-untyped-def]
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", "pw-for-tests")
+    page.click("button[type=submit].primary")
+    page.wait_for_load_state()
+
+
+def test_finance_approves_an_invoice_submitted_by_someone_else_and_records_a_payment(
+    world,
+    invoice,  # noqa: F811  (the fixture imported above)
+    live_server,
+    browser_page,
+) -> None:
+    invoice_services.invoice_submit(actor=world.users["am"], invoice=invoice)
+    page = browser_page
+    log_in(page, live_server, "fin")
+    page.click("text=All invoices")
+    page.click("text=Review")
+    assert "Submitted by am-alice" in page.content()
+    page.click("text=Approve and issue")
+    page.wait_for_load_state()
+    heading = page.locator("h1").inner_text()
+    assert heading.startswith("INV-") and "Issued" in heading
+    number = heading.split()[0]
+    page.fill("input[name=reference]", "BANK-2026-12-01")
+    page.fill("input[name=amount]", "26.43")
+    page.click("text=Record payment")
+    page.wait_for_load_state()
+    assert "Payment recorded" in page.content() and "Paid" in page.locator("h1").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "finance-invoice-paid.png"), full_page=True)
+    invoice.refresh_from_db()
+    assert (invoice.number, invoice.status) == (number, "paid")
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    bodies: list[bytes] = []
+
+    def do_POST(self) -> None:  # noqa: N802
+        type(self).bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+
+def test_account_manager_sets_up_a_tenant_and_the_admin_adds_a_webhook(
+    world,
+    prices,  # noqa: F811  (the fixture imported above)
+    live_server,
+    browser_page,
+) -> None:
+    page = browser_page
+    log_in(page, live_server, "am-alice")
+    page.click("text=All tenants")
+    page.fill("#id_slug", "delta")
+    page.fill("#id_name", "Delta Labs")
+    page.fill("#id_legal_name", "Delta Labs GmbH")
+    page.fill("#id_country", "DE")
+    page.fill("#id_billing_currency", "EUR")
+    page.fill("#id_timezone", "Europe/Berlin")
+    page.click("form >> text=Create")
+    page.wait_for_url(f"{live_server.url}/t/delta/")
+    # a contract with a rate override, activated
+    page.click("nav.mainnav >> text=Contracts")
+    page.fill("#id_starts_on", "2026-12-01")
+    page.fill("#id_billing_currency", "EUR")
+    page.fill("#id_tax_percent", "19")
+    page.fill("#id_tax_label", "MwSt. 19%")
+    page.fill("#id_rate_overrides", "gpt-4o input=2 output=8")
+    page.click("text=Create draft")
+    page.wait_for_load_state()
+    assert "Draft contract C-delta-001 created" in page.content()
+    page.click("text=Activate this contract")
+    page.wait_for_load_state()
+    assert "is active" in page.content() and "gpt-4o" in page.content()
+    # a budget
+    page.click("nav.mainnav >> text=Budgets")
+    page.fill("#id_name", "Delta monthly")
+    page.select_option("#id_period", "month")
+    page.fill("#id_limit_amount", "500")
+    page.click("text=Create budget")
+    page.wait_for_load_state()
+    assert "Budget created" in page.content() and "Delta monthly" in page.content()
+    page.screenshot(path=str(ARTIFACTS / "account-manager-budget.png"), full_page=True)
+
+    # the tenant admin of Alpha: an API key (secret once) and a webhook channel with a test message
+    server = HTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        page.context.clear_cookies()  # signed out
+        log_in(page, live_server, "alpha-admin")
+        page.click("text=Projects & keys")
+        page.click("text=Alpha Chatbot")
+        page.fill("#id_name", "gateway key")
+        page.click("text=Create key")
+        assert page.locator("#new-key-value").inner_text().startswith("mlk_")
+        page.goto(f"{live_server.url}/t/alpha/channels/")
+        page.fill("#id_name", "Ops webhook")
+        page.select_option("#id_kind", "webhook")
+        page.fill("#id_target", f"http://127.0.0.1:{server.server_port}/meterline")
+        page.fill("#id_secret", "whsec-e2e")
+        page.click("text=Add channel")
+        page.wait_for_load_state()
+        page.click("text=Send test")
+        page.wait_for_load_state()
+        assert "Test message sent" in page.content()
+        page.screenshot(path=str(ARTIFACTS / "tenant-admin-webhook-test.png"), full_page=True)
+    finally:
+        server.shutdown()
+    assert json.loads(_Receiver.bodies[-1])["type"] == "test"
