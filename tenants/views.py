@@ -82,6 +82,8 @@ def home(request: HttpRequest) -> HttpResponse:
 @login_required
 def tenant_overview(request: HttpRequest, tenant: str) -> HttpResponse:
     tenant_obj = tenant_get_for_user(user=request.user, slug=tenant)
+    from metering.dashboard import dashboard
+
     projects = projects_for_user(request.user, tenant_obj).annotate(
         key_count=Count("api_keys", filter=Q(api_keys__revoked_at__isnull=True))
     )
@@ -89,6 +91,7 @@ def tenant_overview(request: HttpRequest, tenant: str) -> HttpResponse:
         request,
         "portal/tenant_overview.html",
         {
+            **dashboard(request.user, tenant_obj),
             "tenant": tenant_obj,
             "projects": projects,
             "membership": membership_for(user=request.user, tenant=tenant_obj),

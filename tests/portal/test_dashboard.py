@@ -1,0 +1,64 @@
+"""The tenant dashboard: month-to-date spend, forecast and budgets for those who see billing; breakdowns with
+drill-down links; a developer sees only their projects' usage, in USD, without bills or budgets."""
+
+import datetime as dt
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from billing.budgets import budget_create
+from metering.services import IngestScope, events_ingest
+from tests.factories import api_key_for
+from tests.metering.conftest import prices  # noqa: F401  (the price-book fixture)
+
+pytestmark = pytest.mark.django_db
+
+
+def portal(world, name: str) -> Client:  # type: ignore[no-untyped-def]
+    client = Client()
+    client.force_login(world.users[name])
+    return client
+
+
+def test_the_dashboard_shows_spend_budgets_and_breakdowns(world, prices, django_capture_on_commit_callbacks) -> None:  # noqa: F811
+    world.alpha.billing_currency = "USD"
+    world.alpha.save()
+    budget_create(actor=None, tenant=world.alpha, name="Alpha cap", scope="tenant", period="month", limit_amount=10)
+    research_key, _secret = api_key_for(world.alpha_other_project)
+    now = timezone.now()
+    with django_capture_on_commit_callbacks(execute=True):
+        events_ingest(
+            scope=IngestScope(kind="project_key", api_key=world.alpha_key),
+            raw_events=[
+                {
+                    "event_id": "d1",
+                    "timestamp": (now - dt.timedelta(minutes=2)).isoformat(),
+                    "model": "gpt-4o",
+                    "feature": "chat",
+                    "end_user": "u-1",
+                    "usage": {"input_tokens": 1_000_000},
+                }
+            ],
+        )
+        events_ingest(
+            scope=IngestScope(kind="project_key", api_key=research_key),
+            raw_events=[
+                {
+                    "event_id": "d2",
+                    "timestamp": (now - dt.timedelta(minutes=2)).isoformat(),
+                    "model": "o3",
+                    "feature": "agents",
+                    "usage": {"input_tokens": 500_000},
+                }
+            ],
+        )
+    page = portal(world, "alpha_member").get("/t/alpha/").content.decode()
+    # 1,000,000 × 2.5 + 500,000 × 2 = 3.50 USD
+    assert "Month to date" in page and "$3.50" in page and "Month-end forecast" in page
+    assert "Alpha cap" in page and "35%" in page
+    assert "By model" in page and "gpt-4o" in page and "?preset=mtd&amp;model=gpt-4o" in page
+    assert "Last 30 days" in page and "<svg" in page
+    developer = portal(world, "alpha_dev").get("/t/alpha/").content.decode()
+    assert "$2.50" in developer and "o3" not in developer  # only the chatbot project
+    assert "Alpha cap" not in developer and "Month-end forecast" not in developer
