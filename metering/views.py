@@ -87,6 +87,12 @@ def _explorer_query(request: HttpRequest, tenant: Any) -> tuple[UsageQuery, dict
     return query, state
 
 
+def _export_query(tenant: Any, query: UsageQuery) -> str:
+    """The usage export API's query for what is on screen."""
+    filters = {k: ("true" if v is True else "false" if v is False else v) for k, v in query.filters.items()}
+    return urlencode(dict(filters, tenant=tenant.slug, start=query.start.isoformat(), end=query.end.isoformat()))
+
+
 @login_required
 def usage_explorer(request: HttpRequest, tenant: str) -> HttpResponse:
     tenant_obj = tenant_get_for_user(user=request.user, slug=tenant)
@@ -120,7 +126,7 @@ def usage_explorer(request: HttpRequest, tenant: str) -> HttpResponse:
         elif state["group_by"] == "day" and value:
             drill.update(start=value, end=value)
         row["events_url"] = "?" + urlencode(drill)
-    export = urlencode(dict(base_filters, tenant=tenant_obj.slug, **dates))
+    export = _export_query(tenant_obj, query)
     projects = projects_for_user(request.user, tenant_obj).order_by("name")
     return render(
         request,
@@ -157,6 +163,7 @@ def usage_events(request: HttpRequest, tenant: str) -> HttpResponse:
             "page": page,
             "state": state,
             "query_string": params.urlencode(),
+            "export_query": _export_query(tenant_obj, query),
         },
     )
 

@@ -5,6 +5,7 @@ webhook channel and sends a test to a live receiver."""
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -128,3 +129,54 @@ def test_account_manager_sets_up_a_tenant_and_the_admin_adds_a_webhook(
     finally:
         server.shutdown()
     assert json.loads(_Receiver.bodies[-1])["type"] == "test"
+
+
+def test_a_customer_reads_the_dashboard_drills_to_events_exports_and_downloads_the_invoice(
+    world,
+    invoice,  # noqa: F811  (the fixture imported above)
+    live_server,
+    browser_page,
+) -> None:
+    import io
+
+    from django.utils import timezone
+    from openpyxl import load_workbook
+
+    from invoices.tasks import invoice_render
+    from metering.services import IngestScope, events_ingest
+
+    events_ingest(
+        scope=IngestScope(kind="project_key", api_key=world.alpha_key),
+        raw_events=[
+            {
+                "event_id": f"now-{n}",
+                "timestamp": timezone.now().isoformat(),
+                "model": "gpt-4o",
+                "feature": "chat",
+                "usage": {"input_tokens": 10_000 * (n + 1), "output_tokens": 500},
+            }
+            for n in range(3)
+        ],
+    )
+    invoice_services.invoice_submit(actor=world.users["am"], invoice=invoice)
+    invoice_services.invoice_approve(actor=world.users["finance2"], invoice=invoice)
+    invoice_render(invoice.pk)
+    invoice.refresh_from_db()
+
+    page = browser_page
+    log_in(page, live_server, "alpha-owner")
+    assert "Month to date" in page.content() and "By model" in page.content()
+    page.screenshot(path=str(ARTIFACTS / "customer-dashboard.png"), full_page=True)
+    page.click("#dash-model >> xpath=.. >> text=gpt-4o")
+    page.wait_for_load_state()
+    assert page.locator("h1").inner_text() == "Usage events" and "now-2" in page.content()
+    with page.expect_download() as download_info:
+        page.click("text=Export XLSX")
+    workbook = load_workbook(io.BytesIO(Path(download_info.value.path()).read_bytes()))
+    assert {"Summary", "Detailed"} <= set(workbook.sheetnames)
+    page.click("nav.mainnav >> text=Invoices")
+    assert invoice.number in page.content()
+    with page.expect_download() as pdf_info:
+        page.click("text=Download")
+    assert Path(pdf_info.value.path()).read_bytes()[:4] == b"%PDF"
+    assert pdf_info.value.suggested_filename == f"{invoice.number}.pdf"
