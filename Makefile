@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export DATABASE_URL_TEST ?= postgres://postgres@127.0.0.1:5432/meterline
 export REDIS_URL_TEST ?= redis://127.0.0.1:6379/1
 
-.PHONY: demo test lint pytest bench messages services install install-dev clean
+.PHONY: demo test lint pytest bench messages services install install-dev clean screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ test: lint pytest
 bench: install-dev messages services
 	DATABASE_URL=$${DATABASE_URL:-$(DATABASE_URL_TEST)} REDIS_URL=$${REDIS_URL:-$(REDIS_URL_TEST)} \
 		$(BIN)/python bench/run.py
+
+# README screenshots from a running demo portal (`make demo` in another terminal).
+screenshots: install-dev
+	$(BIN)/python bin/screenshots.py
 
 clean:
 	rm -rf $(VENV) var
