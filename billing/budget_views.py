@@ -120,3 +120,26 @@ def channel_test(request: HttpRequest, tenant: str, pk: int) -> HttpResponse:
         else:
             messages.error(request, _("The test failed: %(error)s") % {"error": delivery.last_error})
     return redirect("portal:channels", tenant=tenant_obj.slug)
+
+
+@login_required
+@require_POST
+def budget_raise_decide(request: HttpRequest, tenant: str, pk: int) -> HttpResponse:
+    from billing.budgets import RaiseRefused, raise_decide
+
+    tenant_obj = _tenant(request, tenant)
+    raise_obj = get_object_or_404(BudgetRaiseRequest, budget__tenant=tenant_obj, pk=pk)
+    try:
+        decided = raise_decide(
+            actor=request.user,
+            raise_request=raise_obj,
+            approve=request.POST.get("action") == "approve",
+            note=request.POST.get("note", "")[:2000],
+        )
+    except RaiseRefused as refused:
+        if refused.status == 403:
+            raise PermissionDenied(refused.message) from None
+        messages.error(request, refused.message)
+    else:
+        messages.success(request, _("Raise %(status)s.") % {"status": decided.get_status_display()})
+    return redirect("portal:budgets", tenant=tenant_obj.slug)

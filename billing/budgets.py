@@ -641,3 +641,32 @@ def quota_decide(
                     decision, chosen = "downgrade", cheaper
                     reason = f"Budget '{budget.name}' is at {state.percent}% of its limit: use {cheaper}."
     return QuotaDecision(decision, chosen, reason, states)
+
+
+def tenants_spend_and_budgets(tenants: list[Any]) -> dict[int, tuple[Decimal, Decimal | None]]:
+    """For the staff tenant list: month-to-date cost (USD, tenant-local month) and the highest percent of a budget
+    in its current period, per tenant."""
+    from django.db.models import Q
+
+    from metering.models import UsageRollup
+    from metering.services import rollups_flush
+
+    if not tenants:
+        return {}
+    rollups_flush()  # read-your-writes, as every usage read
+    now = timezone.now()
+    scope = Q()
+    for tenant in tenants:
+        scope |= Q(tenant_id=tenant.pk, day__gte=local_day(now, tenant.timezone).replace(day=1))
+    costs = dict(
+        UsageRollup.objects.filter(scope, grain="day")
+        .values("tenant_id")
+        .annotate(cost=Sum("cost"))
+        .values_list("tenant_id", "cost")
+    )
+    budgets = list(Budget.objects.filter(tenant__in=tenants, active=True).select_related("tenant"))
+    highest: dict[int, Decimal] = {}
+    for state in budget_states(budgets, now=now):
+        tenant_id = state.budget.tenant_id
+        highest[tenant_id] = max(highest.get(tenant_id, Decimal(0)), state.percent)
+    return {t.pk: (Decimal(costs.get(t.pk) or 0), highest.get(t.pk)) for t in tenants}

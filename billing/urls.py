@@ -8,6 +8,11 @@ urlpatterns = [
     path("t/<slug:tenant>/contracts/", views.contracts, name="contracts"),
     path("t/<slug:tenant>/contracts/<int:pk>/", views.contract_detail, name="contract"),
     path("t/<slug:tenant>/budgets/", budget_views.budgets, name="budgets"),
+    path(
+        "t/<slug:tenant>/budget-raises/<int:pk>/decide/",
+        budget_views.budget_raise_decide,
+        name="budget-raise-decide",
+    ),
     path("t/<slug:tenant>/channels/", budget_views.channels, name="channels"),
     path("t/<slug:tenant>/channels/<int:pk>/test/", budget_views.channel_test, name="channel-test"),
     path("staff/bills/", views.finance_bills, name="finance-bills"),

@@ -281,6 +281,12 @@ def staff_tenants(request: HttpRequest) -> HttpResponse:
     if query:
         tenant_list = tenant_list.filter(Q(name__icontains=query) | Q(slug__icontains=query))
     page = Paginator(tenant_list, 50).get_page(request.GET.get("page"))
+    from billing.budgets import tenants_spend_and_budgets
+
+    spend = tenants_spend_and_budgets(list(page.object_list))
+    for tenant_row in page.object_list:
+        row: Any = tenant_row
+        row.mtd_usd, row.budget_percent = spend.get(tenant_row.pk, (None, None))
     return render(
         request,
         "portal/staff_tenants.html",

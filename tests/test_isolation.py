@@ -125,6 +125,7 @@ OBJECT_KWARGS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "portal:credit-note-pdf": lambda w: {"tenant": w.alpha.slug, "pk": w.alpha_credit_note.pk},
     "portal:budgets": lambda w: {"tenant": w.alpha.slug},
     "portal:channels": lambda w: {"tenant": w.alpha.slug},
+    "portal:budget-raise-decide": lambda w: {"tenant": w.alpha.slug, "pk": w.alpha_raise.pk},
     "portal:channel-test": lambda w: {"tenant": w.alpha.slug, "pk": w.alpha_channel.pk},
     "portal:bills": lambda w: {"tenant": w.alpha.slug},
     "portal:bill": lambda w: {"tenant": w.alpha.slug, "pk": w.alpha_bill.pk},

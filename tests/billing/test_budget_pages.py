@@ -62,3 +62,53 @@ def test_channels_page_adds_a_channel_and_sends_a_test(world) -> None:
     wrong = admin.post("/t/alpha/channels/", {"name": "Hook", "kind": "webhook", "target": "not a url"})
     assert wrong.status_code == 200 and "http(s) URL" in wrong.content.decode()
     assert portal(world, "alpha_member").post(f"/t/alpha/channels/{channel.pk}/test/").status_code == 403
+
+
+def test_the_account_manager_decides_raises_and_sees_tenants_spend(
+    world, prices, django_capture_on_commit_callbacks
+) -> None:
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from billing.budgets import budget_create, raise_request
+    from billing.models import BudgetRaiseRequest
+    from metering.services import IngestScope, events_ingest
+
+    world.alpha.billing_currency = "USD"
+    world.alpha.save()
+    budget = budget_create(actor=None, tenant=world.alpha, name="Cap", scope="tenant", period="month", limit_amount=5)
+    with django_capture_on_commit_callbacks(execute=True):
+        events_ingest(
+            scope=IngestScope(kind="project_key", api_key=world.alpha_key),
+            raw_events=[
+                {
+                    "event_id": "s1",
+                    "timestamp": timezone.now().isoformat(),
+                    "model": "gpt-4o",
+                    "usage": {"input_tokens": 1_000_000},
+                }
+            ],
+        )
+    asked = raise_request(
+        actor=world.users["alpha_admin"],
+        budget=budget,
+        amount=5,
+        until=timezone.now().date() + dt.timedelta(days=1),
+        reason="demo day",
+    )
+    manager = portal(world, "am")
+    page = manager.get("/t/alpha/budgets/").content.decode()
+    assert "demo day" in page and 'value="approve"' in page
+    assert (
+        portal(world, "alpha_admin")
+        .post(f"/t/alpha/budget-raises/{asked.pk}/decide/", {"action": "approve"})
+        .status_code
+        == 403
+    )
+    decided = manager.post(f"/t/alpha/budget-raises/{asked.pk}/decide/", {"action": "approve"}, follow=True)
+    assert "Raise Approved" in decided.content.decode()
+    assert BudgetRaiseRequest.objects.get(pk=asked.pk).status == "approved"
+    tenants = manager.get("/staff/tenants/").content.decode()
+    # 1,000,000 × 2.5 = 2.50 USD this month; 2.50 of 5 + 5 raised = 25 %
+    assert "2.50" in tenants and "25%" in tenants
