@@ -180,3 +180,15 @@ def test_a_customer_reads_the_dashboard_drills_to_events_exports_and_downloads_t
         page.click("text=Download")
     assert Path(pdf_info.value.path()).read_bytes()[:4] == b"%PDF"
     assert pdf_info.value.suggested_filename == f"{invoice.number}.pdf"
+
+
+@pytest.mark.parametrize("path", ["/t/alpha/", "/t/alpha/bills/", "/t/alpha/budgets/", "/t/alpha/invoices/"])
+def test_pages_fit_a_phone_width_screen(world, prices, live_server, browser_page, path) -> None:  # noqa: F811
+    page = browser_page
+    page.set_viewport_size({"width": 390, "height": 844})
+    log_in(page, live_server, "alpha-owner")
+    page.goto(live_server.url + path)
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 1, f"{path} is {overflow}px wider than a 390px screen"
+    if path == "/t/alpha/":
+        page.screenshot(path=str(ARTIFACTS / "phone-dashboard.png"), full_page=True)
