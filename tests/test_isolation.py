@@ -48,6 +48,7 @@ STAFF_PAGES = {
     "portal:finance-bills-close",
     "portal:fx-rates",
     "portal:finance-invoices",
+    "portal:gateway-tokens",
     "portal:finance-export",
 }
 
