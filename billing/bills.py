@@ -22,7 +22,7 @@ from django.utils.text import slugify
 from billing.bill_math import MILLION, BillTotals, Terms, UsageGroup, bill_compute
 from billing.contracts import ContractTerms, contracts_in_force, terms_of
 from billing.fx import PRICE_CURRENCY, fx_rate_in_force
-from billing.models import Bill, BillLine, CloseBlock, Contract, FxRate
+from billing.models import Bill, BillLine, CloseBlock, Contract
 from billing.money import quantize_money
 from core.audit import audit_record
 from metering.models import ModelPrice, UsageEvent
@@ -723,8 +723,3 @@ def bill_preview(tenant: Tenant, *, now: dt.datetime | None = None) -> Preview:
         forecast = bill_compute(projected, terms, adjustments)
     return Preview(tenant, period, now, [draft], forecast, fx, currency, elapsed.quantize(Decimal("0.0001")))
 
-
-def fx_rate_for_bill(bill: Bill) -> FxRate | None:
-    if bill.fx_rate_date is None:
-        return None
-    return FxRate.objects.filter(base=PRICE_CURRENCY, quote=bill.currency, date=bill.fx_rate_date).first()

@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, Max, Q, Sum
+from django.db.models import Count, F, Max, Sum
 from django.utils import timezone
 
 from metering.models import Anomaly, EndUserRollup, UsageEvent, UsageRollup
@@ -298,6 +298,3 @@ def anomalies_backfill(*, hours: int, now: dt.datetime | None = None, tenants: A
         found += anomalies_scan(now=now - dt.timedelta(hours=back), tenants=tenants)
     return found
 
-
-def open_anomalies(tenant: Any) -> Any:
-    return Anomaly.objects.filter(tenant=tenant).filter(Q(status=Anomaly.Status.OPEN))
