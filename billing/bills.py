@@ -722,4 +722,3 @@ def bill_preview(tenant: Tenant, *, now: dt.datetime | None = None) -> Preview:
         ]
         forecast = bill_compute(projected, terms, adjustments)
     return Preview(tenant, period, now, [draft], forecast, fx, currency, elapsed.quantize(Decimal("0.0001")))
-

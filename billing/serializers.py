@@ -153,21 +153,27 @@ class BillLineSerializer(serializers.Serializer):
     description = serializers.CharField()
 
     def to_representation(self, line: Any) -> dict[str, Any]:
-        currency = self.context["currency"]
-        project = self.context.get("project")
-        return {
-            "kind": line.kind,
-            "model": line.model or None,
-            "bucket": line.bucket or None,
-            "quantity": line.quantity,
-            "unit_price": decimal_str(line.unit_price, 6) if line.unit_price is not None else None,
-            "amount_usd": f"{line.amount_usd:.6f}" if line.amount_usd is not None else None,
-            "amount": money_str(line.amount, currency),
-            "estimated_quantity": line.estimated_quantity,
-            "project": project,
-            "period": f"{line.period:%Y-%m}" if line.period else self.context["period"],
-            "description": line.description,
-        }
+        body = line_json(
+            line, self.context["currency"], project=self.context.get("project"), period=self.context["period"]
+        )
+        body["estimated_quantity"] = line.estimated_quantity
+        return body
+
+
+def line_json(line: Any, currency: str, *, project: str | None, period: str) -> dict[str, Any]:
+    """A bill or invoice line as SPEC §7 shows it: amounts as strings with the currency's exact minor digits."""
+    return {
+        "kind": line.kind,
+        "model": line.model or None,
+        "bucket": line.bucket or None,
+        "quantity": line.quantity,
+        "unit_price": decimal_str(line.unit_price, 6) if line.unit_price is not None else None,
+        "amount_usd": f"{line.amount_usd:.6f}" if line.amount_usd is not None else None,
+        "amount": money_str(line.amount, currency),
+        "project": project,
+        "period": f"{line.period:%Y-%m}" if line.period else period,
+        "description": line.description,
+    }
 
 
 class ForecastSerializer(serializers.Serializer):

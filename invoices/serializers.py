@@ -5,7 +5,7 @@ from typing import Any
 from rest_framework import serializers
 
 from billing.money import money_str
-from billing.serializers import decimal_str
+from billing.serializers import decimal_str, line_json
 from invoices.models import CreditNote, Invoice, Payment
 
 
@@ -147,18 +147,7 @@ class InvoiceSerializer(serializers.Serializer):
             "buyer": {k: v for k, v in invoice.buyer.items() if k != "billing_emails"},
             "pdf_ready": invoice.pdf_ready,
             "lines": [
-                {
-                    "kind": line.kind,
-                    "model": line.model or None,
-                    "bucket": line.bucket or None,
-                    "quantity": line.quantity,
-                    "unit_price": decimal_str(line.unit_price, 6) if line.unit_price is not None else None,
-                    "amount_usd": f"{line.amount_usd:.6f}" if line.amount_usd is not None else None,
-                    "amount": money(line.amount),
-                    "project": line.project or None,
-                    "period": f"{line.period:%Y-%m}",
-                    "description": line.description,
-                }
+                line_json(line, currency, project=line.project or None, period=f"{invoice.period:%Y-%m}")
                 for line in invoice.lines.all()
             ],
             "payments": [PaymentSerializer(p).data for p in invoice.payments.all()],
