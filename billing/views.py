@@ -3,7 +3,6 @@ overview of bills and closing, and FX rates."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Any
 
 from django.contrib import messages
@@ -22,41 +21,21 @@ from billing.contracts import ContractRuleViolation, contract_activate, contract
 from billing.forms import CloseMonthForm, ContractForm, FxRateForm
 from billing.fx import PRICE_CURRENCY, fx_rate_add
 from billing.models import Bill, CloseBlock, Contract, FxRate
+from billing.portal import billing_tenant, line_groups, require_staff
 from billing.selectors import bills_for_user
 from billing.serializers import ContractSerializer
 from tenants.roles import FINANCE, PLATFORM_ADMINS
 from tenants.selectors import (
-    can_see_billing,
     has_staff_role,
-    is_staff_member,
     manages_as_staff,
     tenant_get_for_user,
     tenants_for_user,
 )
 
 
-def _billing_tenant(request: HttpRequest, slug: str) -> Any:
-    tenant = tenant_get_for_user(user=request.user, slug=slug)
-    if not can_see_billing(request.user, tenant):
-        raise PermissionDenied(_("Bills and contracts are for the tenant's owners, admins and members."))
-    return tenant
-
-
-def _line_groups(lines: list[Any]) -> tuple[list[tuple[str, list[Any]]], list[Any]]:
-    """Usage lines by model (in bill order), and the other lines (tiers, discount, commitment, adjustments)."""
-    by_model: dict[str, list[Any]] = defaultdict(list)
-    others = []
-    for line in lines:
-        if line.kind == "usage":
-            by_model[line.model].append(line)
-        else:
-            others.append(line)
-    return list(by_model.items()), others
-
-
 @login_required
 def bills(request: HttpRequest, tenant: str) -> HttpResponse:
-    tenant_obj = _billing_tenant(request, tenant)
+    tenant_obj = billing_tenant(request, tenant)
     preview, preview_error = None, None
     try:
         preview = bill_preview(tenant_obj)
@@ -80,10 +59,10 @@ def bills(request: HttpRequest, tenant: str) -> HttpResponse:
 
 @login_required
 def bill_detail(request: HttpRequest, tenant: str, pk: int) -> HttpResponse:
-    tenant_obj = _billing_tenant(request, tenant)
+    tenant_obj = billing_tenant(request, tenant)
     bill = get_object_or_404(bills_for_user(request.user).filter(tenant=tenant_obj), pk=pk)
     lines = list(bill.lines.all())
-    usage_by_model, other_lines = _line_groups(lines)
+    usage_by_model, other_lines = line_groups(lines)
     estimated_share = (bill.estimated_amount / bill.usage_subtotal * 100) if bill.usage_subtotal else 0
     return render(
         request,
@@ -118,7 +97,7 @@ def _contract_data(form: ContractForm, partial: bool = False, contract: Contract
 
 @login_required
 def contracts(request: HttpRequest, tenant: str) -> HttpResponse:
-    tenant_obj = _billing_tenant(request, tenant)
+    tenant_obj = billing_tenant(request, tenant)
     can_edit = manages_as_staff(request.user, tenant_obj)
     form = ContractForm(initial={"billing_currency": tenant_obj.billing_currency})
     if request.method == "POST":
@@ -139,7 +118,7 @@ def contracts(request: HttpRequest, tenant: str) -> HttpResponse:
 
 @login_required
 def contract_detail(request: HttpRequest, tenant: str, pk: int) -> HttpResponse:
-    tenant_obj = _billing_tenant(request, tenant)
+    tenant_obj = billing_tenant(request, tenant)
     contract = get_object_or_404(Contract, tenant=tenant_obj, pk=pk)
     can_edit = manages_as_staff(request.user, tenant_obj) and contract.status == Contract.Status.DRAFT
     form = ContractForm(initial=ContractForm.initial_from(contract))
@@ -169,11 +148,6 @@ def contract_detail(request: HttpRequest, tenant: str, pk: int) -> HttpResponse:
 # --- finance ------------------------------------------------------------------------------------------
 
 
-def _require_staff(request: HttpRequest) -> None:
-    if not is_staff_member(request.user):
-        raise PermissionDenied(_("Provider staff only."))
-
-
 def _can_close(user: Any) -> bool:
     return has_staff_role(user, FINANCE, PLATFORM_ADMINS)
 
@@ -181,7 +155,7 @@ def _can_close(user: Any) -> bool:
 @login_required
 def finance_bills(request: HttpRequest) -> HttpResponse:
     """Every bill the staff member sees, by period and status, the months that cannot close and why."""
-    _require_staff(request)
+    require_staff(request)
     visible = tenants_for_user(request.user).values("pk")
     all_bills = Bill.objects.filter(tenant__in=visible).select_related("tenant")
     periods = sorted({f"{p:%Y-%m}" for p in all_bills.values_list("period", flat=True).distinct()}, reverse=True)
@@ -254,7 +228,7 @@ def _url(name: str) -> str:
 @login_required
 def fx_rates(request: HttpRequest) -> HttpResponse:
     """USD rates by currency (staff read; finance adds rates)."""
-    _require_staff(request)
+    require_staff(request)
     can_add = has_staff_role(request.user, FINANCE)
     form = FxRateForm()
     if request.method == "POST":

@@ -19,7 +19,7 @@ from django.views.decorators.http import require_POST
 from import_export import resources
 
 from billing.bills import period_parse
-from billing.views import _billing_tenant, _line_groups
+from billing.portal import billing_tenant, line_groups, require_staff
 from invoices import services
 from invoices.models import CreditNote, Invoice, Payment
 from invoices.resources import CreditNoteResource, InvoiceResource, PaymentResource
@@ -29,14 +29,14 @@ from tenants.selectors import has_staff_role, is_staff_member, manages_as_staff,
 
 
 def _invoice(request: HttpRequest, tenant: str, pk: int) -> tuple[Any, Invoice]:
-    tenant_obj = _billing_tenant(request, tenant)
+    tenant_obj = billing_tenant(request, tenant)
     invoice = get_object_or_404(invoices_for_user(request.user).filter(tenant=tenant_obj), pk=pk)
     return tenant_obj, invoice
 
 
 @login_required
 def invoices(request: HttpRequest, tenant: str) -> HttpResponse:
-    tenant_obj = _billing_tenant(request, tenant)
+    tenant_obj = billing_tenant(request, tenant)
     shown = Invoice.objects.filter(tenant=tenant_obj).exclude(number__isnull=True).order_by("-period", "-id")
     page = Paginator(shown, 24).get_page(request.GET.get("page"))
     return render(
@@ -50,7 +50,7 @@ def invoice_detail(request: HttpRequest, tenant: str, pk: int) -> HttpResponse:
     user = request.user
     if invoice.number is None and not is_staff_member(user):
         raise Http404(_("This invoice has not been issued yet."))
-    usage_by_model, other_lines = _line_groups(list(invoice.bill.lines.all()))
+    usage_by_model, other_lines = line_groups(list(invoice.bill.lines.all()))
     return render(
         request,
         "invoices/invoice_detail.html",
@@ -139,16 +139,11 @@ def invoice_pdf(request: HttpRequest, tenant: str, pk: int) -> HttpResponse:
 
 @login_required
 def credit_note_pdf(request: HttpRequest, tenant: str, pk: int) -> HttpResponse:
-    tenant_obj = _billing_tenant(request, tenant)
+    tenant_obj = billing_tenant(request, tenant)
     note = get_object_or_404(
         CreditNote.objects.filter(invoice__in=invoices_for_user(request.user), invoice__tenant=tenant_obj), pk=pk
     )
     return _pdf_response(note.pdf if note.pdf_rendered_at else None, f"{note.number}.pdf")
-
-
-def _require_staff(request: HttpRequest) -> None:
-    if not is_staff_member(request.user):
-        raise PermissionDenied(_("Provider staff only."))
 
 
 def _staff_invoices(request: HttpRequest) -> Any:
@@ -160,7 +155,7 @@ def _staff_invoices(request: HttpRequest) -> Any:
 @login_required
 def finance_invoices(request: HttpRequest) -> HttpResponse:
     """Approval queue, invoices by status and period, overdue invoices, exports."""
-    _require_staff(request)
+    require_staff(request)
     today = timezone.now().date()
     visible = _staff_invoices(request)
     shown = visible
@@ -203,7 +198,7 @@ EXPORTS: dict[str, type[resources.ModelResource]] = {
 @login_required
 def finance_export(request: HttpRequest) -> HttpResponse:
     """?kind=invoices|credit_notes|payments&format=csv|xlsx[&period=YYYY-MM] for the accounting system."""
-    _require_staff(request)
+    require_staff(request)
     kind = request.GET.get("kind", "invoices")
     file_format = request.GET.get("format", "csv")
     if kind not in EXPORTS or file_format not in ("csv", "xlsx"):
