@@ -297,4 +297,3 @@ def anomalies_backfill(*, hours: int, now: dt.datetime | None = None, tenants: A
     for back in range(hours, -1, -1):
         found += anomalies_scan(now=now - dt.timedelta(hours=back), tenants=tenants)
     return found
-

@@ -183,6 +183,14 @@ class World:
             client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
         return client
 
+    def portal(self, username: str) -> Any:
+        """A browser-less portal client logged in as that user."""
+        from django.test import Client
+
+        client = Client()
+        client.force_login(self.users[username])
+        return client
+
     def key_client(self, secret: str) -> APIClient:
         client = APIClient()
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")

@@ -4,18 +4,11 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
-from django.test import Client
 
 from billing.models import Bill, CloseBlock, Contract, FxRate
 from tests.billing.test_bills import close, event, send
 
 pytestmark = pytest.mark.django_db
-
-
-def portal(world, name: str) -> Client:  # type: ignore[no-untyped-def]
-    client = Client()
-    client.force_login(world.users[name])
-    return client
 
 
 @pytest.fixture
@@ -27,7 +20,7 @@ def closed_bill(world, prices):  # type: ignore[no-untyped-def]
 
 
 def test_members_read_bills_and_their_lines(world, closed_bill) -> None:
-    client = portal(world, "alpha_member")
+    client = world.portal("alpha_member")
     listing = client.get("/t/alpha/bills/")
     assert listing.status_code == 200
     page = listing.content.decode()
@@ -35,19 +28,19 @@ def test_members_read_bills_and_their_lines(world, closed_bill) -> None:
     detail = client.get(f"/t/alpha/bills/{closed_bill.pk}/").content.decode()
     # 1,000,000 × 2.5 = $2.50 input; 10,000 × 10 = $0.10 output
     assert "$2.50" in detail and "$0.10" in detail and "$2.60" in detail and "Alpha Chatbot" in detail
-    assert portal(world, "alpha_dev").get("/t/alpha/bills/").status_code == 403
-    assert portal(world, "bravo_owner").get(f"/t/alpha/bills/{closed_bill.pk}/").status_code == 404
-    assert portal(world, "alpha_owner").get(f"/t/alpha/bills/{closed_bill.pk + 999}/").status_code == 404
+    assert world.portal("alpha_dev").get("/t/alpha/bills/").status_code == 403
+    assert world.portal("bravo_owner").get(f"/t/alpha/bills/{closed_bill.pk}/").status_code == 404
+    assert world.portal("alpha_owner").get(f"/t/alpha/bills/{closed_bill.pk + 999}/").status_code == 404
 
 
 def test_bills_page_explains_a_blocked_month(world, prices) -> None:
     CloseBlock.objects.create(tenant=world.alpha, period=dt.date(2026, 10, 1), code="fx_rate_missing", detail="No rate")
-    page = portal(world, "alpha_owner").get("/t/alpha/bills/").content.decode()
+    page = world.portal("alpha_owner").get("/t/alpha/bills/").content.decode()
     assert "cannot close yet" in page and "No rate" in page
 
 
 def test_account_manager_creates_edits_and_activates_a_contract(world, prices) -> None:
-    client = portal(world, "am")
+    client = world.portal("am")
     form = {
         "starts_on": "2026-12-01",
         "billing_currency": "CNY",
@@ -81,13 +74,13 @@ def test_account_manager_creates_edits_and_activates_a_contract(world, prices) -
     page = client.get(f"/t/alpha/contracts/{contract.pk}/").content.decode()
     assert "Edit draft" not in page and "gpt-4o" in page
     # a tenant owner reads contracts but cannot write them
-    owner = portal(world, "alpha_owner")
+    owner = world.portal("alpha_owner")
     assert owner.get("/t/alpha/contracts/").status_code == 200
     assert owner.post("/t/alpha/contracts/", form).status_code == 403
 
 
 def test_a_bad_contract_form_says_what_is_wrong(world) -> None:
-    response = portal(world, "am").post(
+    response = world.portal("am").post(
         "/t/alpha/contracts/",
         {
             "starts_on": "2026-12-01",
@@ -114,7 +107,7 @@ def test_finance_overview_closing_and_fx_rates(world, prices) -> None:
     world.alpha.billing_currency = "USD"
     world.alpha.save()
     send(world, event("g", "gpt-4o", input_tokens=1_000_000))
-    finance = portal(world, "finance")
+    finance = world.portal("finance")
     closed = finance.post("/staff/bills/close/", {"period": "2026-10", "tenant": "alpha"}, follow=True)
     assert "1 closed" in closed.content.decode()
     assert Bill.objects.filter(tenant=world.alpha).count() == 1
@@ -127,7 +120,7 @@ def test_finance_overview_closing_and_fx_rates(world, prices) -> None:
     assert "exists already" in duplicate.content.decode()
     assert "7.123457" in finance.get("/staff/fx-rates/", {"quote": "CNY"}).content.decode()
     # an account manager reads but neither closes nor adds rates
-    manager = portal(world, "am")
+    manager = world.portal("am")
     assert manager.get("/staff/bills/").status_code == 200
     assert manager.post("/staff/bills/close/", {"period": "2026-10"}).status_code == 403
     assert manager.post("/staff/fx-rates/", {"quote": "CNY", "date": "2026-11-21", "rate": "7"}).status_code == 403

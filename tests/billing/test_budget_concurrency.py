@@ -3,13 +3,14 @@ threshold fired exactly once."""
 
 import datetime as dt
 import threading
+from decimal import Decimal
 
 import pytest
 from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from billing.budgets import budget_create, counter_key, counter_rebuild, period_bounds
+from billing.budgets import COST_UNIT, budget_create, counter_key, counter_rebuild, period_bounds
 from billing.models import BudgetAlert
 from core.redis import redis_client
 
@@ -61,5 +62,5 @@ def test_concurrent_ingestion_counts_exactly_and_fires_each_threshold_once(world
     assert errors == []
     start, end = period_bounds("month", now.astimezone(dt.timezone(dt.timedelta(hours=8))).date())
     live = [int(v) for v in redis_client().hmget(counter_key(budget.pk, start), "cost", "tokens")]
-    assert live == list(counter_rebuild(budget, start, end)) == [int(10 / 1e-10), 4_000_000]
+    assert live == list(counter_rebuild(budget, start, end)) == [int(Decimal(10) / COST_UNIT), 4_000_000]
     assert sorted(BudgetAlert.objects.filter(budget=budget).values_list("threshold", flat=True)) == [50, 80, 100]

@@ -2,21 +2,14 @@
 
 import pytest
 from django.core import mail
-from django.test import Client
 
 from billing.models import Budget, NotificationChannel
 
 pytestmark = pytest.mark.django_db
 
 
-def portal(world, name: str) -> Client:  # type: ignore[no-untyped-def]
-    client = Client()
-    client.force_login(world.users[name])
-    return client
-
-
 def test_admins_create_budgets_members_read_them(world, prices) -> None:
-    admin = portal(world, "alpha_admin")
+    admin = world.portal("alpha_admin")
     created = admin.post(
         "/t/alpha/budgets/",
         {
@@ -33,7 +26,7 @@ def test_admins_create_budgets_members_read_them(world, prices) -> None:
     assert created.status_code == 302, created.content.decode()[:3000]
     budget = Budget.objects.get(name="Dev tokens")
     assert (budget.limit_tokens, budget.thresholds, budget.action_at_limit) == (50_000, [50, 80, 100], "block")
-    page = portal(world, "alpha_member").get("/t/alpha/budgets/").content.decode()
+    page = world.portal("alpha_member").get("/t/alpha/budgets/").content.decode()
     assert "Dev tokens" in page and "<meter" in page and "New budget" not in page
     bad = admin.post(
         "/t/alpha/budgets/",
@@ -48,12 +41,12 @@ def test_admins_create_budgets_members_read_them(world, prices) -> None:
         },
     )
     assert bad.status_code == 200 and "No project" in bad.content.decode()
-    assert portal(world, "alpha_member").post("/t/alpha/budgets/", {"name": "x"}).status_code == 403
-    assert portal(world, "alpha_dev").get("/t/alpha/budgets/").status_code == 403
+    assert world.portal("alpha_member").post("/t/alpha/budgets/", {"name": "x"}).status_code == 403
+    assert world.portal("alpha_dev").get("/t/alpha/budgets/").status_code == 403
 
 
 def test_channels_page_adds_a_channel_and_sends_a_test(world) -> None:
-    admin = portal(world, "alpha_admin")
+    admin = world.portal("alpha_admin")
     added = admin.post("/t/alpha/channels/", {"name": "Ops", "kind": "email", "target": "ops@alpha.example"})
     assert added.status_code == 302
     channel = NotificationChannel.objects.get(tenant=world.alpha, name="Ops")
@@ -61,7 +54,7 @@ def test_channels_page_adds_a_channel_and_sends_a_test(world) -> None:
     assert "Test message sent" in sent and mail.outbox[-1].to == ["ops@alpha.example"]
     wrong = admin.post("/t/alpha/channels/", {"name": "Hook", "kind": "webhook", "target": "not a url"})
     assert wrong.status_code == 200 and "http(s) URL" in wrong.content.decode()
-    assert portal(world, "alpha_member").post(f"/t/alpha/channels/{channel.pk}/test/").status_code == 403
+    assert world.portal("alpha_member").post(f"/t/alpha/channels/{channel.pk}/test/").status_code == 403
 
 
 def test_the_account_manager_decides_raises_and_sees_tenants_spend(
@@ -97,11 +90,11 @@ def test_the_account_manager_decides_raises_and_sees_tenants_spend(
         until=timezone.now().date() + dt.timedelta(days=1),
         reason="demo day",
     )
-    manager = portal(world, "am")
+    manager = world.portal("am")
     page = manager.get("/t/alpha/budgets/").content.decode()
     assert "demo day" in page and 'value="approve"' in page
     assert (
-        portal(world, "alpha_admin")
+        world.portal("alpha_admin")
         .post(f"/t/alpha/budget-raises/{asked.pk}/decide/", {"action": "approve"})
         .status_code
         == 403

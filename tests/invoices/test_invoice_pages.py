@@ -4,7 +4,6 @@ issues credit notes and exports for accounting."""
 import io
 
 import pytest
-from django.test import Client
 from openpyxl import load_workbook
 
 from invoices.tasks import invoice_render
@@ -12,18 +11,12 @@ from invoices.tasks import invoice_render
 pytestmark = pytest.mark.django_db
 
 
-def portal(world, name: str) -> Client:  # type: ignore[no-untyped-def]
-    client = Client()
-    client.force_login(world.users[name])
-    return client
-
-
 def act(client, invoice, **data):  # type: ignore[no-untyped-def]
     return client.post(f"/t/alpha/invoices/{invoice.pk}/action/", data, follow=True)
 
 
 def test_finance_approves_records_a_payment_and_credits_in_the_portal(world, invoice) -> None:
-    am, finance, finance2 = portal(world, "am"), portal(world, "finance"), portal(world, "finance2")
+    am, finance, finance2 = world.portal("am"), world.portal("finance"), world.portal("finance2")
     assert "Submitted for approval" in act(am, invoice, action="submit").content.decode()
     queue = finance.get("/staff/invoices/").content.decode()
     assert "Approval queue" in queue and "BILL-alpha-202610" in queue
@@ -40,13 +33,13 @@ def test_finance_approves_records_a_payment_and_credits_in_the_portal(world, inv
     credited = act(finance, invoice, action="credit_note", amount="1.06", reason="goodwill").content.decode()
     assert "Credit note CN-" in credited
     # the tenant reads it and downloads the PDF
-    owner = portal(world, "alpha_owner")
+    owner = world.portal("alpha_owner")
     listing = owner.get("/t/alpha/invoices/").content.decode()
     assert invoice.number in listing and "Download" in listing
     pdf = owner.get(f"/t/alpha/invoices/{invoice.pk}/pdf/")
     assert pdf.status_code == 200 and pdf.content[:4] == b"%PDF"
     assert owner.post(f"/t/alpha/invoices/{invoice.pk}/action/", {"action": "payment"}).status_code == 403
-    assert portal(world, "alpha_dev").get("/t/alpha/invoices/").status_code == 403
+    assert world.portal("alpha_dev").get("/t/alpha/invoices/").status_code == 403
     # exports for accounting
     csv = finance.get("/staff/invoices/export/", {"kind": "invoices", "format": "csv"}).content.decode()
     assert invoice.number in csv and "26.43" in csv and "北京阿尔法科技有限公司" in csv
@@ -60,6 +53,6 @@ def test_finance_approves_records_a_payment_and_credits_in_the_portal(world, inv
 
 
 def test_tenants_do_not_see_drafts(world, invoice) -> None:
-    owner = portal(world, "alpha_owner")
+    owner = world.portal("alpha_owner")
     assert "No invoices yet" in owner.get("/t/alpha/invoices/").content.decode()
     assert owner.get(f"/t/alpha/invoices/{invoice.pk}/").status_code == 404

@@ -4,7 +4,6 @@ drill-down links; a developer sees only their projects' usage, in USD, without b
 import datetime as dt
 
 import pytest
-from django.test import Client
 from django.utils import timezone
 
 from billing.budgets import budget_create
@@ -13,12 +12,6 @@ from tests.factories import api_key_for
 from tests.metering.conftest import prices  # noqa: F401  (the price-book fixture)
 
 pytestmark = pytest.mark.django_db
-
-
-def portal(world, name: str) -> Client:  # type: ignore[no-untyped-def]
-    client = Client()
-    client.force_login(world.users[name])
-    return client
 
 
 def test_the_dashboard_shows_spend_budgets_and_breakdowns(world, prices, django_capture_on_commit_callbacks) -> None:  # noqa: F811
@@ -53,12 +46,12 @@ def test_the_dashboard_shows_spend_budgets_and_breakdowns(world, prices, django_
                 }
             ],
         )
-    page = portal(world, "alpha_member").get("/t/alpha/").content.decode()
+    page = world.portal("alpha_member").get("/t/alpha/").content.decode()
     # 1,000,000 × 2.5 + 500,000 × 2 = 3.50 USD
     assert "Month to date" in page and "$3.50" in page and "Month-end forecast" in page
     assert "Alpha cap" in page and "35%" in page
     assert "By model" in page and "gpt-4o" in page and "?preset=mtd&amp;model=gpt-4o" in page
     assert "Last 30 days" in page and "<svg" in page
-    developer = portal(world, "alpha_dev").get("/t/alpha/").content.decode()
+    developer = world.portal("alpha_dev").get("/t/alpha/").content.decode()
     assert "$2.50" in developer and "o3" not in developer  # only the chatbot project
     assert "Alpha cap" not in developer and "Month-end forecast" not in developer
