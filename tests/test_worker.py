@@ -60,11 +60,14 @@ def worker(tmp_path):  # type: ignore[no-untyped-def]
     )
     celery_app.conf.task_always_eager = False
     celery_app.conf.task_default_queue = queue
+    routes = celery_app.conf.task_routes
+    celery_app.conf.task_routes = {}  # this worker takes every task, long ones included, from its own queue
     try:
         yield mail_dir
     finally:
         celery_app.conf.task_always_eager = True
         celery_app.conf.task_default_queue = "default"
+        celery_app.conf.task_routes = routes
         process.terminate()
         try:
             output, _ = process.communicate(timeout=20)

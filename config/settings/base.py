@@ -110,7 +110,18 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Long work (month close, invoice PDFs, rollup rebuilds) runs on its own queue so that alerts and
 # notification retries are never stuck behind it.
-CELERY_TASK_ROUTES = {"*.long.*": {"queue": "long"}}
+CELERY_TASK_ROUTES = {
+    name: {"queue": "long"}
+    for name in (
+        "billing.tasks.bills_close_due",
+        "billing.tasks.budget_counters_reconcile",
+        "billing.tasks.fx_rates_import",
+        "invoices.tasks.invoice_render",
+        "invoices.tasks.credit_note_render",
+        "metering.tasks.rerate_*",
+        "metering.tasks.anomalies_scan_task",
+    )
+}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
