@@ -206,13 +206,13 @@ class EventsView(APIView):
 # --- Reading usage --------------------------------------------------------------------------------
 
 
-def _usage_tenant(request: Request) -> tuple[Any, list[int] | None]:
+def _usage_tenant(request: Request, params: Any) -> tuple[Any, list[int] | None]:
     """The tenant whose usage is read, and the projects the caller may see in it."""
     from metering.selectors import usage_scope_projects
     from tenants.selectors import tenant_for_request
 
     if isinstance(request.auth, ApiKey):
-        slug = request.query_params.get("tenant")
+        slug = params.get("tenant")
         if slug and slug != request.auth.tenant.slug:
             from django.http import Http404
 
@@ -220,19 +220,19 @@ def _usage_tenant(request: Request) -> tuple[Any, list[int] | None]:
         return request.auth.tenant, usage_scope_projects(tenant=request.auth.tenant, api_key=request.auth)
     if not is_person(request.user):
         raise PermissionDenied("Usage is read with a project key, a personal token or a portal session.")
-    tenant = tenant_for_request(user=request.user, slug=request.query_params.get("tenant"))
+    tenant = tenant_for_request(user=request.user, slug=params.get("tenant"))
     return tenant, usage_scope_projects(tenant=tenant, user=request.user)
 
 
-def usage_query_from(request: Request, *, need_dates: bool = True, default_days: int = 30) -> Any:
+def usage_query_from(request: Request, *, need_dates: bool = True, default_days: int = 30, params: Any = None) -> Any:
     import datetime as dt
 
     from django.utils import timezone as django_timezone
 
     from metering.selectors import FILTERS, GROUP_BY, MAX_DAYS, UsageQuery
 
-    tenant, project_ids = _usage_tenant(request)
-    params = request.query_params
+    params = request.query_params if params is None else params
+    tenant, project_ids = _usage_tenant(request, params)
     errors: dict[str, list[str]] = {}
     dates: dict[str, dt.date] = {}
     for name in ("start", "end"):
@@ -330,6 +330,19 @@ class UsageEventsView(ListAPIView):
         return events_for(query, event_id=self.request.query_params.get("event_id"), extra=extra)
 
 
+def _export_kind(params: Any) -> str:
+    kind = params.get("format", "csv")
+    if kind not in ("csv", "xlsx"):
+        raise ApiError(400, "invalid", "The query has invalid parameters.", {"format": ["csv or xlsx."]})
+    return str(kind)
+
+
+def _file_response(content: bytes, content_type: str, filename: str) -> HttpResponse:
+    response = HttpResponse(content, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
 class UsageExportView(APIView):
     """Detailed events as CSV, or XLSX with a Summary (by department and project) and a Detailed sheet."""
 
@@ -339,61 +352,120 @@ class UsageExportView(APIView):
             (200, "text/csv"): OpenApiTypes.BINARY,
             (200, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"): OpenApiTypes.BINARY,
         },
+        description="Answers in the request up to METERLINE_EXPORT_MAX_ROWS events; larger exports are "
+        "requested with POST /api/v1/usage/exports and built in the background.",
     )
     def get(self, request: Request) -> HttpResponse:
-        import tablib
         from django.conf import settings
 
-        from metering.resources import UsageEventResource
-        from metering.selectors import events_for, project_summary
+        from metering.exports import ExportTooLarge, export_render
 
-        kind = request.query_params.get("format", "csv")
-        if kind not in ("csv", "xlsx"):
-            raise ApiError(400, "invalid", "The query has invalid parameters.", {"format": ["csv or xlsx."]})
+        kind = _export_kind(request.query_params)
         query = usage_query_from(request, need_dates=False)
-        events = events_for(query).order_by("occurred_at", "id")
-        limit = settings.METERLINE_EXPORT_MAX_ROWS
-        if events[limit : limit + 1].exists():
-            raise ApiError(422, "export_too_large", f"More than {limit} events: narrow the date range or add filters.")
-        detailed = UsageEventResource().export(events)
-        detailed.title = "Detailed"
-        name = f"usage-{query.tenant.slug}-{query.start:%Y%m%d}-{query.end:%Y%m%d}"
-        if kind == "csv":
-            response = HttpResponse(detailed.export("csv"), content_type="text/csv; charset=utf-8")
-            response["Content-Disposition"] = f'attachment; filename="{name}.csv"'
-            return response
-        summary = tablib.Dataset(title="Summary")
-        summary.headers = [
-            "department",
-            "project",
-            "requests",
-            "input_tokens",
-            "cached_input_tokens",
-            "cache_write_tokens",
-            "output_tokens",
-            "reasoning_tokens",
-            "cost_usd",
-        ]
-        for row in project_summary(query):
-            summary.append(
-                [
-                    row["department"] or "",
-                    row["project"],
-                    row["requests"],
-                    row["input_tokens"],
-                    row["cached_input_tokens"],
-                    row["cache_write_tokens"],
-                    row["output_tokens"],
-                    row["reasoning_tokens"],
-                    row["cost"],
-                ]
-            )
-        book = tablib.Databook([summary, detailed])
-        response = HttpResponse(
-            book.export("xlsx"), content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-        )
-        response["Content-Disposition"] = f'attachment; filename="{name}.xlsx"'
-        return response
+        try:
+            built = export_render(query, kind, limit=settings.METERLINE_EXPORT_MAX_ROWS)
+        except ExportTooLarge as exc:
+            raise ApiError(
+                422,
+                "export_too_large",
+                f"More than {exc.limit} events: narrow the date range or filters, or request a background "
+                "export with POST /api/v1/usage/exports.",
+            ) from exc
+        return _file_response(built.content, built.content_type, built.filename)
+
+
+def _export_json(export: Any, request: Request) -> dict[str, Any]:
+    from django.urls import reverse
+
+    return {
+        "id": export.pk,
+        "tenant": export.tenant.slug,
+        "format": export.format,
+        "status": export.status,
+        "start": export.query["start"],
+        "end": export.query["end"],
+        "filters": export.query.get("filters") or {},
+        "rows_total": export.rows_total,
+        "rows_done": export.rows_done,
+        "percent": export.percent,
+        "filename": export.filename,
+        "size": export.size,
+        "error": export.error,
+        "created_at": export.created_at.isoformat(),
+        "finished_at": export.finished_at.isoformat() if export.finished_at else None,
+        "download_url": request.build_absolute_uri(reverse("api:usage-export-download", args=[export.pk]))
+        if export.status == "ready"
+        else None,
+    }
+
+
+class UsageExportJobsView(APIView):
+    """Background usage exports of the calling person: request one, list them."""
+
+    permission_classes = [IsPerson]
+
+    @extend_schema(parameters=[OpenApiParameter("tenant", str)], responses=OpenApiTypes.OBJECT)
+    def get(self, request: Request) -> Response:
+        from metering.exports import exports_for_user
+        from tenants.selectors import tenant_for_request
+
+        tenant = tenant_for_request(user=request.user, slug=request.query_params.get("tenant"))
+        exports = exports_for_user(tenant=tenant, user=request.user).select_related("tenant")[:50]
+        return Response({"results": [_export_json(export, request) for export in exports]})
+
+    @extend_schema(
+        request=OpenApiTypes.OBJECT,
+        responses={202: OpenApiTypes.OBJECT},
+        description="Body (or query string): format (csv|xlsx), tenant, start, end and the filters of "
+        "/api/v1/usage/export. Answers 202 with the export; poll /api/v1/usage/exports/<id> for its progress.",
+    )
+    def post(self, request: Request) -> Response:
+        from metering.exports import ExportTooLarge, export_request
+
+        params = request.query_params.dict()
+        if isinstance(request.data, dict):
+            params.update({k: v if isinstance(v, str) else str(v).lower() for k, v in request.data.items()})
+        kind = _export_kind(params)
+        query = usage_query_from(request, need_dates=False, params=params)
+        try:
+            export = export_request(query=query, kind=kind, user=request.user)
+        except ExportTooLarge as exc:
+            raise ApiError(
+                422, "export_too_large", f"More than {exc.limit} events: narrow the date range or filters."
+            ) from exc
+        return Response(_export_json(export, request), status=status.HTTP_202_ACCEPTED)
+
+
+def _own_export(request: Request, pk: int) -> Any:
+    from django.http import Http404
+
+    from metering.models import UsageExport
+
+    export = UsageExport.objects.select_related("tenant").filter(pk=pk, requested_by=request.user.pk).first()
+    if export is None:
+        raise Http404("No such export.")
+    return export
+
+
+class UsageExportJobView(APIView):
+    permission_classes = [IsPerson]
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(_export_json(_own_export(request, pk), request))
+
+
+class UsageExportDownloadView(APIView):
+    permission_classes = [IsPerson]
+
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+    def get(self, request: Request, pk: int) -> HttpResponse:
+        from metering.exports import CONTENT_TYPES
+
+        export = _own_export(request, pk)
+        if export.status != "ready":
+            raise ApiError(409, "export_not_ready", f"The export is {export.status}; try again when it is ready.")
+        return _file_response(bytes(export.content), CONTENT_TYPES[export.format], export.filename)
 
 
 # --- Prices -----------------------------------------------------------------------------------------

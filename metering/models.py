@@ -267,3 +267,50 @@ class Anomaly(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.scope} {self.window_start:%Y-%m-%d %H:%M}"
+
+
+class UsageExport(models.Model):
+    """A usage export built in the background (too many events to answer in one request); the file
+    is kept in the database so that web and worker processes need no shared disk."""
+
+    class Format(models.TextChoices):
+        CSV = "csv", "CSV"
+        XLSX = "xlsx", "XLSX"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        READY = "ready", _("Ready")
+        FAILED = "failed", _("Failed")
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="usage_exports")
+    requested_by = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="usage_exports")
+    format = models.CharField(max_length=4, choices=Format.choices)
+    # The query as it was on screen: start, end, filters and the projects the requester could see.
+    query = models.JSONField()
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    rows_total = models.PositiveIntegerField(default=0)
+    rows_done = models.PositiveIntegerField(default=0)
+    filename = models.CharField(max_length=200, blank=True)
+    content = models.BinaryField(null=True, blank=True, editable=False)
+    size = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["tenant", "requested_by", "-created_at"], name="usage_export_owner")]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.format} {self.created_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def percent(self) -> int:
+        if self.status == self.Status.READY:
+            return 100
+        return min(99, self.rows_done * 100 // self.rows_total) if self.rows_total else 0
+
+    @property
+    def pending(self) -> bool:
+        return self.status in (self.Status.QUEUED, self.Status.RUNNING)

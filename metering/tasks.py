@@ -43,3 +43,20 @@ def anomalies_scan_task() -> int:
     from metering.anomalies import anomalies_scan
 
     return len(anomalies_scan())
+
+
+@shared_task(acks_late=True)
+def usage_export_build(export_id: int) -> int:
+    """Build a background usage export; answers the number of events written."""
+    from metering.exports import export_build
+
+    export = export_build(export_id)
+    return export.rows_done if export else 0
+
+
+@shared_task(acks_late=True)
+def usage_exports_purge() -> int:
+    """Daily: forget old background exports."""
+    from metering.exports import exports_purge
+
+    return exports_purge()

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -49,10 +50,10 @@ def _group_labels() -> dict[str, str]:
     }
 
 
-def _explorer_query(request: HttpRequest, tenant: Any) -> tuple[UsageQuery, dict[str, Any]]:
+def _explorer_query(request: HttpRequest, tenant: Any, params: Any = None) -> tuple[UsageQuery, dict[str, Any]]:
     zone = zoneinfo.ZoneInfo(tenant.timezone)
     today = timezone.now().astimezone(zone).date()
-    params = request.GET
+    params = request.GET if params is None else params
     preset = params.get("preset", "" if params.get("start") else "30d")
     if preset == "mtd":
         start, end = today.replace(day=1), today
@@ -87,10 +88,17 @@ def _explorer_query(request: HttpRequest, tenant: Any) -> tuple[UsageQuery, dict
     return query, state
 
 
-def _export_query(tenant: Any, query: UsageQuery) -> str:
-    """The usage export API's query for what is on screen."""
+def _export_context(tenant: Any, query: UsageQuery, events: int) -> dict[str, Any]:
+    """Export links for what is on screen: straight from the usage export API when small, otherwise a
+    form that starts a background export."""
     filters = {k: ("true" if v is True else "false" if v is False else v) for k, v in query.filters.items()}
-    return urlencode(dict(filters, tenant=tenant.slug, start=query.start.isoformat(), end=query.end.isoformat()))
+    dates = {"start": query.start.isoformat(), "end": query.end.isoformat()}
+    return {
+        "export_query": urlencode(dict(filters, tenant=tenant.slug, **dates)),
+        "export_fields": sorted(dict(filters, preset="", **dates).items()),
+        "export_events": events,
+        "export_background": events > settings.METERLINE_EXPORT_SYNC_ROWS,
+    }
 
 
 @login_required
@@ -126,7 +134,6 @@ def usage_explorer(request: HttpRequest, tenant: str) -> HttpResponse:
         elif state["group_by"] == "day" and value:
             drill.update(start=value, end=value)
         row["events_url"] = "?" + urlencode(drill)
-    export = _export_query(tenant_obj, query)
     projects = projects_for_user(request.user, tenant_obj).order_by("name")
     return render(
         request,
@@ -141,8 +148,8 @@ def usage_explorer(request: HttpRequest, tenant: str) -> HttpResponse:
             "presets": ["7d", "30d", "90d", "mtd"],
             "group_choices": GROUP_BY,
             "projects": projects,
-            "export_query": export,
             "group_label": _group_labels()[state["group_by"]],
+            **_export_context(tenant_obj, query, grouped["totals"]["requests"]),
         },
     )
 
@@ -163,9 +170,70 @@ def usage_events(request: HttpRequest, tenant: str) -> HttpResponse:
             "page": page,
             "state": state,
             "query_string": params.urlencode(),
-            "export_query": _export_query(tenant_obj, query),
+            **_export_context(tenant_obj, query, page.paginator.count),
         },
     )
+
+
+@login_required
+def usage_exports(request: HttpRequest, tenant: str) -> HttpResponse:
+    """The person's background exports of this tenant; POST starts one for what was on screen."""
+    from metering.exports import ExportTooLarge, export_request, exports_for_user
+
+    tenant_obj = tenant_get_for_user(user=request.user, slug=tenant)
+    if request.method == "POST":
+        query, _state = _explorer_query(request, tenant_obj, params=request.POST)
+        kind = "csv" if request.POST.get("format") == "csv" else "xlsx"
+        try:
+            export = export_request(query=query, kind=kind, user=request.user)
+        except ExportTooLarge as exc:
+            messages.error(
+                request, _("More than %(limit)s events: narrow the period or the filters.") % {"limit": exc.limit}
+            )
+            return redirect("portal:usage-exports", tenant=tenant_obj.slug)
+        return redirect("portal:usage-export", tenant=tenant_obj.slug, pk=export.pk)
+    page = Paginator(exports_for_user(tenant=tenant_obj, user=request.user), 25).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "metering/usage_exports.html",
+        {"tenant": tenant_obj, "page": page, "refresh": any(e.pending for e in page.object_list)},
+    )
+
+
+def _own_export(request: HttpRequest, tenant: str, pk: int) -> Any:
+    from django.http import Http404
+
+    from metering.exports import exports_for_user
+
+    tenant_obj = tenant_get_for_user(user=request.user, slug=tenant)
+    export = exports_for_user(tenant=tenant_obj, user=request.user).filter(pk=pk).first()
+    if export is None:
+        raise Http404
+    return export
+
+
+@login_required
+def usage_export(request: HttpRequest, tenant: str, pk: int) -> HttpResponse:
+    export = _own_export(request, tenant, pk)
+    return render(
+        request,
+        "metering/usage_export.html",
+        {"tenant": export.tenant, "export": export, "refresh": export.pending},
+    )
+
+
+@login_required
+def usage_export_download(request: HttpRequest, tenant: str, pk: int) -> HttpResponse:
+    from metering.exports import CONTENT_TYPES
+    from metering.models import UsageExport
+
+    export = _own_export(request, tenant, pk)
+    if export.status != UsageExport.Status.READY:
+        return redirect("portal:usage-export", tenant=tenant, pk=pk)
+    content = UsageExport.objects.values_list("content", flat=True).get(pk=export.pk) or b""
+    response = HttpResponse(bytes(content), content_type=CONTENT_TYPES[export.format])
+    response["Content-Disposition"] = f'attachment; filename="{export.filename}"'
+    return response
 
 
 def _require_platform_admin(request: HttpRequest) -> None:

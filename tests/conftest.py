@@ -175,6 +175,24 @@ class World:
             percent=50,
         )
 
+    @property
+    def alpha_export(self) -> Any:
+        """A finished background usage export of Alpha's owner."""
+        from metering.models import UsageExport
+
+        return UsageExport.objects.filter(tenant=self.alpha).first() or UsageExport.objects.create(
+            tenant=self.alpha,
+            requested_by=self.users["alpha_owner"],
+            format="csv",
+            query={"start": "2026-11-01", "end": "2026-11-20", "filters": {}, "project_ids": None},
+            status="ready",
+            rows_total=1,
+            rows_done=1,
+            filename="usage-alpha-20261101-20261120.csv",
+            content=b"event_id\nalpha-secret-row\n",
+            size=26,
+        )
+
     def client(self, username: str | None = None) -> APIClient:
         """An API client authenticated with a personal token of that user (or anonymous)."""
         client = APIClient()

@@ -141,3 +141,33 @@ def test_a_real_worker_renders_and_emails_the_issued_invoice(worker, world, pric
     [message] = list(worker.glob("*.log"))
     body = message.read_text()
     assert "To: ap@alpha.example" in body and f'filename="{invoice.number}.pdf"' in body
+
+
+def test_a_real_worker_builds_a_background_export(worker, world, prices) -> None:  # noqa: F811
+    """The API answers 202 at once; the worker builds the file and the requester downloads it."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from metering.services import IngestScope, events_ingest
+
+    when = timezone.now() - dt.timedelta(hours=1)
+    events_ingest(
+        scope=IngestScope(kind="project_key", api_key=world.alpha_key),
+        raw_events=[
+            {"event_id": f"x{i}", "timestamp": when.isoformat(), "model": "gpt-4o", "usage": {"input_tokens": i + 1}}
+            for i in range(250)
+        ],
+    )
+    owner = world.client("alpha_owner")
+    started = owner.post("/api/v1/usage/exports", {"format": "xlsx"}, format="json")
+    assert started.status_code == 202 and started.json()["rows_total"] == 250
+    url = f"/api/v1/usage/exports/{started.json()['id']}"
+    deadline = time.monotonic() + 60
+    state = started.json()
+    while time.monotonic() < deadline and state["status"] in ("queued", "running"):
+        time.sleep(0.2)
+        state = owner.get(url).json()
+    assert (state["status"], state["rows_done"], state["percent"]) == ("ready", 250, 100), state
+    file = owner.get(url + "/download")
+    assert file.status_code == 200 and file.content[:2] == b"PK"  # an XLSX (zip) file

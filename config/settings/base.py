@@ -120,6 +120,7 @@ CELERY_TASK_ROUTES = {
         "invoices.tasks.credit_note_render",
         "metering.tasks.rerate_*",
         "metering.tasks.anomalies_scan_task",
+        "metering.tasks.usage_export_build",
     )
 }
 CELERY_TASK_SERIALIZER = "json"
@@ -241,6 +242,12 @@ METERLINE_PREFERRED_PROVIDERS = env_list(
 METERLINE_PRICEBOOK_CHECK_SECONDS = float(env_str("METERLINE_PRICEBOOK_CHECK_SECONDS") or 1.0)
 # Synchronous usage exports stop here and ask for a narrower query.
 METERLINE_EXPORT_MAX_ROWS = env_int("METERLINE_EXPORT_MAX_ROWS", 200_000)
+# Above this many events the portal builds the export in the background (progress shown, download when ready).
+METERLINE_EXPORT_SYNC_ROWS = env_int("METERLINE_EXPORT_SYNC_ROWS", 20_000)
+# Background exports take at most this many events (one XLSX sheet holds 1,048,575 rows) and are
+# kept METERLINE_EXPORT_KEEP_DAYS days.
+METERLINE_EXPORT_BACKGROUND_MAX_ROWS = env_int("METERLINE_EXPORT_BACKGROUND_MAX_ROWS", 1_000_000)
+METERLINE_EXPORT_KEEP_DAYS = env_int("METERLINE_EXPORT_KEEP_DAYS", 7)
 
 # Periodic work (django-celery-beat installs these into its database schedule at start).
 CELERY_BEAT_SCHEDULE = {
@@ -252,6 +259,7 @@ CELERY_BEAT_SCHEDULE = {
     "anomalies-scan": {"task": "metering.tasks.anomalies_scan_task", "schedule": 60 * 60},
     "deliveries-retry-due": {"task": "billing.tasks.deliveries_retry_due", "schedule": 30.0},
     "budget-counters-reconcile": {"task": "billing.tasks.budget_counters_reconcile", "schedule": 5 * 60},
+    "usage-exports-purge": {"task": "metering.tasks.usage_exports_purge", "schedule": 24 * 60 * 60},
 }
 # An ECB eurofxref-hist CSV/zip kept current by the operator; beat imports it every six hours.
 METERLINE_FX_FILE = env_str("METERLINE_FX_FILE") or ""
