@@ -286,6 +286,17 @@ class RaiseRefused(Exception):
 
 
 @transaction.atomic
+def raises_pending(tenants: Any) -> Any:
+    """Raise requests waiting for an account manager's decision, in the given tenants, oldest first."""
+    from billing.models import BudgetRaiseRequest
+
+    return (
+        BudgetRaiseRequest.objects.filter(status=BudgetRaiseRequest.Status.PENDING, budget__tenant__in=tenants)
+        .select_related("budget", "budget__tenant", "requested_by")
+        .order_by("created_at", "id")
+    )
+
+
 def raise_request(*, actor: Any, budget: Budget, amount: Decimal, until: dt.date, reason: str) -> Any:
     from billing.models import BudgetRaiseRequest
     from core.audit import audit_record, audit_snapshot

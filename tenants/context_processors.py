@@ -3,7 +3,7 @@ from typing import Any
 from django.http import HttpRequest
 
 from tenants.roles import ACCOUNT_MANAGERS, FINANCE, PLATFORM_ADMINS
-from tenants.selectors import can_see_billing, is_person, staff_roles, tenants_for_user
+from tenants.selectors import can_see_billing, is_person, sees_all_tenants, staff_roles, tenants_for_user
 
 
 def navigation(request: HttpRequest) -> dict[str, Any]:
@@ -27,6 +27,7 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
         "nav_current_tenant": current,
         "nav_is_staff": bool(roles),
         "nav_is_account_manager": ACCOUNT_MANAGERS in roles,
+        "nav_is_account_manager_only": ACCOUNT_MANAGERS in roles and not sees_all_tenants(user),
         "nav_is_finance": FINANCE in roles,
         "nav_is_platform_admin": PLATFORM_ADMINS in roles,
     }

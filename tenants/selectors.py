@@ -37,14 +37,14 @@ def is_staff_member(user: Any) -> bool:
     return bool(staff_roles(user))
 
 
-def _sees_all_tenants(user: Any) -> bool:
+def sees_all_tenants(user: Any) -> bool:
     return has_staff_role(user, PLATFORM_ADMINS, FINANCE)
 
 
 def tenants_for_user(user: Any) -> QuerySet[Tenant]:
     if not is_person(user) or not user.is_active:
         return Tenant.objects.none()
-    if _sees_all_tenants(user):
+    if sees_all_tenants(user):
         return Tenant.objects.all()
     visible = Q(memberships__user=user)
     if has_staff_role(user, ACCOUNT_MANAGERS):
@@ -93,7 +93,7 @@ def can_see_billing(user: Any, tenant: Tenant) -> bool:
 
 def _developer_scope(user: Any) -> tuple[Q, Q]:
     """(tenants where the user sees every project, tenants where the user is a developer)."""
-    if _sees_all_tenants(user):
+    if sees_all_tenants(user):
         return Q(), Q(pk__in=[])
     full = Q(memberships__user=user, memberships__role__in=[Role.OWNER, Role.ADMIN, Role.MEMBER])
     if has_staff_role(user, ACCOUNT_MANAGERS):

@@ -30,6 +30,7 @@ from tenants.selectors import (
     membership_for,
     project_get_for_user,
     projects_for_user,
+    sees_all_tenants,
     tenant_get_for_user,
     tenants_for_user,
 )
@@ -271,22 +272,35 @@ def staff_tenants(request: HttpRequest) -> HttpResponse:
             tenant = services.tenant_create(actor=request.user, **form.cleaned_data)
             messages.success(request, _("Tenant %(name)s created.") % {"name": tenant.name})
             return redirect("portal:tenant", tenant=tenant.slug)
+    from billing.budgets import raises_pending, tenants_spend_and_budgets
+
     query = request.GET.get("q", "").strip()
+    visible = tenants_for_user(request.user)
+    # Account managers see the tenants they manage; staff who see every tenant may narrow to theirs.
+    sees_all = sees_all_tenants(request.user)
+    mine = may_create and (not sees_all or request.GET.get("mine") == "1")
+    if mine and sees_all:
+        visible = visible.filter(account_manager=request.user)
     tenant_list = (
-        tenants_for_user(request.user)
-        .select_related("account_manager")
-        .annotate(project_count=Count("projects", distinct=True))
+        visible.select_related("account_manager")
+        .annotate(
+            project_count=Count("projects", distinct=True),
+            raises_waiting=Count(
+                "budgets__raises",
+                filter=Q(budgets__raises__status="pending"),
+                distinct=True,
+            ),
+        )
         .order_by("name")
     )
     if query:
         tenant_list = tenant_list.filter(Q(name__icontains=query) | Q(slug__icontains=query))
     page = Paginator(tenant_list, 50).get_page(request.GET.get("page"))
-    from billing.budgets import tenants_spend_and_budgets
-
     spend = tenants_spend_and_budgets(list(page.object_list))
     for tenant_row in page.object_list:
         row: Any = tenant_row
         row.mtd_usd, row.budget_percent = spend.get(tenant_row.pk, (None, None))
+    waiting = list(raises_pending(visible)[:20]) if may_create else []
     return render(
         request,
         "portal/staff_tenants.html",
@@ -295,6 +309,9 @@ def staff_tenants(request: HttpRequest) -> HttpResponse:
             "form": form,
             "may_create": may_create,
             "query": query,
+            "mine": mine,
+            "sees_all": sees_all,
+            "waiting": waiting,
         },
     )
 

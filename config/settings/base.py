@@ -48,6 +48,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "tenants.middleware.TenantTimezoneMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "core.middleware.ApiErrorMiddleware",
 ]
@@ -146,6 +147,8 @@ LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
 # Overridable so that the catalogue test can regenerate it into a scratch copy.
 LOCALE_PATHS = [Path(env_str("METERLINE_LOCALE_DIR") or BASE_DIR / "locale")]
 TIME_ZONE = "UTC"
+# Staff pages that list many tenants show times in this zone; a tenant's own pages use its time zone.
+METERLINE_STAFF_TIMEZONE = env_str("METERLINE_STAFF_TIMEZONE") or "UTC"
 USE_I18N = True
 USE_TZ = True
 

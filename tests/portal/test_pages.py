@@ -143,3 +143,32 @@ def test_the_language_switch_serves_simplified_chinese(world) -> None:
     page = client.get("/t/alpha/").content.decode()
     assert 'lang="zh-hans"' in page
     assert "项目" in page and "成员" in page
+
+
+def test_the_account_managers_console_lists_their_tenants_and_waiting_raises(world) -> None:
+    raise_request = world.alpha_raise  # pending, asked by Alpha
+    page = _client(world, "am").get("/staff/tenants/")
+    html = page.content.decode()
+    assert "<h1>My tenants</h1>" in html and ">My tenants</a>" in html  # the menu names it too
+    assert [w.pk for w in page.context["waiting"]] == [raise_request.pk]
+    assert "Approve or reject" in html and "/t/alpha/budgets/#raises" in html
+    [alpha] = page.context["page"].object_list
+    assert alpha.raises_waiting == 1
+    # Another account manager (Bravo's) sees neither Alpha nor its raise.
+    other = _client(world, "am_other").get("/staff/tenants/")
+    assert other.context["waiting"] == [] and [t.slug for t in other.context["page"].object_list] == ["bravo"]
+    assert "No raise requests are waiting" in other.content.decode()
+
+
+def test_staff_who_see_every_tenant_may_narrow_to_their_own(world) -> None:
+    world.alpha.account_manager = world.users["superuser"]
+    world.alpha.save()
+    client = _client(world, "superuser")
+    every = client.get("/staff/tenants/")
+    assert {t.slug for t in every.context["page"].object_list} == {"alpha", "bravo"}
+    assert "Only tenants I manage" in every.content.decode()
+    mine = client.get("/staff/tenants/", {"mine": "1"})
+    assert [t.slug for t in mine.context["page"].object_list] == ["alpha"]
+    assert "<h1>My tenants</h1>" in mine.content.decode()
+    finance = _client(world, "finance").get("/staff/tenants/")
+    assert finance.context["waiting"] == [] and "Budget raises waiting" not in finance.content.decode()
