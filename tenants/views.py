@@ -280,7 +280,7 @@ def staff_tenants(request: HttpRequest) -> HttpResponse:
     sees_all = sees_all_tenants(request.user)
     mine = may_create and (not sees_all or request.GET.get("mine") == "1")
     if mine and sees_all:
-        visible = visible.filter(account_manager=request.user)
+        visible = visible.filter(account_manager=request.user.pk)
     tenant_list = (
         visible.select_related("account_manager")
         .annotate(
