@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from metering.charts import bar_chart
+from metering.charts import bar_chart, stacked_chart
 from metering.models import ModelPrice
 from metering.selectors import (
     FILTERS,
@@ -124,6 +124,23 @@ def usage_explorer(request: HttpRequest, tenant: str) -> HttpResponse:
         points.append((day.isoformat(), by_day.get(day.isoformat(), Decimal(0))))
         day += dt.timedelta(days=1)
     peak = max(points, key=lambda p: p[1]) if points else None
+    stacked = None
+    if state["group_by"] != "day" and rows:
+        by_group = usage_aggregate(
+            UsageQuery(
+                tenant=tenant_obj,
+                start=query.start,
+                end=query.end,
+                group_by=["day", state["group_by"]],
+                filters=query.filters,
+                project_ids=query.project_ids,
+            )
+        )
+        values: dict[str, dict[str, Decimal]] = {}
+        for row in by_group["rows"]:
+            label = str(row.get(state["group_by"]) or "—")
+            values.setdefault(label, {})[row["day"]] = row["cost"]
+        stacked = stacked_chart([day for day, _cost in points], values, others_label=_("Others"))
     base_filters = {k: ("true" if v is True else "false" if v is False else v) for k, v in query.filters.items()}
     dates = {"start": query.start.isoformat(), "end": query.end.isoformat()}
     for row in rows:
@@ -135,6 +152,9 @@ def usage_explorer(request: HttpRequest, tenant: str) -> HttpResponse:
             drill.update(start=value, end=value)
         row["events_url"] = "?" + urlencode(drill)
     projects = projects_for_user(request.user, tenant_obj).order_by("name")
+    from tenants.models import Department, Environment
+
+    departments = Department.objects.filter(tenant=tenant_obj, projects__in=projects).distinct().order_by("name")
     return render(
         request,
         "metering/usage_explorer.html",
@@ -144,10 +164,13 @@ def usage_explorer(request: HttpRequest, tenant: str) -> HttpResponse:
             "totals": grouped["totals"],
             "state": state,
             "chart": bar_chart(points),
+            "stacked": stacked,
             "peak": peak,
             "presets": ["7d", "30d", "90d", "mtd"],
             "group_choices": GROUP_BY,
             "projects": projects,
+            "departments": departments,
+            "environments": Environment.choices,
             "group_label": _group_labels()[state["group_by"]],
             **_export_context(tenant_obj, query, grouped["totals"]["requests"]),
         },

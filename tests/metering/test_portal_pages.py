@@ -77,3 +77,44 @@ def test_platform_admins_see_the_price_book_and_unpriced_queue(world, usage) -> 
 
 def test_tenant_users_cannot_open_the_price_book(world) -> None:
     assert _client(world, "alpha_owner").get("/staff/prices/").status_code == 403
+
+
+def test_the_explorer_stacks_the_daily_chart_by_the_chosen_group(world, usage) -> None:  # noqa: F811
+    page = _client(world, "alpha_owner").get("/t/alpha/usage/", {"preset": "7d", "group_by": "model"})
+    stacked = page.context["stacked"]
+    legend = {s["label"]: s["value"] for s in stacked["legend"]}
+    assert set(legend) == {"gpt-4o", "claude-sonnet-4"}
+    rows = {r["model"]: r["cost"] for r in page.context["rows"]}
+    assert legend == rows  # the layers add up to the table
+    assert sum(seg.value for seg in stacked["segments"]) == page.context["totals"]["cost"]
+    html = page.content.decode()
+    assert 'fill="url(#series-1)"' in html and '<ul class="legend">' in html  # patterns, not colour alone
+    assert "gpt-4o:" in html.split('id="stacked-desc"')[1].split("</desc>")[0]
+    by_day = _client(world, "alpha_owner").get("/t/alpha/usage/", {"preset": "7d", "group_by": "day"})
+    assert by_day.context["stacked"] is None
+
+
+def test_the_stacked_chart_keeps_five_groups_and_sums_the_rest() -> None:
+    from decimal import Decimal
+
+    from metering.charts import stacked_chart
+
+    days = ["2026-11-01", "2026-11-02"]
+    values = {f"m{i}": {"2026-11-01": Decimal(i + 1)} for i in range(7)}
+    values["m6"]["2026-11-02"] = Decimal("0.5")
+    chart = stacked_chart(days, values, others_label="Others")
+    labels = [s["label"] for s in chart["legend"]]
+    assert labels == ["m6", "m5", "m4", "m3", "m2", "Others"]
+    assert chart["legend"][-1]["value"] == Decimal(3)  # m0 (1) + m1 (2)
+    assert sum(s.value for s in chart["segments"]) == sum(sum(v.values()) for v in values.values())
+    assert max(s.y for s in chart["segments"]) < chart["plot_height"]
+
+
+def test_the_explorer_filters_by_department_environment_and_key(world, usage) -> None:  # noqa: F811
+    client = _client(world, "alpha_owner")
+    html = client.get("/t/alpha/usage/", {"preset": "7d"}).content.decode()
+    assert 'name="department"' in html and 'name="api_key"' in html and 'value="production"' in html
+    by_department = client.get("/t/alpha/usage/", {"preset": "7d", "department": world.alpha_department.code})
+    assert by_department.context["totals"]["requests"] == 3  # the chatbot project's events
+    by_key = client.get("/t/alpha/usage/", {"preset": "7d", "api_key": world.alpha_key.prefix})
+    assert by_key.context["totals"]["requests"] == 3
