@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 
 @dataclass
@@ -65,7 +66,7 @@ def stacked_chart(
     as well as its colour, so the chart reads without colour."""
     totals = sorted(((sum(by_day.values(), Decimal(0)), name) for name, by_day in values.items()), reverse=True)
     names = [name for _total, name in totals[:SERIES_LIMIT]]
-    series = [{"index": i, "label": name, "total": values[name]} for i, name in enumerate(names)]
+    series: list[dict[str, Any]] = [{"index": i, "label": name, "total": values[name]} for i, name in enumerate(names)]
     rest = [name for _total, name in totals[SERIES_LIMIT:]]
     if rest:
         merged: dict[str, Decimal] = {}
