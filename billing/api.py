@@ -8,6 +8,7 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import OuterRef, Subquery
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -619,3 +620,33 @@ class BudgetRaiseViewSet(
     @action(detail=True, methods=["post"])
     def reject(self, request: Request, pk: str | None = None) -> Response:
         return self._decide(False)
+
+
+class EstimateView(APIView):
+    """The cost estimator: the month a given traffic would make for a tenant, in its currency with tax."""
+
+    permission_classes = [IsPerson]
+
+    @extend_schema(
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+        description="Body: tenant (slug; implied for a one-tenant user), requests_per_second or requests_per_day, "
+        "input_tokens, output_tokens, cached_input_tokens?, reasoning_tokens? (averages per request), days? "
+        '(30), mix: [{"model", "share"}] with shares in percent adding up to 100.',
+    )
+    def post(self, request: Request) -> Response:
+        from rest_framework.exceptions import PermissionDenied
+
+        from billing.estimator import EstimateInvalid, estimate, estimate_json, traffic_parse
+        from tenants.selectors import tenant_for_request
+
+        data = request.data if isinstance(request.data, dict) else {}
+        slug = data.get("tenant")
+        tenant = tenant_for_request(user=request.user, slug=slug if isinstance(slug, str) else None)
+        if not can_see_billing(request.user, tenant):
+            raise PermissionDenied("Estimates use contract prices: for the tenant's owners, admins and members.")
+        try:
+            result = estimate(tenant, traffic_parse(data))
+        except EstimateInvalid as exc:
+            raise ApiError(400 if exc.code == "invalid" else 422, exc.code, exc.message, exc.fields) from None
+        return Response(dict(estimate_json(result), tenant=tenant.slug))

@@ -8,6 +8,7 @@ from billing.api import (
     BudgetViewSet,
     ChannelViewSet,
     ContractViewSet,
+    EstimateView,
     FxRateViewSet,
     QuotaCheckView,
 )
@@ -20,4 +21,8 @@ router.register("budgets", BudgetViewSet, basename="budget")
 router.register("channels", ChannelViewSet, basename="channel")
 router.register("alerts", AlertViewSet, basename="alert")
 router.register("budget-raises", BudgetRaiseViewSet, basename="budgetraise")
-urlpatterns = [path("quota/check", QuotaCheckView.as_view(), name="quota-check"), *router.urls]
+urlpatterns = [
+    path("quota/check", QuotaCheckView.as_view(), name="quota-check"),
+    path("estimate", EstimateView.as_view(), name="estimate"),
+    *router.urls,
+]

@@ -320,7 +320,7 @@ def fx_for_preview(currency: str, on: dt.date) -> FxChoice:
     return FxChoice(found.rate, found.date, found.source)
 
 
-def _terms(contract: Contract | None, currency: str, fx: FxChoice, commitment: Decimal | None = None) -> Terms:
+def bill_terms(contract: Contract | None, currency: str, fx: FxChoice, commitment: Decimal | None = None) -> Terms:
     if contract is None:
         return Terms(currency=currency, fx_rate=fx.rate)
     return Terms(
@@ -496,14 +496,14 @@ def bills_compute(
     commitment = contract.minimum_monthly_commitment if contract else Decimal(0)
     drafts = []
     for group in ordered:
-        terms = _terms(contract, currency, fx, commitment=Decimal(0) if len(ordered) > 1 else None)
+        terms = bill_terms(contract, currency, fx, commitment=Decimal(0) if len(ordered) > 1 else None)
         totals = bill_compute(by_group[group.key], terms, adjustments_by_group[group.key])
         drafts.append(BillDraft(tenant, period, group, contract, currency, fx, totals, []))
     if len(ordered) > 1 and commitment:
         # The minimum commitment is the tenant's: a shortfall across all split bills goes on the first one.
         committed_elsewhere = sum((_committed(d.totals) for d in drafts[1:]), Decimal(0))
         first = drafts[0]
-        terms = _terms(contract, currency, fx, commitment=commitment - committed_elsewhere)
+        terms = bill_terms(contract, currency, fx, commitment=commitment - committed_elsewhere)
         first.totals = bill_compute(by_group[first.group.key], terms, adjustments_by_group[first.group.key])
     for draft in drafts:
         draft.by_project = _by_project(usage, splitter, draft.group, fx, currency)
@@ -701,7 +701,7 @@ def bill_preview(tenant: Tenant, *, now: dt.datetime | None = None) -> Preview:
         UsageGroup(model=m, bucket=b, unit_price=p, quantity=c.quantity, period=period, estimated_quantity=c.estimated)
         for (_g, m, b, p), c in usage.groups.items()
     ]
-    terms = _terms(contract, currency, fx)
+    terms = bill_terms(contract, currency, fx)
     totals = bill_compute(groups, terms, adjustments)
     draft = BillDraft(tenant, period, TENANT_GROUP, contract, currency, fx, totals, [])
     draft.by_project = _by_project(usage, splitter, TENANT_GROUP, fx, currency)

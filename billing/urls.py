@@ -6,6 +6,7 @@ urlpatterns = [
     path("t/<slug:tenant>/bills/", views.bills, name="bills"),
     path("t/<slug:tenant>/bills/<int:pk>/", views.bill_detail, name="bill"),
     path("t/<slug:tenant>/contracts/", views.contracts, name="contracts"),
+    path("t/<slug:tenant>/estimate/", views.estimate_page, name="estimate"),
     path("t/<slug:tenant>/contracts/<int:pk>/", views.contract_detail, name="contract"),
     path("t/<slug:tenant>/budgets/", budget_views.budgets, name="budgets"),
     path(

@@ -264,3 +264,62 @@ def fx_rates(request: HttpRequest) -> HttpResponse:
         "billing/fx_rates.html",
         {"page": page, "quote": quote, "quotes": quotes, "in_use": in_use, "form": form, "can_add": can_add},
     )
+
+
+MIX_ROWS = 5
+
+
+@login_required
+def estimate_page(request: HttpRequest, tenant: str) -> HttpResponse:
+    """The cost estimator: a GET form (shareable, no side effects) and the month it would make."""
+    from django.db.models import Q
+    from django.utils import timezone
+
+    from billing.estimator import EstimateInvalid, estimate, traffic_parse
+    from metering.models import ModelPrice
+
+    tenant_obj = billing_tenant(request, tenant)
+    params = request.GET
+    today = timezone.now()
+    models = sorted(
+        set(
+            ModelPrice.objects.filter(effective_from__lte=today)
+            .filter(Q(effective_to__isnull=True) | Q(effective_to__gt=today))
+            .values_list("model", flat=True)
+        )
+    )
+    rows = [{"model": params.get(f"model_{i}", ""), "share": params.get(f"share_{i}", "")} for i in range(MIX_ROWS)]
+    result = None
+    errors: dict[str, list[str]] = {}
+    error_message = ""
+    if params.get("input_tokens") is not None:
+        unit = params.get("unit", "day")
+        data: dict[str, Any] = {
+            "requests_per_second" if unit == "second" else "requests_per_day": params.get("requests", ""),
+            "days": params.get("days", "30"),
+            "mix": [{"model": r["model"], "share": r["share"]} for r in rows if r["model"] or r["share"]],
+        }
+        for name in ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens"):
+            data[name] = params.get(name, "")
+        try:
+            result = estimate(tenant_obj, traffic_parse(data))
+        except EstimateInvalid as exc:
+            errors, error_message = exc.fields, exc.message
+    elif not any(r["model"] for r in rows):
+        rows[0] = {"model": models[0] if models else "", "share": "100"}
+    groups, others = line_groups(result.totals.lines) if result else ([], [])
+    return render(
+        request,
+        "billing/estimate.html",
+        {
+            "tenant": tenant_obj,
+            "params": params,
+            "rows": rows,
+            "models": models,
+            "result": result,
+            "groups": groups,
+            "others": others,
+            "errors": errors,
+            "error_message": error_message,
+        },
+    )

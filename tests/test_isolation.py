@@ -56,6 +56,9 @@ STAFF_PAGES = {
 # event rejection (tested below), never a write into it.
 INGEST = {"api:events", "api:integrations-litellm", "api:quota-check"}
 
+# Tenant named in the body of a computation (no stored object): naming another tenant is a 404.
+TENANT_IN_BODY = {"api:estimate"}
+
 # The price book is provider-wide reference data, readable by every credential (not tenant data).
 PROVIDER_WIDE = {"api:price-list", "api:price-detail", "api:fxrate-list", "api:fxrate-detail"}
 
@@ -137,6 +140,7 @@ OBJECT_KWARGS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "portal:bills": lambda w: {"tenant": w.alpha.slug},
     "portal:bill": lambda w: {"tenant": w.alpha.slug, "pk": w.alpha_bill.pk},
     "portal:contracts": lambda w: {"tenant": w.alpha.slug},
+    "portal:estimate": lambda w: {"tenant": w.alpha.slug},
     "portal:contract": lambda w: {"tenant": w.alpha.slug, "pk": w.alpha_contract.pk},
 }
 
@@ -174,7 +178,9 @@ def alpha_markers(world: Any) -> list[str]:
 
 
 def test_every_url_pattern_is_classified() -> None:
-    known = PUBLIC | STAFF_ONLY | STAFF_PAGES | COLLECTIONS | INGEST | PROVIDER_WIDE | set(OBJECT_KWARGS)
+    known = (
+        PUBLIC | STAFF_ONLY | STAFF_PAGES | COLLECTIONS | INGEST | PROVIDER_WIDE | TENANT_IN_BODY | set(OBJECT_KWARGS)
+    )
     unclassified = [
         (name, route)
         for name, route in all_patterns()
@@ -185,7 +191,9 @@ def test_every_url_pattern_is_classified() -> None:
 
 def test_the_classification_has_no_stale_entries() -> None:
     names = {name for name, _route in all_patterns()}
-    classified = COLLECTIONS | set(OBJECT_KWARGS) | STAFF_ONLY | STAFF_PAGES | PUBLIC | INGEST | PROVIDER_WIDE
+    classified = (
+        COLLECTIONS | set(OBJECT_KWARGS) | STAFF_ONLY | STAFF_PAGES | PUBLIC | INGEST | PROVIDER_WIDE | TENANT_IN_BODY
+    )
     assert classified - names == set()
 
 
@@ -294,3 +302,10 @@ def test_staff_pages_refuse_tenant_users(world: Any, name: str) -> None:
     client = _outsider_clients(world)["portal"]
     for method in ("get", "post"):
         assert getattr(client, method)(reverse(name)).status_code in (403, 405)
+
+
+@pytest.mark.parametrize("name", sorted(TENANT_IN_BODY))
+def test_naming_alpha_in_a_body_is_a_404(world: Any, name: str) -> None:
+    response = world.client("bravo_owner").post(reverse(name), {"tenant": "alpha"}, format="json")
+    assert response.status_code == 404, response.content
+    assert all(marker not in response.content.decode() for marker in alpha_markers(world))
