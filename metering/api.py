@@ -649,3 +649,40 @@ class AnomalyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         anomaly.status = Anomaly.Status.ACKNOWLEDGED
         anomaly.save(update_fields=["status"])
         return Response(AnomalySerializer(anomaly).data)
+
+
+class InsightsView(APIView):
+    """Cost optimisation suggestions for one month (default: the last full month in the tenant's zone)."""
+
+    @extend_schema(
+        parameters=[OpenApiParameter("tenant", str), OpenApiParameter("period", str, description="YYYY-MM")],
+        responses=OpenApiTypes.OBJECT,
+    )
+    def get(self, request: Request) -> Response:
+        import datetime as dt
+
+        from django.utils import timezone as django_timezone
+
+        from metering.insights import last_month, suggestion_json, suggestions
+
+        tenant, project_ids = _usage_tenant(request, request.query_params)
+        raw = request.query_params.get("period")
+        if raw:
+            try:
+                period = dt.date.fromisoformat(f"{raw}-01")
+            except ValueError:
+                raise ApiError(
+                    400, "invalid", "The query has invalid parameters.", {"period": ["A month YYYY-MM."]}
+                ) from None
+        else:
+            period = last_month(tenant, django_timezone.now())
+        found = suggestions(tenant, period, project_ids=project_ids)
+        return Response(
+            {
+                "tenant": tenant.slug,
+                "period": f"{period:%Y-%m}",
+                "currency": "USD",
+                "total_saving": f"{sum((s.saving for s in found), Decimal(0)):.4f}",
+                "suggestions": [suggestion_json(s) for s in found],
+            }
+        )

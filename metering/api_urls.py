@@ -13,6 +13,7 @@ urlpatterns = [
     path("usage", api.UsageView.as_view(), name="usage"),
     path("usage/events", api.UsageEventsView.as_view(), name="usage-events"),
     path("usage/export", api.UsageExportView.as_view(), name="usage-export"),
+    path("insights", api.InsightsView.as_view(), name="insights"),
     path("usage/exports", api.UsageExportJobsView.as_view(), name="usage-exports"),
     path("usage/exports/<int:pk>", api.UsageExportJobView.as_view(), name="usage-export-job"),
     path("usage/exports/<int:pk>/download", api.UsageExportDownloadView.as_view(), name="usage-export-download"),

@@ -5,6 +5,7 @@ from metering import views
 urlpatterns = [
     path("t/<slug:tenant>/usage/", views.usage_explorer, name="usage"),
     path("t/<slug:tenant>/usage/events/", views.usage_events, name="usage-events"),
+    path("t/<slug:tenant>/insights/", views.insights, name="insights"),
     path("t/<slug:tenant>/usage/exports/", views.usage_exports, name="usage-exports"),
     path("t/<slug:tenant>/usage/exports/<int:pk>/", views.usage_export, name="usage-export"),
     path("t/<slug:tenant>/usage/exports/<int:pk>/download/", views.usage_export_download, name="usage-export-download"),

@@ -324,3 +324,35 @@ def unpriced_rerate(request: HttpRequest) -> HttpResponse:
         % {"changed": result.changed, "left": result.still_unpriced},
     )
     return redirect("portal:unpriced")
+
+
+@login_required
+def insights(request: HttpRequest, tenant: str) -> HttpResponse:
+    """Cost optimisation suggestions for a month (default: the last full month)."""
+    from metering.insights import last_month, suggestions
+
+    tenant_obj = tenant_get_for_user(user=request.user, slug=tenant)
+    latest = last_month(tenant_obj, timezone.now())
+    months = [latest]
+    for _step in range(11):
+        months.append((months[-1] - dt.timedelta(days=1)).replace(day=1))
+    try:
+        period = dt.date.fromisoformat(request.GET.get("period", "") + "-01")
+    except ValueError:
+        period = latest
+    if period > latest:
+        period = latest
+    if period not in months:
+        months.append(period)
+    found = suggestions(tenant_obj, period, project_ids=usage_scope_projects(tenant=tenant_obj, user=request.user))
+    return render(
+        request,
+        "metering/insights.html",
+        {
+            "tenant": tenant_obj,
+            "period": period,
+            "months": months,
+            "suggestions": found,
+            "total_saving": sum((s.saving for s in found), Decimal(0)),
+        },
+    )

@@ -76,6 +76,7 @@ COLLECTIONS = {
     "api:usage-events",
     "api:usage-export",
     "api:usage-exports",
+    "api:insights",
     "api:bill-list",
     "api:bill-current",
     "api:invoice-list",
@@ -141,6 +142,7 @@ OBJECT_KWARGS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "portal:bill": lambda w: {"tenant": w.alpha.slug, "pk": w.alpha_bill.pk},
     "portal:contracts": lambda w: {"tenant": w.alpha.slug},
     "portal:estimate": lambda w: {"tenant": w.alpha.slug},
+    "portal:insights": lambda w: {"tenant": w.alpha.slug},
     "portal:contract": lambda w: {"tenant": w.alpha.slug, "pk": w.alpha_contract.pk},
 }
 
