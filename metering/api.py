@@ -13,6 +13,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.generics import ListAPIView
 from rest_framework.pagination import CursorPagination
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -37,7 +38,7 @@ from metering.serializers import (
 from metering.services import IngestScope, events_ingest
 from tenants.models import ApiKey, GatewayToken
 from tenants.permissions import IsPerson, staff_only
-from tenants.roles import PLATFORM_ADMINS
+from tenants.roles import FINANCE, PLATFORM_ADMINS
 from tenants.selectors import is_person
 
 COST_DIGITS = Decimal("1E-10")
@@ -686,3 +687,106 @@ class InsightsView(APIView):
                 "suggestions": [suggestion_json(s) for s in found],
             }
         )
+
+
+class ProviderStatementViewSet(viewsets.ViewSet):
+    """Providers' own usage/cost exports and their reconciliation with metered usage (finance).
+
+    `POST` (multipart): `file`, and optionally `format` (detected when absent), `provider` (required for a
+    generic CSV), `tenant` (slug: the tenant whose usage the provider account carries), `tolerance_percent`
+    (default 1). `GET /<id>` answers the reconciliation report; `GET /<id>/export` the same as XLSX."""
+
+    permission_classes = [IsPerson, staff_only(FINANCE, PLATFORM_ADMINS)]
+    parser_classes = [MultiPartParser, FormParser]
+
+    def _get(self, pk: str | None) -> Any:
+        from django.http import Http404
+
+        from metering.models import ProviderStatement
+
+        statement = (
+            ProviderStatement.objects.select_related("tenant").filter(pk=int(str(pk))).first()
+            if str(pk).isdigit()
+            else None
+        )
+        if statement is None:
+            raise Http404("No such statement.")
+        return statement
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def list(self, request: Request) -> Response:
+        from metering.models import ProviderStatement
+
+        statements = ProviderStatement.objects.select_related("tenant")[:200]
+        return Response(
+            {
+                "results": [
+                    {
+                        "id": s.pk,
+                        "provider": s.provider,
+                        "format": s.format,
+                        "tenant": s.tenant.slug if s.tenant else None,
+                        "filename": s.filename,
+                        "period_start": s.period_start.isoformat(),
+                        "period_end": s.period_end.isoformat(),
+                        "lines": s.line_count,
+                        "imported_at": s.imported_at.isoformat(),
+                    }
+                    for s in statements
+                ]
+            }
+        )
+
+    @extend_schema(request={"multipart/form-data": OpenApiTypes.OBJECT}, responses={201: OpenApiTypes.OBJECT})
+    def create(self, request: Request) -> Response:
+        from metering.reconciliation import StatementInvalid, reconcile, report_json, statement_import
+        from tenants.models import Tenant
+
+        data: Any = request.data
+        upload = request.FILES.get("file")
+        if upload is None:
+            raise ApiError(
+                400, "invalid", "Send the provider's export as the multipart field 'file'.", {"file": ["Required."]}
+            )
+        if upload.size > 50 * 1024 * 1024:
+            raise ApiError(413, "payload_too_large", "At most 50 MB per statement: import month by month.")
+        tenant = None
+        if data.get("tenant"):
+            tenant = Tenant.objects.filter(slug=data["tenant"]).first()
+            if tenant is None:
+                raise ApiError(400, "invalid", "Unknown tenant.", {"tenant": ["No tenant with this slug."]})
+        try:
+            tolerance = Decimal(str(data.get("tolerance_percent") or "1"))
+        except ArithmeticError:
+            raise ApiError(400, "invalid", "Tolerance is a number.", {"tolerance_percent": ["A number."]}) from None
+        try:
+            statement = statement_import(
+                actor=request.user,
+                content=upload.read(),
+                filename=upload.name or "",
+                fmt=str(data.get("format") or ""),
+                provider=str(data.get("provider") or ""),
+                tenant=tenant,
+                tolerance_percent=tolerance,
+            )
+        except StatementInvalid as exc:
+            raise ApiError(422 if not exc.fields else 400, "statement_invalid", exc.message, exc.fields) from None
+        return Response(report_json(reconcile(statement)), status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def retrieve(self, request: Request, pk: str | None = None) -> Response:
+        from metering.reconciliation import reconcile, report_json
+
+        return Response(report_json(reconcile(self._get(pk))))
+
+    @extend_schema(
+        responses={(200, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"): OpenApiTypes.BINARY}
+    )
+    @action(detail=True, methods=["get"])
+    def export(self, request: Request, pk: str | None = None) -> HttpResponse:
+        from metering.exports import CONTENT_TYPES
+        from metering.reconciliation import reconcile, report_xlsx
+
+        statement = self._get(pk)
+        name = f"reconciliation-{statement.provider}-{statement.period_start:%Y%m%d}-{statement.period_end:%Y%m%d}.xlsx"
+        return _file_response(report_xlsx(reconcile(statement)), CONTENT_TYPES["xlsx"], name)

@@ -6,6 +6,7 @@ from metering import api
 router = SimpleRouter(trailing_slash=False)
 router.register("prices", api.PriceViewSet, basename="price")
 router.register("anomalies", api.AnomalyViewSet, basename="anomaly")
+router.register("provider-statements", api.ProviderStatementViewSet, basename="providerstatement")
 
 urlpatterns = [
     path("events", api.EventsView.as_view(), name="events"),

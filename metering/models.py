@@ -314,3 +314,59 @@ class UsageExport(models.Model):
     @property
     def pending(self) -> bool:
         return self.status in (self.Status.QUEUED, self.Status.RUNNING)
+
+
+class ProviderStatement(models.Model):
+    """A provider's own usage or cost export (OpenAI, Anthropic, or a generic CSV), imported by finance to
+    reconcile against what Meterline metered (metering.reconciliation)."""
+
+    class Format(models.TextChoices):
+        OPENAI_COSTS_JSON = "openai_costs_json", _("OpenAI costs (API JSON)")
+        OPENAI_USAGE_JSON = "openai_usage_json", _("OpenAI completions usage (API JSON)")
+        OPENAI_COSTS_CSV = "openai_costs_csv", _("OpenAI costs (dashboard CSV)")
+        OPENAI_USAGE_CSV = "openai_usage_csv", _("OpenAI usage (dashboard CSV)")
+        ANTHROPIC_USAGE_JSON = "anthropic_usage_json", _("Anthropic usage report (JSON)")
+        ANTHROPIC_COST_JSON = "anthropic_cost_json", _("Anthropic cost report (JSON)")
+        GENERIC_CSV = "generic_csv", _("Generic CSV")
+
+    provider = models.CharField(max_length=40)
+    format = models.CharField(max_length=24, choices=Format.choices)
+    # The tenant whose usage the provider account carries; empty: the provider account serves every tenant.
+    tenant = models.ForeignKey(
+        "tenants.Tenant", null=True, blank=True, on_delete=models.CASCADE, related_name="provider_statements"
+    )
+    filename = models.CharField(max_length=255, blank=True)
+    period_start = models.DateField()
+    period_end = models.DateField()
+    tolerance_percent = models.DecimalField(max_digits=6, decimal_places=2, default=Decimal(1))
+    imported_by = models.ForeignKey("auth.User", null=True, on_delete=models.SET_NULL, related_name="+")
+    imported_at = models.DateTimeField(auto_now_add=True)
+    line_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-imported_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.period_start}–{self.period_end}"
+
+
+class ProviderStatementLine(models.Model):
+    """One row of a provider's export: a UTC day × model (× project / key where the export has them)."""
+
+    statement = models.ForeignKey(ProviderStatement, on_delete=models.CASCADE, related_name="lines")
+    day = models.DateField()
+    model = models.CharField(max_length=200)
+    project = models.CharField(max_length=200, blank=True)
+    api_key = models.CharField(max_length=200, blank=True)
+    input_tokens = models.BigIntegerField(null=True)  # uncached
+    cached_input_tokens = models.BigIntegerField(null=True)
+    cache_write_tokens = models.BigIntegerField(null=True)
+    output_tokens = models.BigIntegerField(null=True)
+    requests = models.BigIntegerField(null=True)
+    cost = models.DecimalField(max_digits=28, decimal_places=10, null=True)  # USD
+
+    class Meta:
+        indexes = [models.Index(fields=["statement", "day", "model"], name="statement_line_day_model")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.model}"

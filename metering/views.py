@@ -356,3 +356,82 @@ def insights(request: HttpRequest, tenant: str) -> HttpResponse:
             "total_saving": sum((s.saving for s in found), Decimal(0)),
         },
     )
+
+
+def _require_finance(request: HttpRequest) -> None:
+    from tenants.roles import FINANCE
+
+    if not has_staff_role(request.user, FINANCE, PLATFORM_ADMINS):
+        raise PermissionDenied
+
+
+@login_required
+def reconciliation(request: HttpRequest) -> HttpResponse:
+    """Finance: provider statements imported so far, and the import form."""
+    from metering.models import ProviderStatement
+    from metering.reconciliation import StatementInvalid, statement_import
+    from tenants.models import Tenant
+
+    _require_finance(request)
+    if request.method == "POST":
+        upload = request.FILES.get("file")
+        tenant = Tenant.objects.filter(slug=request.POST.get("tenant", "")).first()
+        try:
+            tolerance = Decimal(request.POST.get("tolerance_percent") or "1")
+            if upload is None:
+                raise StatementInvalid(_("Choose the provider's export file."))
+            statement = statement_import(
+                actor=request.user,
+                content=upload.read(),
+                filename=upload.name or "",
+                fmt=request.POST.get("format", ""),
+                provider=request.POST.get("provider", ""),
+                tenant=tenant,
+                tolerance_percent=tolerance,
+            )
+        except StatementInvalid as exc:
+            messages.error(request, exc.message)
+        except ArithmeticError:
+            messages.error(request, _("The tolerance is a number of percent, such as 1 or 0.5."))
+        else:
+            return redirect("portal:reconciliation-report", pk=statement.pk)
+    page = Paginator(ProviderStatement.objects.select_related("tenant"), 25).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "metering/reconciliation.html",
+        {
+            "page": page,
+            "formats": ProviderStatement.Format.choices,
+            "tenants": Tenant.objects.order_by("name").values_list("slug", "name"),
+        },
+    )
+
+
+@login_required
+def reconciliation_report(request: HttpRequest, pk: int) -> HttpResponse:
+    from django.shortcuts import get_object_or_404
+
+    from metering.models import ProviderStatement
+    from metering.reconciliation import reconcile
+
+    _require_finance(request)
+    statement = get_object_or_404(ProviderStatement.objects.select_related("tenant"), pk=pk)
+    report = reconcile(statement)
+    only_flagged = request.GET.get("flagged") == "1"
+    rows = report.flagged if only_flagged else report.rows
+    page = Paginator(rows, 100).get_page(request.GET.get("page"))
+    provider_total, metered_total = report.total("provider"), report.total("metered")
+    return render(
+        request,
+        "metering/reconciliation_report.html",
+        {
+            "statement": statement,
+            "report": report,
+            "page": page,
+            "only_flagged": only_flagged,
+            "provider_total": provider_total,
+            "metered_total": metered_total,
+            "token_diff": metered_total.total_tokens - provider_total.total_tokens,
+            "cost_diff": metered_total.cost - provider_total.cost,
+        },
+    )

@@ -37,6 +37,9 @@ STAFF_ONLY = {
     "api:gatewaytoken-revoke",
     "api:price-unpriced",
     "api:bill-close",
+    "api:providerstatement-list",
+    "api:providerstatement-detail",
+    "api:providerstatement-export",
 }
 # Staff portal pages: a tenant user is refused (403) whatever they send.
 STAFF_PAGES = {
@@ -50,6 +53,8 @@ STAFF_PAGES = {
     "portal:finance-invoices",
     "portal:gateway-tokens",
     "portal:finance-export",
+    "portal:reconciliation",
+    "portal:reconciliation-report",
 }
 
 # Ingestion endpoints: the tenant and project are named in the body; naming another tenant's is an
@@ -267,7 +272,7 @@ def test_staff_only_resources_refuse_tenant_users(world: Any, name: str) -> None
     from tenants import services
 
     token, _secret = services.gateway_token_create(actor=None, name="edge")
-    url = reverse(name, kwargs={"pk": token.pk} if name.endswith(("-detail", "-revoke")) else {})
+    url = reverse(name, kwargs={"pk": token.pk} if name.endswith(("-detail", "-revoke", "-export")) else {})
     client = _outsider_clients(world)["token"]
     for method in METHODS:
         assert _call(client, method, url).status_code in (403, 405)
@@ -302,8 +307,9 @@ def test_the_outsider_cannot_write_usage_into_alpha(world: Any) -> None:
 @pytest.mark.parametrize("name", sorted(STAFF_PAGES))
 def test_staff_pages_refuse_tenant_users(world: Any, name: str) -> None:
     client = _outsider_clients(world)["portal"]
+    url = reverse(name, kwargs={"pk": 1} if name.endswith("-report") else {})
     for method in ("get", "post"):
-        assert getattr(client, method)(reverse(name)).status_code in (403, 405)
+        assert getattr(client, method)(url).status_code in (403, 405)
 
 
 @pytest.mark.parametrize("name", sorted(TENANT_IN_BODY))
