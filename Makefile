@@ -15,8 +15,8 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[dev]"
+$(VENV)/.installed-dev: pyproject.toml clients/python/pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[dev]" -e "clients/python[test]"
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
@@ -38,8 +38,10 @@ services:
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy core tenants metering billing invoices config
+	$(BIN)/mypy clients/python/src
 
 pytest: install-dev messages services
+	cd clients/python && ../../$(BIN)/python -m pytest -q -p no:django -p no:cacheprovider
 	DATABASE_URL=$${DATABASE_URL:-$(DATABASE_URL_TEST)} REDIS_URL=$${REDIS_URL:-$(REDIS_URL_TEST)} \
 		$(BIN)/pytest $(PYTEST_ARGS)
 

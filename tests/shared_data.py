@@ -20,3 +20,10 @@ def shared_data() -> Path:
 
 
 USAGE_PAYLOADS = shared_data() / "usage-payloads"
+
+
+def usage_vector(name: str) -> dict:
+    """One provider usage vector: {"format", "payload", "expected"}."""
+    import json
+
+    return json.loads((USAGE_PAYLOADS / f"{name}.json").read_text())
