@@ -15,9 +15,8 @@ from tests.shared_data import usage_vector
 pytestmark = pytest.mark.django_db(transaction=True)
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "clients" / "python" / "tests"))
 
-from providers import FakeProvider  # noqa: E402
-
 from meterline_client import Meterline, QuotaExceeded, wrap_anthropic, wrap_openai  # noqa: E402
+from providers import FakeProvider  # noqa: E402
 
 MESSAGES = [{"role": "user", "content": "Hi"}]
 BUCKETS = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens")
