@@ -20,7 +20,7 @@ from billing.bills import BillBlocked, bill_preview, month_close, months_close, 
 from billing.contracts import ContractRuleViolation, contract_activate, contract_create, contract_update
 from billing.forms import CloseMonthForm, ContractForm, FxRateForm
 from billing.fx import PRICE_CURRENCY, fx_rate_add
-from billing.models import Bill, CloseBlock, Contract, FxRate
+from billing.models import Bill, BillLine, CloseBlock, Contract, FxRate
 from billing.portal import billing_tenant, line_groups, require_staff
 from billing.selectors import bills_for_user
 from billing.serializers import ContractSerializer
@@ -321,5 +321,6 @@ def estimate_page(request: HttpRequest, tenant: str) -> HttpResponse:
             "others": others,
             "errors": errors,
             "error_message": error_message,
+            "bucket_labels": dict(BillLine.Bucket.choices),
         },
     )

@@ -27,6 +27,16 @@ SHOTS = [
     ("finance", "en-US", "/staff/invoices/", "finance-invoices.png"),
     ("finance", "en-US", "/staff/bills/", "finance-bills.png"),
     ("am", "en-US", "/t/acme/contracts/", "contracts.png"),
+    ("am", "en-US", "/staff/tenants/", "account-manager.png"),
+    ("acme-owner", "en-US", "/t/acme/insights/", "insights.png"),
+    (
+        "acme-owner",
+        "en-US",
+        "/t/acme/estimate/?requests=20000&unit=day&days=30&input_tokens=1500&cached_input_tokens=500"
+        "&output_tokens=400&reasoning_tokens=0&model_0=gpt-4o-mini&share_0=70&model_1=claude-sonnet-4&share_1=30",
+        "estimator.png",
+    ),
+    ("finance", "en-US", "/staff/reconciliation/", "reconciliation.png"),
 ]
 
 

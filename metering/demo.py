@@ -183,3 +183,85 @@ def _oddities(where: str, day: dt.date, zone: zoneinfo.ZoneInfo, now: dt.datetim
                 }
             )
     return [e for e in events if dt.datetime.fromisoformat(e["timestamp"]) <= now]
+
+
+def seed_statement() -> str | None:
+    """OpenAI's completions usage export for last month as the provider would send it (API JSON), built from
+    the demo's own OpenAI usage with two deliberate differences — one day the provider counted a quarter more
+    output of gpt-4o, and calls Meterline never saw (the organisation's key used outside the gateway) — and
+    imported for finance to reconcile."""
+    import json
+    from collections import defaultdict
+
+    from django.db.models import Sum
+    from django.db.models.functions import TruncDate
+
+    from metering.models import ProviderStatement, UsageRollup
+    from metering.reconciliation import statement_import
+
+    if ProviderStatement.objects.exists():
+        return None
+    today = timezone.now().date()
+    end = today.replace(day=1)
+    start = (end - dt.timedelta(days=1)).replace(day=1)
+    rows = (
+        UsageRollup.objects.filter(
+            grain=UsageRollup.Grain.HOUR,
+            bucket__gte=dt.datetime.combine(start, dt.time(), tzinfo=dt.UTC),
+            bucket__lt=dt.datetime.combine(end, dt.time(), tzinfo=dt.UTC),
+            model__in=[model for provider, model, _prices, _aliases in DEMO_PRICES if provider == "openai"],
+        )
+        .annotate(utc_day=TruncDate("bucket", tzinfo=dt.UTC))
+        .values("utc_day", "model")
+        .annotate(i=Sum("input_tokens"), c=Sum("cached_input_tokens"), o=Sum("output_tokens"), n=Sum("requests"))
+        .order_by("utc_day", "model")
+    )
+    buckets: dict[dt.date, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        output = row["o"]
+        if row["utc_day"].day == 12 and row["model"] == "gpt-4o":
+            output = int(output * 1.25)  # the provider counted more than was metered
+        buckets[row["utc_day"]].append(
+            {
+                "object": "organization.usage.completions.result",
+                "input_tokens": row["i"] + row["c"],
+                "input_cached_tokens": row["c"],
+                "output_tokens": output,
+                "num_model_requests": row["n"],
+                "project_id": "proj_demo",
+                "model": row["model"],
+            }
+        )
+    if not buckets:
+        return None
+    missing = min(buckets) + dt.timedelta(days=19)
+    if missing in buckets:
+        buckets[missing].append(
+            {
+                "object": "organization.usage.completions.result",
+                "input_tokens": 52_000,
+                "input_cached_tokens": 0,
+                "output_tokens": 8_000,
+                "num_model_requests": 40,
+                "project_id": "proj_demo",
+                "model": "gpt-4o-audio-preview",
+            }
+        )
+    document = {
+        "object": "page",
+        "data": [
+            {
+                "object": "bucket",
+                "start_time": int(dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC).timestamp()),
+                "end_time": int(dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC).timestamp()),
+                "results": results,
+            }
+            for day, results in sorted(buckets.items())
+        ],
+        "has_more": False,
+        "next_page": None,
+    }
+    statement = statement_import(
+        actor=None, content=json.dumps(document).encode(), filename=f"openai-usage-{start:%Y-%m}.json"
+    )
+    return f"{statement.provider} {statement.period_start}–{statement.period_end}: {statement.line_count} rows"

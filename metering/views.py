@@ -329,7 +329,7 @@ def unpriced_rerate(request: HttpRequest) -> HttpResponse:
 @login_required
 def insights(request: HttpRequest, tenant: str) -> HttpResponse:
     """Cost optimisation suggestions for a month (default: the last full month)."""
-    from metering.insights import last_month, suggestions
+    from metering.insights import last_month, month_bounds, suggestions
 
     tenant_obj = tenant_get_for_user(user=request.user, slug=tenant)
     latest = last_month(tenant_obj, timezone.now())
@@ -352,6 +352,7 @@ def insights(request: HttpRequest, tenant: str) -> HttpResponse:
             "tenant": tenant_obj,
             "period": period,
             "months": months,
+            "period_end": month_bounds(period)[1],
             "suggestions": found,
             "total_saving": sum((s.saving for s in found), Decimal(0)),
         },

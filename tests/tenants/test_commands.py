@@ -68,6 +68,13 @@ def test_seed_demo_loads_tenants_people_and_keys_and_can_run_twice() -> None:
     client = Client()
     assert client.login(username="acme-owner", password="meterline-demo")
     assert client.get("/t/acme/").status_code == 200
+    # Finance finds the two planted differences in the demo's provider statement, and nothing else.
+    from metering.models import ProviderStatement
+    from metering.reconciliation import reconcile
+
+    [statement] = ProviderStatement.objects.all()
+    flagged = {(row.model, row.flag) for row in reconcile(statement).flagged}
+    assert flagged == {("gpt-4o", "tokens"), ("gpt-4o-audio-preview", "missing_metered")}
 
 
 def test_changes_made_in_django_admin_are_audited() -> None:

@@ -35,6 +35,9 @@ class Command(BaseCommand):
 
         for line in invoices_demo.seed():
             self.stdout.write(f"  invoice {line}")
+        statement = metering_demo.seed_statement()
+        if statement:
+            self.stdout.write(f"  provider statement {statement}")
         self.stdout.write(self.style.SUCCESS(f"Demo data loaded ({events} usage events)."))
         self.stdout.write(f"\nDemo logins (password for all: {seeded['password']}):")
         for username, _group, label in seeded["staff"]:  # type: ignore[attr-defined]
