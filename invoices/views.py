@@ -64,8 +64,25 @@ def invoice_detail(request: HttpRequest, tenant: str, pk: int) -> HttpResponse:
             "can_submit": has_staff_role(user, FINANCE)
             or (has_staff_role(user, ACCOUNT_MANAGERS) and manages_as_staff(user, tenant_obj)),
             "today": timezone.now().date(),
+            "beside": _beside_the_bill(invoice),
         },
     )
+
+
+def _beside_the_bill(invoice: Any) -> list[tuple[str, Any, Any, bool]]:
+    """What a reviewer checks before approving: the invoice's frozen figures against its bill's."""
+    from billing.templatetags.money import money
+
+    bill = invoice.bill
+    rows = [
+        (_("Currency"), bill.currency, invoice.currency, bill.currency == invoice.currency),
+        (_("Exchange rate"), bill.fx_rate, invoice.fx_rate, bill.fx_rate == invoice.fx_rate),
+        (_("Lines"), bill.lines.count(), invoice.lines.count(), bill.lines.count() == invoice.lines.count()),
+    ]
+    for label, name in ((_("Net"), "net"), (_("Tax"), "tax"), (_("Total"), "total")):
+        on_bill, on_invoice = getattr(bill, name), getattr(invoice, name)
+        rows.append((label, money(on_bill, bill.currency), money(on_invoice, invoice.currency), on_bill == on_invoice))
+    return rows
 
 
 @login_required

@@ -405,7 +405,9 @@ class UsageExportJobsView(APIView):
 
     permission_classes = [IsPerson]
 
-    @extend_schema(parameters=[OpenApiParameter("tenant", str)], responses=OpenApiTypes.OBJECT)
+    @extend_schema(
+        operation_id="usage_exports_list", parameters=[OpenApiParameter("tenant", str)], responses=OpenApiTypes.OBJECT
+    )
     def get(self, request: Request) -> Response:
         from metering.exports import exports_for_user
         from tenants.selectors import tenant_for_request
@@ -698,6 +700,7 @@ class ProviderStatementViewSet(viewsets.ViewSet):
 
     permission_classes = [IsPerson, staff_only(FINANCE, PLATFORM_ADMINS)]
     parser_classes = [MultiPartParser, FormParser]
+    lookup_value_regex = r"\d+"
 
     def _get(self, pk: str | None) -> Any:
         from django.http import Http404
@@ -713,7 +716,7 @@ class ProviderStatementViewSet(viewsets.ViewSet):
             raise Http404("No such statement.")
         return statement
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="provider_statements_list", responses=OpenApiTypes.OBJECT)
     def list(self, request: Request) -> Response:
         from metering.models import ProviderStatement
 
@@ -773,7 +776,7 @@ class ProviderStatementViewSet(viewsets.ViewSet):
             raise ApiError(422 if not exc.fields else 400, "statement_invalid", exc.message, exc.fields) from None
         return Response(report_json(reconcile(statement)), status=status.HTTP_201_CREATED)
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(parameters=[OpenApiParameter("id", int, OpenApiParameter.PATH)], responses=OpenApiTypes.OBJECT)
     def retrieve(self, request: Request, pk: str | None = None) -> Response:
         from metering.reconciliation import reconcile, report_json
 

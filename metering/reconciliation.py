@@ -1,5 +1,5 @@
-"""Reconciliation: a provider's own usage or cost export, compared per UTC day × model (× project where the
-export names Meterline projects) with what Meterline metered — tokens, and cost at the price book's prices
+"""Reconciliation: a provider's own usage or cost export, compared per UTC day × model (× API key or project
+where the export names Meterline's) with what Meterline metered — tokens, and cost at the price book's prices
 (what the provider should have charged for the metered tokens, before any contract markup).
 
 Formats: OpenAI organization costs and completions usage (API JSON, dashboard CSV), Anthropic usage and cost
@@ -23,6 +23,7 @@ from django.db.models.functions import TruncDate
 from core.audit import audit_record
 from metering.models import ProviderStatement, ProviderStatementLine, UsageRollup
 from metering.pricebook import price_book
+from tenants.models import ApiKey
 
 MAX_LINES = 200_000
 TOKEN_FIELDS = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens")
@@ -432,7 +433,15 @@ class ReconRow:
 class Report:
     statement: ProviderStatement
     rows: list[ReconRow]
-    by_project: bool
+    dimension: str  # "" (day × model), "project" or "api_key": the finer grouping the export allowed
+
+    @property
+    def by_project(self) -> bool:
+        return self.dimension == "project"
+
+    @property
+    def by_key(self) -> bool:
+        return self.dimension == "api_key"
 
     @property
     def compares(self) -> list[str]:
@@ -484,21 +493,13 @@ def reconcile(statement: ProviderStatement) -> Report:
     lines = list(statement.lines.all())
     has_tokens = any(line.input_tokens is not None for line in lines)
     has_cost = any(line.cost is not None for line in lines)
-    # Compare per project when the export names Meterline projects (slug or name).
-    from tenants.models import Project
-
-    projects = Project.objects.all() if statement.tenant_id is None else Project.objects.filter(tenant=statement.tenant)
-    known = {}
-    for slug, name in projects.values_list("slug", "name"):
-        known[slug.lower()] = slug
-        known.setdefault(name.lower(), slug)
-    by_project = any(line.project.lower() in known for line in lines if line.project)
+    dimension, labels = _dimension(statement, lines)
 
     provider_side: dict[tuple[dt.date, str, str], Side] = defaultdict(Side)
     for line in lines:
         model, _provider = _canonical(line.model, line.day, names)
-        project = known.get(line.project.lower(), line.project) if by_project else ""
-        side = provider_side[(line.day, model, project)]
+        raw = line.api_key if dimension == "api_key" else line.project if dimension == "project" else ""
+        side = provider_side[(line.day, model, labels.get(raw.lower(), raw) if dimension else "")]
         for name in TOKEN_FIELDS:
             side.tokens[name] += getattr(line, name) or 0
         side.requests += line.requests or 0
@@ -513,7 +514,9 @@ def reconcile(statement: ProviderStatement) -> Report:
     hourly = UsageRollup.objects.filter(grain=UsageRollup.Grain.HOUR, bucket__gte=start, bucket__lt=end)
     if statement.tenant_id is not None:
         hourly = hourly.filter(tenant_id=statement.tenant_id)
-    dims = ["utc_day", "model"] + (["project__slug"] if by_project else [])
+    group_field = {"project": "project__slug", "api_key": "api_key_id_value"}.get(dimension)
+    dims = ["utc_day", "model"] + ([group_field] if group_field else [])
+    prefixes = dict(ApiKey.objects.values_list("pk", "prefix")) if dimension == "api_key" else {}
     for row in (
         hourly.annotate(utc_day=TruncDate("bucket", tzinfo=dt.UTC))
         .values(*dims)
@@ -531,7 +534,12 @@ def reconcile(statement: ProviderStatement) -> Report:
             continue
         tokens = {"input_tokens": row["i"], "cached_input_tokens": row["c"], "cache_write_tokens": row["w"]}
         tokens["output_tokens"] = row["o"]
-        side = metered_side[(row["utc_day"], model, row.get("project__slug", "") if by_project else "")]
+        group = ""
+        if dimension == "project":
+            group = row["project__slug"]
+        elif dimension == "api_key":
+            group = prefixes.get(row["api_key_id_value"], "(no key)")
+        side = metered_side[(row["utc_day"], model, group)]
         for name in TOKEN_FIELDS:
             side.tokens[name] += tokens[name] or 0
         side.requests += row["n"] or 0
@@ -551,7 +559,29 @@ def reconcile(statement: ProviderStatement) -> Report:
         )
         for day, model, project in keys
     ]
-    return Report(statement, rows, by_project)
+    return Report(statement, rows, dimension)
+
+
+def _dimension(statement: ProviderStatement, lines: list[ProviderStatementLine]) -> tuple[str, dict[str, str]]:
+    """Compare per API key when the export names Meterline keys (prefix or name), else per project when it
+    names Meterline projects (slug or name), else per day × model only. Answers the dimension and a map
+    from the export's lower-cased names to Meterline's."""
+    from tenants.models import Project
+
+    scope = {} if statement.tenant_id is None else {"tenant_id": statement.tenant_id}
+    keys: dict[str, str] = {}
+    for prefix, name in ApiKey.objects.filter(**scope).values_list("prefix", "name"):
+        keys[prefix.lower()] = prefix
+        keys.setdefault(name.lower(), prefix)
+    if any(line.api_key.lower() in keys for line in lines if line.api_key):
+        return "api_key", keys
+    projects: dict[str, str] = {}
+    for slug, name in Project.objects.filter(**scope).values_list("slug", "name"):
+        projects[slug.lower()] = slug
+        projects.setdefault(name.lower(), slug)
+    if any(line.project.lower() in projects for line in lines if line.project):
+        return "project", projects
+    return "", {}
 
 
 def report_json(report: Report) -> dict[str, Any]:
@@ -562,7 +592,8 @@ def report_json(report: Report) -> dict[str, Any]:
         return {
             "day": row.day.isoformat(),
             "model": row.model,
-            "project": row.project or None,
+            "project": row.project if report.by_project else None,
+            "api_key": row.project if report.by_key else None,
             "provider": side_json(row.provider),
             "metered": side_json(row.metered),
             "token_diff": row.token_diff,
@@ -585,6 +616,7 @@ def report_json(report: Report) -> dict[str, Any]:
         "imported_at": statement.imported_at.isoformat(),
         "compares": report.compares,
         "by_project": report.by_project,
+        "compared_by": report.dimension or None,
         "totals": {"provider": side_json(report.total("provider")), "metered": side_json(report.total("metered"))},
         "flagged": len(report.flagged),
         "rows": [row_json(row) for row in report.rows],
@@ -594,7 +626,7 @@ def report_json(report: Report) -> dict[str, Any]:
 def report_xlsx(report: Report) -> bytes:
     import tablib
 
-    headers = ["day", "model", "project"]
+    headers = ["day", "model", report.dimension or "group"]
     for label in ("provider", "metered"):
         headers += [f"{label}_{name}" for name in TOKEN_FIELDS] + [f"{label}_requests", f"{label}_cost_usd"]
     headers += ["token_diff", "token_diff_percent", "cost_diff_usd", "cost_diff_percent", "flag"]

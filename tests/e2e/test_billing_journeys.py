@@ -72,7 +72,7 @@ def test_account_manager_sets_up_a_tenant_and_the_admin_adds_a_webhook(
 ) -> None:
     page = browser_page
     log_in(page, live_server, "am-alice")
-    page.click("text=All tenants")
+    page.click("nav.mainnav >> text=My tenants")
     page.fill("#id_slug", "delta")
     page.fill("#id_name", "Delta Labs")
     page.fill("#id_legal_name", "Delta Labs GmbH")

@@ -56,3 +56,16 @@ def test_tenants_do_not_see_drafts(world, invoice) -> None:
     owner = world.portal("alpha_owner")
     assert "No invoices yet" in owner.get("/t/alpha/invoices/").content.decode()
     assert owner.get(f"/t/alpha/invoices/{invoice.pk}/").status_code == 404
+
+
+def test_the_reviewer_sees_the_invoice_beside_its_bill(world, invoice) -> None:
+    act(world.portal("am"), invoice, action="submit")
+    page = world.portal("finance2").get(f"/t/alpha/invoices/{invoice.pk}/")
+    beside = page.context["beside"]
+    assert [label for label, *_rest in beside] == ["Currency", "Exchange rate", "Lines", "Net", "Tax", "Total"]
+    assert all(same for *_values, same in beside)
+    html = page.content.decode()
+    assert "Beside the bill" in html and "Differs" not in html and invoice.bill.number in html
+    act(world.portal("finance2"), invoice, action="approve")
+    tenant_view = world.portal("alpha_owner").get(f"/t/alpha/invoices/{invoice.pk}/")
+    assert tenant_view.status_code == 200 and "Beside the bill" not in tenant_view.content.decode()

@@ -341,3 +341,17 @@ def test_the_finance_pages_import_and_show_the_report(world, metered) -> None:
     wrong = portal.post("/staff/reconciliation/", {"file": empty, "provider": "openai"}, follow=True)
     assert "no usage or cost rows" in wrong.content.decode() and ProviderStatement.objects.count() == 1
     assert world.portal("alpha_owner").get("/staff/reconciliation/").status_code == 403
+
+
+def test_an_export_naming_meterline_keys_is_compared_per_key(world, metered) -> None:
+    prefix = world.alpha_key.prefix
+    content = (
+        "date,model,api_key,input_tokens,cached_input_tokens,output_tokens\n"
+        f"2026-10-15,gpt-4o,{prefix},8000,2000,1000\n"
+        "2026-10-15,gpt-4o,mlk_someoneelse,100,0,0\n"
+    ).encode()
+    report = reconcile(statement_import(actor=None, content=content, provider="openai", tenant=world.alpha))
+    assert report.dimension == "api_key"
+    rows = {r.project: r for r in report.rows}
+    assert rows[prefix].flag == "" and rows[prefix].metered.total_tokens == 11_000
+    assert rows["mlk_someoneelse"].flag == "missing_metered"
