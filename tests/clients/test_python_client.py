@@ -25,6 +25,7 @@ BUCKETS = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_
 @pytest.fixture
 def meterline(world, live_server, prices):  # type: ignore[no-untyped-def]  # noqa: F811
     ModelPrice.objects.filter(model="claude-sonnet-4").update(aliases=["claude-sonnet-4-*"])
+    ModelPrice.objects.filter(model="o3").update(aliases=["o3-*"])
     price_book_changed()
     client = Meterline(world.alpha_key_secret, base_url=live_server.url, flush_interval=0.05, flush_at_exit=0)
     yield client
@@ -43,17 +44,20 @@ def test_sdk_calls_land_in_meterline_once_with_canonical_buckets(world, meterlin
     for _chunk in openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True):
         pass
     anthropic_client.messages.create(model="claude-sonnet-4", max_tokens=100, messages=MESSAGES)
+    openai_client.responses.create(model="o3", input="Hi")
     assert meterline.flush(10)
-    assert meterline.stats()["sent"] == 3 and meterline.stats()["rejected"] == 0
+    assert meterline.stats()["sent"] == 4 and meterline.stats()["rejected"] == 0
 
     events = list(UsageEvent.objects.filter(tenant=world.alpha).order_by("occurred_at"))
     assert [(e.model, e.feature, e.rating_status) for e in events] == [
         ("gpt-4o-2024-08-06", "support", "priced"),
         ("gpt-4o-2024-08-06", "support", "priced"),
         ("claude-sonnet-4-20250514", "drafts", "priced"),
+        ("o3-2025-04-16", "support", "priced"),
     ]
     assert buckets(events[0]) == buckets(events[1]) == usage_vector("openai_chat")["expected"]
     assert buckets(events[2]) == usage_vector("anthropic")["expected"]
+    assert buckets(events[3]) == usage_vector("openai_responses")["expected"]
     assert events[0].end_user == "u-1" and events[0].latency_ms is not None
     assert all(e.project_id == world.alpha_project.pk for e in events)
 

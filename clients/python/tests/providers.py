@@ -23,6 +23,13 @@ OPENAI_USAGE = {
         "rejected_prediction_tokens": 0,
     },
 }
+RESPONSES_USAGE = {
+    "input_tokens": 5000,
+    "output_tokens": 1200,
+    "total_tokens": 6200,
+    "input_tokens_details": {"cached_tokens": 4096},
+    "output_tokens_details": {"reasoning_tokens": 1024},
+}
 ANTHROPIC_USAGE = {
     "input_tokens": 21,
     "output_tokens": 393,
@@ -81,6 +88,50 @@ def openai_chat(body: dict[str, Any]) -> httpx.Response:
         chunks.append((None, dict(base, choices=[], usage=OPENAI_USAGE)))
     chunks.append((None, "[DONE]"))
     return httpx.Response(200, content=_sse(chunks), headers={"content-type": "text/event-stream"})
+
+
+def openai_response(body: dict[str, Any]) -> httpx.Response:
+    """The Responses API: a response object, or its event stream ending in response.completed."""
+    response = {
+        "id": "resp_1",
+        "object": "response",
+        "created_at": 1_790_000_000,
+        "model": "o3-2025-04-16",
+        "status": "completed",
+        "output": [
+            {
+                "type": "message",
+                "id": "msg_1",
+                "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": "Hello", "annotations": []}],
+            }
+        ],
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        "usage": RESPONSES_USAGE,
+    }
+    if not body.get("stream"):
+        return httpx.Response(200, json=response)
+    created = dict(response, status="in_progress", output=[], usage=None)
+    events = [
+        ("response.created", {"type": "response.created", "sequence_number": 0, "response": created}),
+        (
+            "response.output_text.delta",
+            {
+                "type": "response.output_text.delta",
+                "sequence_number": 1,
+                "item_id": "msg_1",
+                "output_index": 0,
+                "content_index": 0,
+                "delta": "Hello",
+                "logprobs": [],
+            },
+        ),
+        ("response.completed", {"type": "response.completed", "sequence_number": 2, "response": response}),
+    ]
+    return httpx.Response(200, content=_sse(events), headers={"content-type": "text/event-stream"})
 
 
 def anthropic_message(body: dict[str, Any]) -> httpx.Response:
@@ -153,6 +204,8 @@ class FakeProvider:
             return httpx.Response(500, json={"error": {"message": "upstream failure", "type": "server_error"}})
         if request.url.path.endswith("/chat/completions"):
             return openai_chat(body)
+        if request.url.path.endswith("/responses"):
+            return openai_response(body)
         if request.url.path.endswith("/v1/messages"):
             return anthropic_message(body)
         return httpx.Response(404, json={"error": {"message": "no route"}})

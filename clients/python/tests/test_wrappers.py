@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from meterline_client import Meterline, track, wrap_anthropic, wrap_openai
 
-from tests.providers import ANTHROPIC_USAGE, OPENAI_USAGE, FakeProvider
+from tests.providers import ANTHROPIC_USAGE, OPENAI_USAGE, RESPONSES_USAGE, FakeProvider
 
 MESSAGES = [{"role": "user", "content": "Hi"}]
 
@@ -140,3 +140,18 @@ def test_track_records_what_a_function_returns(meterline, server) -> None:
     events = {e["feature"]: e for e in recorded(meterline, server)}
     assert events["summary"]["usage"] == OPENAI_USAGE and events["summary"]["end_user"] == "u-1"
     assert events["draft"]["provider"] == "anthropic" and events["draft"]["usage"] == ANTHROPIC_USAGE
+
+
+def test_openai_responses_api_plain_and_streaming(meterline, server) -> None:
+    provider = FakeProvider()
+    client = wrap_openai(provider.openai(), meterline, feature="agent")
+    answer = client.responses.create(model="o3", input="Hi")
+    assert answer.output_text == "Hello"
+    stream = client.responses.create(model="o3", input="Hi", stream=True)
+    kinds = [event.type for event in stream]
+    assert kinds[-1] == "response.completed"
+    events = recorded(meterline, server)
+    assert len(events) == 2
+    assert all(e["usage"] == RESPONSES_USAGE and e["usage_format"] == "openai_responses" for e in events)
+    assert all(e["model"] == "o3-2025-04-16" and e["feature"] == "agent" for e in events)
+    assert "stream_options" not in provider.requests[1]  # the Responses API reports usage in its last event
