@@ -249,7 +249,9 @@ def usage_query_from(request: Request, *, need_dates: bool = True, default_days:
             continue
         if not 2000 <= dates[name].year <= 2100:
             errors[name] = ["A date between the years 2000 and 2100."]
-    today = django_timezone.now().date()
+    import zoneinfo
+
+    today = django_timezone.now().astimezone(zoneinfo.ZoneInfo(tenant.timezone)).date()  # the tenant's calendar
     start = dates.get("start", today - dt.timedelta(days=default_days - 1))
     end = dates.get("end", today)
     if not errors and end < start:

@@ -18,7 +18,7 @@ from django.core.cache import cache
 from django.db.models import Count, Q, Sum
 
 from metering.models import ModelPrice
-from metering.rating import MILLION, RateCard, RateCardResolver
+from metering.rating import MILLION, RateCard, RateCardResolver, tokens_cost
 from metering.selectors import events_in_days
 
 MIN_REQUESTS = 20  # fewer calls than this in a month say too little
@@ -68,13 +68,14 @@ class _Sums:
         return self.input + self.cached_input + self.cache_write
 
     def priced(self, card: RateCard) -> Decimal:
-        return (
-            self.input * card.input
-            + self.cached_input * card.cached_input
-            + self.cache_write * card.cache_write
-            + (self.output - self.reasoning) * card.output
-            + self.reasoning * card.reasoning
-        ) / MILLION
+        return tokens_cost(
+            card,
+            input=self.input,
+            cached_input=self.cached_input,
+            cache_write=self.cache_write,
+            output=self.output,
+            reasoning=self.reasoning,
+        )
 
 
 def month_bounds(period: dt.date) -> tuple[dt.date, dt.date]:

@@ -61,15 +61,29 @@ class RateCard:
         )
 
 
+def tokens_cost(
+    card: RateCard, *, input: int, cached_input: int, cache_write: int, output: int, reasoning: int
+) -> Decimal:
+    """Σ bucket × price ÷ 1,000,000, exact (output includes reasoning, priced apart when the card does)."""
+    return (
+        input * card.input
+        + cached_input * card.cached_input
+        + cache_write * card.cache_write
+        + (output - reasoning) * card.output
+        + reasoning * card.reasoning
+    ) / MILLION
+
+
 def event_cost(card: RateCard, buckets: Buckets) -> Decimal:
     """cost = Σ bucket × price ÷ 1,000,000, stored at 10 dp."""
-    total = (
-        buckets.input_tokens * card.input
-        + buckets.cached_input_tokens * card.cached_input
-        + buckets.cache_write_tokens * card.cache_write
-        + (buckets.output_tokens - buckets.reasoning_tokens) * card.output
-        + buckets.reasoning_tokens * card.reasoning
-    ) / MILLION
+    total = tokens_cost(
+        card,
+        input=buckets.input_tokens,
+        cached_input=buckets.cached_input_tokens,
+        cache_write=buckets.cache_write_tokens,
+        output=buckets.output_tokens,
+        reasoning=buckets.reasoning_tokens,
+    )
     return total.quantize(COST_QUANTUM, rounding=ROUND_HALF_UP)
 
 

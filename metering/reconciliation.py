@@ -476,16 +476,16 @@ def _book_cost(model: str, day: dt.date, tokens: dict[str, int], reasoning: int)
     row = price_book.lookup(model=model, at=dt.datetime.combine(day, dt.time(12), tzinfo=dt.UTC))
     if row is None:
         return Decimal(0)
-    from metering.rating import book_card
+    from metering.rating import book_card, tokens_cost
 
-    card = book_card(row)
-    return (
-        tokens["input_tokens"] * card.input
-        + tokens["cached_input_tokens"] * card.cached_input
-        + tokens["cache_write_tokens"] * card.cache_write
-        + (tokens["output_tokens"] - reasoning) * card.output
-        + reasoning * card.reasoning
-    ) / 1_000_000
+    return tokens_cost(
+        book_card(row),
+        input=tokens["input_tokens"],
+        cached_input=tokens["cached_input_tokens"],
+        cache_write=tokens["cache_write_tokens"],
+        output=tokens["output_tokens"],
+        reasoning=reasoning,
+    )
 
 
 def reconcile(statement: ProviderStatement) -> Report:

@@ -182,8 +182,29 @@ def test_a_customer_reads_the_dashboard_drills_to_events_exports_and_downloads_t
     assert pdf_info.value.suggested_filename == f"{invoice.number}.pdf"
 
 
-@pytest.mark.parametrize("path", ["/t/alpha/", "/t/alpha/bills/", "/t/alpha/budgets/", "/t/alpha/invoices/"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/t/alpha/",
+        "/t/alpha/bills/",
+        "/t/alpha/budgets/",
+        "/t/alpha/invoices/",
+        "/t/alpha/usage/",
+        "/t/alpha/estimate/",
+    ],
+)
 def test_pages_fit_a_phone_width_screen(world, prices, live_server, browser_page, path) -> None:  # noqa: F811
+    from django.utils import timezone
+
+    from metering.services import IngestScope, events_ingest
+
+    usage = {"input_tokens": 1234567, "output_tokens": 234567}
+    events_ingest(  # a row in every table, with wide numbers
+        scope=IngestScope(kind="project_key", api_key=world.alpha_key),
+        raw_events=[
+            {"event_id": "phone-1", "timestamp": timezone.now().isoformat(), "model": "gpt-4o", "usage": usage}
+        ],
+    )
     page = browser_page
     page.set_viewport_size({"width": 390, "height": 844})
     log_in(page, live_server, "alpha-owner")

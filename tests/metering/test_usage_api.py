@@ -17,10 +17,14 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def usage(world, prices):  # type: ignore[no-untyped-def]
-    """Alpha: 3 chatbot events (2 models, 2 days), 1 research event; Bravo: 1 event."""
+    """Alpha: 3 chatbot events (2 models, 2 days), 1 research event; Bravo: 1 event. "Today" is ten minutes
+    ago, but never before the tenant's local midnight, so that today and yesterday are two local days."""
+    import zoneinfo
+
     now = timezone.now().replace(microsecond=0)
-    today = now - dt.timedelta(minutes=10)
-    yesterday = now - dt.timedelta(days=1)
+    midnight = now.astimezone(zoneinfo.ZoneInfo(world.alpha.timezone)).replace(hour=0, minute=0, second=0)
+    today = max(now - dt.timedelta(minutes=10), midnight + dt.timedelta(seconds=30))
+    yesterday = today - dt.timedelta(days=1)
 
     def send(key, events):  # type: ignore[no-untyped-def]
         result = events_ingest(scope=IngestScope(kind="project_key", api_key=key), raw_events=events)
@@ -80,8 +84,6 @@ def usage(world, prices):  # type: ignore[no-untyped-def]
             }
         ],
     )
-    import zoneinfo
-
     zone = zoneinfo.ZoneInfo(world.alpha.timezone)
     return {"start": (yesterday.astimezone(zone).date()).isoformat(), "end": today.astimezone(zone).date().isoformat()}
 
