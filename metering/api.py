@@ -675,9 +675,11 @@ class InsightsView(APIView):
         if raw:
             try:
                 period = dt.date.fromisoformat(f"{raw}-01")
+                if not 2000 <= period.year <= 2100:
+                    raise ValueError
             except ValueError:
                 raise ApiError(
-                    400, "invalid", "The query has invalid parameters.", {"period": ["A month YYYY-MM."]}
+                    400, "invalid", "The query has invalid parameters.", {"period": ["A month YYYY-MM, 2000–2100."]}
                 ) from None
         else:
             period = last_month(tenant, django_timezone.now())

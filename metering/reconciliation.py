@@ -26,6 +26,9 @@ from metering.pricebook import price_book
 from tenants.models import ApiKey
 
 MAX_LINES = 200_000
+MIN_DAY, MAX_DAY = dt.date(2000, 1, 1), dt.date(2100, 12, 31)
+MAX_COUNT = 10**15  # tokens or requests in one row
+MAX_AMOUNT = Decimal(10) ** 15  # USD in one row
 TOKEN_FIELDS = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens")
 Format = ProviderStatement.Format
 PROVIDER_OF = {
@@ -62,26 +65,31 @@ class Row:
 def _day_of(value: Any) -> dt.date:
     """A bucket start: Unix seconds (OpenAI) or an ISO 8601 time or date (Anthropic, CSV), as a UTC date."""
     if isinstance(value, int | float) or (isinstance(value, str) and value.strip().isdigit()):
-        return dt.datetime.fromtimestamp(int(value), tz=dt.UTC).date()
-    text = str(value).strip().replace("Z", "+00:00")
-    if len(text) == 10:
-        return dt.date.fromisoformat(text)
-    moment = dt.datetime.fromisoformat(text)
-    return (moment.astimezone(dt.UTC) if moment.tzinfo else moment).date()
+        day = dt.datetime.fromtimestamp(int(value), tz=dt.UTC).date()
+    else:
+        text = str(value).strip().replace("Z", "+00:00")
+        if len(text) == 10:
+            day = dt.date.fromisoformat(text)
+        else:
+            moment = dt.datetime.fromisoformat(text)
+            day = (moment.astimezone(dt.UTC) if moment.tzinfo else moment).date()
+    if not MIN_DAY <= day <= MAX_DAY:
+        raise ValueError(f"a day between {MIN_DAY} and {MAX_DAY}, not {day}")
+    return day
 
 
 def _int(value: Any) -> int:
     if value in (None, ""):
         return 0
     number = Decimal(str(value).replace(",", "").strip())
-    if number != number.to_integral_value() or number < 0:
-        raise ValueError(f"not a token count: {value!r}")
+    if not number.is_finite() or number != number.to_integral_value() or not 0 <= number <= MAX_COUNT:
+        raise ValueError(f"not a token or request count: {value!r}")
     return int(number)
 
 
 def _money(value: Any) -> Decimal:
     number = Decimal(str(value).replace(",", "").strip())
-    if not number.is_finite():
+    if not number.is_finite() or abs(number) >= MAX_AMOUNT:
         raise ValueError(f"not an amount: {value!r}")
     return number
 
@@ -274,6 +282,8 @@ def statement_parse(content: bytes, fmt: str) -> list[Row]:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise StatementInvalid("The file is not UTF-8 text: export it as CSV (UTF-8) or JSON.") from None
+    if "\x00" in text:
+        raise StatementInvalid("The file contains NUL characters: it is not a text export.")
     try:
         if fmt.endswith("_json"):
             document = json.loads(text)
@@ -293,7 +303,7 @@ def statement_parse(content: bytes, fmt: str) -> list[Row]:
             }[Format(fmt)](records)
     except StatementInvalid:
         raise
-    except (ValueError, KeyError, TypeError, InvalidOperation, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, InvalidOperation, AttributeError, OverflowError, OSError) as exc:
         raise StatementInvalid(f"The file does not read as {Format(fmt).label}: {exc}.") from None
     if not rows:
         raise StatementInvalid("The file holds no usage or cost rows.")
@@ -320,7 +330,7 @@ def statement_import(
     provider = (provider or PROVIDER_OF.get(Format(fmt), "")).strip().lower()
     if not provider:
         raise StatementInvalid("Name the provider of a generic CSV.", {"provider": ["Required for a generic CSV."]})
-    if not Decimal(0) <= tolerance_percent <= 100:
+    if not tolerance_percent.is_finite() or not Decimal(0) <= tolerance_percent <= 100:
         raise StatementInvalid("Tolerance out of range.", {"tolerance_percent": ["Between 0 and 100."]})
     rows = statement_parse(content, fmt)
     statement = ProviderStatement.objects.create(

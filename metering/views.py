@@ -340,7 +340,7 @@ def insights(request: HttpRequest, tenant: str) -> HttpResponse:
         period = dt.date.fromisoformat(request.GET.get("period", "") + "-01")
     except ValueError:
         period = latest
-    if period > latest:
+    if period > latest or period.year < 2000:
         period = latest
     if period not in months:
         months.append(period)

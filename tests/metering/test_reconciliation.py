@@ -290,12 +290,40 @@ def test_a_generic_csv_naming_projects_is_compared_per_project(world, metered) -
 
 @pytest.mark.parametrize(
     "content",
-    [b"{not json", b'{"data": 3}', b"date,model\n", b"date,model,input_tokens\nyesterday,gpt-4o,12\n", b"\xff\xfe"],
+    [
+        b"{not json",
+        b'{"data": 3}',
+        b"date,model\n",
+        b"date,model,input_tokens\nyesterday,gpt-4o,12\n",
+        b"\xff\xfe",
+        b"date,model,input_tokens\n9999-12-31,gpt-4o,5\n",  # a day no report covers
+        b"date,model,input_tokens\n2026-10-01,gpt-4o,99999999999999999999999\n",  # more than any row holds
+        b"date,model,input_tokens\n2026-10-01,gpt-4o,NaN\n",
+        b"date,model,cost\n2026-10-01,gpt-4o,1e30\n",
+        b"date,model,input_tokens\n2026-10-01,gpt\x00-4o,5\n",  # NUL, which PostgreSQL text cannot hold
+        b'{"data":[{"start_time": 99999999999999999999, "results":[{"num_model_requests":1,"model":"x"}]}]}',
+    ],
 )
 def test_bad_files_are_refused_with_a_reason(world, content) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(StatementInvalid):
         statement_import(actor=None, content=content, provider="openai")
+    upload = SimpleUploadedFile("export.csv", content)
+    response = world.client("finance").post(
+        "/api/v1/provider-statements", {"file": upload, "provider": "openai"}, format="multipart"
+    )
+    assert response.status_code in (400, 422) and response.json()["error"]["code"] == "statement_invalid"
     assert not ProviderStatement.objects.exists()
+
+
+@pytest.mark.parametrize("tolerance", ["NaN", "-1", "abc", "101"])
+def test_a_bad_tolerance_is_a_field_error(world, tolerance) -> None:  # type: ignore[no-untyped-def]
+    upload = SimpleUploadedFile("x.csv", b"date,model,input_tokens\n2026-10-01,gpt-4o,5\n")
+    response = world.client("finance").post(
+        "/api/v1/provider-statements",
+        {"file": upload, "provider": "openai", "tolerance_percent": tolerance},
+        format="multipart",
+    )
+    assert response.status_code == 400 and "tolerance_percent" in response.json()["error"]["fields"]
 
 
 def test_the_api_imports_reports_and_exports_for_finance_only(world, metered) -> None:
