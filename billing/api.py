@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -17,7 +18,15 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing.bills import BillBlocked, bill_preview, month_close, months_close, period_parse
-from billing.budgets import BudgetInvalid, budget_create, budget_states, budget_update, quota_decide
+from billing.budgets import (
+    BudgetInvalid,
+    QuotaPlan,
+    budget_create,
+    budget_states,
+    budget_update,
+    quota_decide,
+    quota_plan,
+)
 from billing.contracts import ContractRuleViolation, contract_activate, contract_create, contract_update
 from billing.fx import fx_rate_add
 from billing.models import Budget, BudgetAlert, Contract, FxRate, NotificationChannel
@@ -370,27 +379,73 @@ def _quota_input(data: Any) -> dict[str, Any]:
     return data
 
 
-def quota_answer(user: Any, credential: Any, data: Any) -> tuple[int, dict[str, Any]]:
+def _quota_key(user: Any, credential: Any, data: dict[str, Any], *, peek: bool = False) -> Any:
+    """The project key whose quota is asked: the caller's own, or the one a gateway names (None when `peek`
+    and this process does not hold it)."""
     from rest_framework.exceptions import NotAuthenticated, NotFound, PermissionDenied
 
+    from tenants.credential_cache import credential_lookup, credential_peek
     from tenants.models import ApiKey, GatewayToken
 
-    data = _quota_input(data)
-    key: ApiKey | None
     if isinstance(credential, ApiKey):
-        key = credential
-        if data.get("api_key") and data["api_key"] != key.prefix:
+        if data.get("api_key") and data["api_key"] != credential.prefix:
             raise NotFound("A project key checks its own quota.")
-    elif isinstance(credential, GatewayToken):
+        return credential
+    if isinstance(credential, GatewayToken):
         if not data.get("api_key"):
             raise ApiError(400, "invalid", "Name the key.", {"api_key": ["Required with a gateway token."]})
-        key = ApiKey.objects.select_related("tenant", "project").filter(prefix=data["api_key"]).first()
-        if key is None or not key.is_usable() or (data.get("tenant") and data["tenant"] != key.tenant.slug):
+        key = (credential_peek if peek else credential_lookup)("mlk", data["api_key"])
+        if key is None and peek:
+            return None
+        if (
+            not isinstance(key, ApiKey)
+            or not key.is_usable()
+            or (data.get("tenant") and data["tenant"] != key.tenant.slug)
+        ):
             raise NotFound("No active key with this prefix in this tenant.")
-    elif user is not None and getattr(user, "is_authenticated", False):
+        return key
+    if user is not None and getattr(user, "is_authenticated", False):
         raise PermissionDenied("The quota check takes a project key or a gateway token.")
+    raise NotAuthenticated()
+
+
+@dataclass
+class _QuotaPrefetch:
+    data: dict[str, Any]
+    key: Any
+    plan: QuotaPlan
+
+    @property
+    def commands(self) -> list[tuple[Any, ...]]:
+        return self.plan.commands
+
+
+def quota_prefetch(user: Any, credential: Any, data: Any) -> _QuotaPrefetch | None:
+    """The budgets the check will read, planned from what this process holds, so that their counters come in
+    the request's one Redis round trip; None when the check must plan for itself (or will refuse)."""
+    from rest_framework.exceptions import APIException
+
+    try:
+        data = _quota_input(data)
+        key = _quota_key(user, credential, data, peek=True)
+    except APIException:
+        return None
+    if key is None:
+        return None
+    plan = quota_plan(
+        tenant_id=key.tenant_id, project=key.project, api_key_id=key.pk, end_user=data.get("end_user") or "", peek=True
+    )
+    return _QuotaPrefetch(data, key, plan)
+
+
+def quota_answer(user: Any, credential: Any, data: Any, planned: Any = None) -> tuple[int, dict[str, Any]]:
+    """(status, body) of a quota check; `planned`: (quota_prefetch's answer, the replies to its commands)."""
+    if planned is not None:
+        prefetched, replies = planned
+        data, key, planned = prefetched.data, prefetched.key, (prefetched.plan, replies)
     else:
-        raise NotAuthenticated()
+        data = _quota_input(data)
+        key = _quota_key(user, credential, data)
     result = quota_decide(
         tenant=key.tenant,
         project=key.project,
@@ -398,6 +453,7 @@ def quota_answer(user: Any, credential: Any, data: Any) -> tuple[int, dict[str, 
         model=data["model"],
         end_user=data.get("end_user") or "",
         estimated_tokens=data.get("estimated_tokens", 0),
+        planned=planned,
     )
     return 200, {
         "decision": result.decision,
@@ -428,7 +484,7 @@ class QuotaCheckView(APIView):
         from metering.api import lean_json_endpoint
 
         if request.method == "POST":
-            response = lean_json_endpoint(request, quota_answer)
+            response = lean_json_endpoint(request, quota_answer, quota_prefetch)
             if response is not None:
                 return response
         return super().dispatch(request, *args, **kwargs)

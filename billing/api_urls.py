@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import URLPattern, path
 from rest_framework.routers import SimpleRouter
 
 from billing.api import (
@@ -21,8 +21,10 @@ router.register("budgets", BudgetViewSet, basename="budget")
 router.register("channels", ChannelViewSet, basename="channel")
 router.register("alerts", AlertViewSet, basename="alert")
 router.register("budget-raises", BudgetRaiseViewSet, basename="budgetraise")
+# Resolved ahead of every other API path (config/urls.py): gateways ask before every LLM call.
+hot_urlpatterns: list[URLPattern] = [path("quota/check", QuotaCheckView.as_view(), name="quota-check")]
+
 urlpatterns = [
-    path("quota/check", QuotaCheckView.as_view(), name="quota-check"),
     path("estimate", EstimateView.as_view(), name="estimate"),
     *router.urls,
 ]

@@ -1,13 +1,17 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 from django.views.i18n import JavaScriptCatalog
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from billing import api_urls as billing_api_urls
 from config.env import env_bool
+from metering import api_urls as metering_api_urls
 from tenants.views import MeterlineLoginView
 
-api_v1 = [
+api_v1: list[URLPattern | URLResolver] = [
+    *billing_api_urls.hot_urlpatterns,
+    *metering_api_urls.hot_urlpatterns,
     path("", include("tenants.api_urls")),
     path("", include("core.api_urls")),
     path("", include("metering.api_urls")),
@@ -34,6 +38,7 @@ urlpatterns = [
 ]
 
 if env_bool("METERLINE_BENCH_VIEWS", default=False):
-    from core.bench_views import bare_json
+    from core.bench_views import bare_json, bare_json_redis
 
     urlpatterns.append(path("bench/bare", bare_json, name="bench-bare"))
+    urlpatterns.append(path("bench/bare-redis", bare_json_redis, name="bench-bare-redis"))

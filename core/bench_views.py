@@ -1,4 +1,4 @@
-"""A bare JSON view, mounted only when METERLINE_BENCH_VIEWS is on: the baseline `make bench` measures
+"""Bare JSON views, mounted only when METERLINE_BENCH_VIEWS is on: the baselines `make bench` measures
 Meterline's endpoints against, under the same server and middleware."""
 
 import json
@@ -6,8 +6,18 @@ import json
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from core.redis import redis_run
+
 
 @csrf_exempt
 def bare_json(request: HttpRequest) -> JsonResponse:
     body = json.loads(request.body or b"{}")
     return JsonResponse({"ok": True, "keys": len(body)})
+
+
+@csrf_exempt
+def bare_json_redis(request: HttpRequest) -> JsonResponse:
+    """The bare view plus one Redis round trip (one GET): the least any check that reads Redis can cost."""
+    body = json.loads(request.body or b"{}")
+    [value] = redis_run([("GET", "bench-bare")])
+    return JsonResponse({"ok": True, "keys": len(body), "value": value is not None})

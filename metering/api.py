@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import exceptions as drf_exceptions
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
@@ -20,7 +22,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api import ApiError, Conflict, error_body
+from core.hotcache import GENERATION_KEY, generation_seen, hot_clear
 from core.parsers import LimitedJSONParser
+from core.redis import redis_run
+from core.throttling import RateWindow
 from metering.events import MAX_BATCH
 from metering.models import Anomaly, ModelPrice
 from metering.serializers import (
@@ -36,11 +41,14 @@ from metering.serializers import (
     UsageResponseSerializer,
 )
 from metering.services import IngestScope, events_ingest
+from tenants.authentication import bearer_lookup, bearer_parse, bearer_verify, principal_identity
+from tenants.credential_cache import credential_peek
 from tenants.models import ApiKey, GatewayToken
 from tenants.permissions import IsPerson, staff_only
 from tenants.roles import FINANCE, PLATFORM_ADMINS
 from tenants.selectors import is_person
 
+logger = logging.getLogger(__name__)
 COST_DIGITS = Decimal("1E-10")
 USAGE_PARAMETERS = [
     OpenApiParameter(name, str)
@@ -113,62 +121,98 @@ def ingest_outcome(scope: IngestScope, data: Any) -> tuple[int, dict[str, Any]]:
     }
 
 
-def lean_json_endpoint(request: HttpRequest, handle: Any) -> HttpResponse | None:
-    """A hot path for bearer credentials without DRF's request/response machinery (about a millisecond per
-    call here): authentication, the per-credential rate limit, JSON parsing, then `handle(user, credential,
-    data) -> (status, body)`; errors in the §11 shape. Returns None to let the full view answer (portal
-    sessions, CSRF)."""
-    from rest_framework import exceptions as drf_exceptions
+def lean_json_endpoint(request: HttpRequest, handle: Any, prefetch: Any = None) -> HttpResponse | None:
+    """A hot path for bearer credentials without DRF's request/response machinery: authentication from the
+    credentials this process holds, the per-credential rate limit, JSON parsing, then
+    `handle(user, credential, data, planned) -> (status, body)`; errors in the §11 shape. Returns None to let the
+    full view answer (portal sessions, CSRF).
 
-    from core.throttling import CredentialRateThrottle
-    from tenants.authentication import BearerTokenAuthentication
-
-    authenticator = BearerTokenAuthentication()
+    One Redis round trip carries the rate-limit count, the hot-path generation (which vouches for the held
+    credential and budget index, core.hotcache) and the commands of `prefetch(user, credential, data)`, a plan
+    with `.commands` or None; `planned` is then (plan, its replies), or None when they must be read again."""
     try:
-        authenticated = authenticator.authenticate(request)  # type: ignore[arg-type]
+        parsed = bearer_parse(request.META.get("HTTP_AUTHORIZATION", ""))
+        if parsed is None:
+            return None
+        kind, prefix, secret = parsed
+        held = credential_peek(kind, prefix)
+        try:
+            user, credential = bearer_verify(held or bearer_lookup(kind, prefix), secret)
+        except drf_exceptions.AuthenticationFailed:
+            if held is None:
+                raise
+            held = None  # what this process held may be out of date: decide on a fresh look-up
+            user, credential = bearer_verify(bearer_lookup(kind, prefix), secret)
     except drf_exceptions.AuthenticationFailed as exc:
-        response = JsonResponse(error_body("authentication_failed", str(exc.detail)), status=401)
-        response["WWW-Authenticate"] = authenticator.authenticate_header(request)  # type: ignore[arg-type]
-        return response
-    if authenticated is None:
-        return None
-    user, credential = authenticated
-    shim = _ThrottleShim(request, user, credential)
-    throttle = CredentialRateThrottle()
-    if not throttle.allow_request(shim, None):  # type: ignore[arg-type]
-        wait = int(throttle.wait() or 1)
-        response = JsonResponse(error_body("rate_limited", f"Too many requests; retry in {wait} s."), status=429)
-        response["Retry-After"] = str(wait)
-        return response
-    if not request.content_type or request.content_type != "application/json":
-        return JsonResponse(
-            error_body("unsupported_media_type", "Send JSON with Content-Type: application/json."), status=415
-        )
+        return _unauthorized(request, exc)
+    window = RateWindow(*principal_identity(user, credential))
+    data, refused = _json_body(request)
+    plan = prefetch(user, credential, data) if prefetch is not None and refused is None else None
+    commands = [*window.commands, ("GET", GENERATION_KEY), *(plan.commands if plan is not None else [])]
     try:
-        data = LimitedJSONParser().parse(request, parser_context={"request": request})
-        status_code, body = handle(user, credential, data)
+        replies: list[Any] | None = redis_run(commands)
+    except Exception:  # noqa: BLE001  (Redis down: answer from the database, without rate limits)
+        logger.warning("Redis unavailable on the %s hot path; answering without it", request.path)
+        hot_clear()
+        replies = None
+    counted = len(window.commands)
+    fresh = replies is not None and generation_seen(replies[counted])
+    if not fresh:
+        plan = None
+        if held is not None:
+            try:
+                user, credential = bearer_verify(bearer_lookup(kind, prefix), secret)
+            except drf_exceptions.AuthenticationFailed as exc:
+                return _unauthorized(request, exc)
+    if replies is not None and not window.allows(replies[:counted]):
+        response = JsonResponse(
+            error_body("rate_limited", f"Too many requests; retry in {int(window.wait)} s."), status=429
+        )
+        response["Retry-After"] = str(int(window.wait))
+        return response
+    if refused is not None:
+        return refused
+    planned = (plan, replies[counted + 1 :]) if plan is not None and replies is not None else None
+    try:
+        status_code, body = handle(user, credential, data, planned)
     except ApiError as exc:
         return JsonResponse(error_body(exc.error_code, str(exc.detail), exc.fields), status=exc.status_code)
     except drf_exceptions.APIException as exc:
         code = {
             drf_exceptions.ParseError: "malformed_request",
             drf_exceptions.NotFound: "not_found",
+            drf_exceptions.NotAuthenticated: "not_authenticated",
         }.get(type(exc), "permission_denied")
         return JsonResponse(error_body(code, str(exc.detail)), status=exc.status_code)
     return JsonResponse(body, status=status_code)
 
 
+def _unauthorized(request: HttpRequest, exc: Any) -> JsonResponse:
+    from tenants.authentication import BearerTokenAuthentication
+
+    response = JsonResponse(error_body("authentication_failed", str(exc.detail)), status=401)
+    response["WWW-Authenticate"] = BearerTokenAuthentication().authenticate_header(request)  # type: ignore[arg-type]
+    return response
+
+
+def _json_body(request: HttpRequest) -> tuple[Any, JsonResponse | None]:
+    """(data, None), or (None, the error response) for a body that is not JSON."""
+    if not request.content_type or request.content_type != "application/json":
+        return None, JsonResponse(
+            error_body("unsupported_media_type", "Send JSON with Content-Type: application/json."), status=415
+        )
+    try:
+        return LimitedJSONParser().parse(request, parser_context={"request": request}), None
+    except ApiError as exc:
+        return None, JsonResponse(error_body(exc.error_code, str(exc.detail), exc.fields), status=exc.status_code)
+    except drf_exceptions.ParseError as exc:
+        return None, JsonResponse(error_body("malformed_request", str(exc.detail)), status=exc.status_code)
+
+
 def _lean_ingest(request: HttpRequest) -> HttpResponse | None:
     return lean_json_endpoint(
-        request, lambda user, credential, data: ingest_outcome(_scope_for(user, credential), data)
+        request, lambda user, credential, data, planned: ingest_outcome(_scope_for(user, credential), data)
     )
-
-
-class _ThrottleShim:
-    def __init__(self, request: HttpRequest, user: Any, credential: Any) -> None:
-        self.META = request.META
-        self._user = user
-        self._auth = credential
 
 
 def _scope_for(user: Any, credential: Any) -> IngestScope:

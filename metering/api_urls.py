@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import URLPattern, path
 from rest_framework.routers import SimpleRouter
 
 from metering import api
@@ -8,8 +8,10 @@ router.register("prices", api.PriceViewSet, basename="price")
 router.register("anomalies", api.AnomalyViewSet, basename="anomaly")
 router.register("provider-statements", api.ProviderStatementViewSet, basename="providerstatement")
 
+# Resolved ahead of every other API path (config/urls.py): the calls made before or after every LLM call.
+hot_urlpatterns: list[URLPattern] = [path("events", api.EventsView.as_view(), name="events")]
+
 urlpatterns = [
-    path("events", api.EventsView.as_view(), name="events"),
     path("integrations/litellm", api.LiteLLMView.as_view(), name="integrations-litellm"),
     path("usage", api.UsageView.as_view(), name="usage"),
     path("usage/events", api.UsageEventsView.as_view(), name="usage-events"),

@@ -1,21 +1,26 @@
-"""Credential lookups for the hot paths (ingest, quota check), cached in the shared cache.
+"""Credential lookups for the hot paths (ingest, quota check).
 
-An ORM query with its related tenant and project costs more than a millisecond here, on every call of a
-gateway; a cache hit costs one Redis round trip. Every change that affects an entry deletes it
-(revocation, tenant or project edits), so a revoked key is refused on its next request.
+Each process keeps the credentials it has seen (with their tenant and project), trusted while the hot-path
+generation is unchanged (core.hotcache); behind it, the shared cache holds them for other processes, and the
+database is read only on a miss of both. Every change that affects an entry (revocation, tenant or project
+edits) deletes it and sets a new generation, so a revoked key is refused on its very next request.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from django.core.cache import cache
 from django.db import models, transaction
 
+from core.hotcache import hot_changed, hot_get, hot_peek
 from tenants.models import ApiKey, GatewayToken, Project, Tenant
 
 TTL_SECONDS = 60
+NAMESPACE = "credential"
 _MISSING = "missing"
+_marked: dict[str, float] = {}
 
 
 def _key(prefix: str) -> str:
@@ -35,6 +40,16 @@ def _build(model: type[models.Model], values: dict[str, Any]) -> Any:
 
 def credential_lookup(kind: str, prefix: str) -> ApiKey | GatewayToken | None:
     """The project key (with its tenant and project) or gateway token of this prefix, or None."""
+    return hot_get(NAMESPACE, (kind, prefix), lambda: _shared_lookup(kind, prefix), TTL_SECONDS)
+
+
+def credential_peek(kind: str, prefix: str) -> ApiKey | GatewayToken | None:
+    """The credential this process holds, without checking the generation: the caller reads the generation in
+    its own round trip and looks up again (credential_lookup) when it changed."""
+    return hot_peek(NAMESPACE, (kind, prefix), TTL_SECONDS)
+
+
+def _shared_lookup(kind: str, prefix: str) -> ApiKey | GatewayToken | None:
     cached = cache.get(_key(prefix))
     if cached == _MISSING:
         return None
@@ -62,12 +77,13 @@ def _load(kind: str, prefix: str) -> dict[str, Any] | None:
 
 
 def credentials_forget(*prefixes: str) -> None:
-    """Drop cached entries once the change is committed (and now, for this transaction's own reads)."""
+    """Drop cached entries once the change is committed (and now, for this transaction's own reads); every
+    process drops what it holds for the hot paths (credentials and budget indexes, which know the projects)."""
     keys = [_key(prefix) for prefix in prefixes]
-    if not keys:
-        return
-    cache.delete_many(keys)
-    transaction.on_commit(lambda: cache.delete_many(keys))
+    if keys:
+        cache.delete_many(keys)
+        transaction.on_commit(lambda: cache.delete_many(keys))
+    hot_changed()
 
 
 def credentials_forget_for(*, tenant_id: int | None = None, project_id: int | None = None) -> None:
@@ -79,6 +95,11 @@ def credentials_forget_for(*, tenant_id: int | None = None, project_id: int | No
     credentials_forget(*keys.values_list("prefix", flat=True))
 
 
-def mark_used(prefix: str) -> bool:
-    """True at most once per minute per credential: the caller then writes last_used_at."""
-    return bool(cache.add(f"cred-used:{prefix}", 1, 60))
+def mark_used(prefix: str, resolution: float) -> bool:
+    """True at most once per resolution window per credential across processes: the caller then writes
+    last_used_at. Each process asks the shared cache at most once per window."""
+    now = time.monotonic()
+    if now - _marked.get(prefix, -1e9) < resolution:
+        return False
+    _marked[prefix] = now
+    return bool(cache.add(f"cred-used:{prefix}", 1, int(resolution)))

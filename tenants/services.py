@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.audit import audit_record, audit_snapshot, audited_update
+from core.hotcache import hot_changed
 from tenants.credential_cache import credentials_forget, credentials_forget_for
 from tenants.credentials import (
     KIND_GATEWAY_TOKEN,
@@ -95,6 +96,7 @@ def department_delete(*, actor: Any, department: Department) -> None:
     before = audit_snapshot(department)
     audit_record(actor=actor, action="delete", instance=department, before=before, tenant=department.tenant)
     department.delete()
+    hot_changed()  # its projects no longer belong to it
 
 
 @transaction.atomic
@@ -117,6 +119,7 @@ def project_create(
         is_internal=is_internal,
     )
     audit_record(actor=actor, action="create", instance=project, after=audit_snapshot(project), tenant=tenant)
+    hot_changed()  # budget indexes map projects to departments
     return project
 
 

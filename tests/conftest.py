@@ -8,6 +8,7 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from core.hotcache import hot_clear
 from tenants import services
 from tenants.models import ApiKey, Department, Membership, Project, Role, Tenant
 from tenants.roles import ACCOUNT_MANAGERS, FINANCE, PLATFORM_ADMINS
@@ -16,8 +17,10 @@ from tests.factories import MembershipFactory, ProjectFactory, TenantFactory, Us
 
 @pytest.fixture(autouse=True)
 def _clean_cache() -> None:
-    """Rate-limit and login counters live in Redis: each test starts from zero."""
+    """Rate-limit and login counters live in Redis: each test starts from zero, and so do the records the hot
+    paths hold in the process."""
     cache.clear()
+    hot_clear()
 
 
 @dataclass

@@ -5,6 +5,7 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+import redis
 from django.utils import timezone
 
 from billing.budgets import budget_states, counter_key, counter_rebuild, period_bounds
@@ -194,22 +195,19 @@ def test_redis_down_keeps_events_and_the_reconcile_rebuilds(
 
     budget = make_budget(world, limit_amount="10.00")
 
-    class Down:
-        def pipeline(self, transaction: bool = False):  # type: ignore[no-untyped-def]
-            raise ConnectionError("redis is down")
+    def down(commands):  # type: ignore[no-untyped-def]
+        raise redis.ConnectionError("redis is down")
 
-    monkeypatch.setattr(budget_module, "redis_client", lambda: Down())
+    monkeypatch.setattr(budget_module, "redis_run", down)
     with django_capture_on_commit_callbacks(execute=True):
         result = send(world, ev("while-down", input_tokens=2_000_000))
     assert result.accepted == 1 and UsageEvent.objects.filter(event_id="while-down").exists()
     monkeypatch.undo()
     # The read path rebuilds a counter flagged stale; when even the flag was lost (the same Redis was down)
     # and Redis came back empty, a later increment starts the counter from zero: it under-counts…
-    from django.core.cache import cache
-
-    cache.delete(f"budget-stale:{budget['id']}")
     model = Budget.objects.get(pk=budget["id"])
     start, _end = period_bounds("month", timezone.now().astimezone(dt.timezone(dt.timedelta(hours=8))).date())
+    redis_client().delete(counter_key(model.pk, start))
     redis_client().hset(counter_key(model.pk, start), mapping={"cost": 0, "tokens": 0})
     assert world.client("alpha_owner").get(f"/api/v1/budgets/{budget['id']}").json()["spent"] == "0.00"
     # …until the reconcile rebuilds it from the rollups
