@@ -268,7 +268,7 @@ def _state(
     currency = budget_currency(budget)
     raised = raised_amount(budget, start) if raised is None else raised
     if budget.limit_tokens is not None:
-        spent, limit = Decimal(tokens), Decimal(budget.limit_tokens) + raised
+        spent, limit = Decimal(tokens), (Decimal(budget.limit_tokens) + raised).to_integral_value()
     else:
         rate = usd_to(currency) if rate is None else rate
         spent = (Decimal(cost_units) * COST_UNIT * rate).quantize(SPENT_DIGITS)
@@ -405,7 +405,7 @@ def _terms(read: _Read, index: TenantBudgets) -> _Terms:
     currency = budget_currency(budget)
     raised = index.raised(budget.pk, read.start, read.today)
     if budget.limit_tokens is not None:
-        return _Terms(currency, Decimal(budget.limit_tokens) + raised, None)
+        return _Terms(currency, (Decimal(budget.limit_tokens) + raised).to_integral_value(), None)
     # the index's rate for its active budgets; the rate in force for an inactive one
     rate = index.rate if budget.pk in index.budgets else usd_to(currency)
     return _Terms(currency, Decimal(budget.limit_amount or 0) + raised, rate)

@@ -8,6 +8,7 @@ edits) deletes it and sets a new generation, so a revoked key is refused on its 
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -17,6 +18,7 @@ from django.db import models, transaction
 from core.hotcache import hot_changed, hot_get, hot_peek
 from tenants.models import ApiKey, GatewayToken, Project, Tenant
 
+logger = logging.getLogger(__name__)
 TTL_SECONDS = 60
 NAMESPACE = "credential"
 _MISSING = "missing"
@@ -50,12 +52,18 @@ def credential_peek(kind: str, prefix: str) -> ApiKey | GatewayToken | None:
 
 
 def _shared_lookup(kind: str, prefix: str) -> ApiKey | GatewayToken | None:
-    cached = cache.get(_key(prefix))
+    try:
+        cached = cache.get(_key(prefix))
+    except Exception:  # noqa: BLE001  (Redis down: the database answers)
+        cached = None
     if cached == _MISSING:
         return None
     if cached is None:
         cached = _load(kind, prefix)
-        cache.set(_key(prefix), cached if cached is not None else _MISSING, TTL_SECONDS)
+        try:
+            cache.set(_key(prefix), cached if cached is not None else _MISSING, TTL_SECONDS)
+        except Exception:  # noqa: BLE001
+            logger.warning("credential %s not cached (Redis unavailable)", prefix)
         if cached is None:
             return None
     if kind == "mlk":
@@ -102,4 +110,7 @@ def mark_used(prefix: str, resolution: float) -> bool:
     if now - _marked.get(prefix, -1e9) < resolution:
         return False
     _marked[prefix] = now
-    return bool(cache.add(f"cred-used:{prefix}", 1, int(resolution)))
+    try:
+        return bool(cache.add(f"cred-used:{prefix}", 1, int(resolution)))
+    except Exception:  # noqa: BLE001  (Redis down: each process records the use itself)
+        return True
