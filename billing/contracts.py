@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from billing.models import Contract
 from core.audit import audit_record, audit_snapshot, audited_update
+from core.hotcache import hot_changed, hot_get
 
 CACHE_SECONDS = 300
 
@@ -65,18 +66,23 @@ def contracts_in_force(tenant_id: int) -> list[Contract]:
 
 
 def contract_terms(tenant_id: int) -> list[ContractTerms]:
-    """The terms of every non-draft contract of the tenant, newest first (cached; rating calls this per ingest
-    call)."""
+    """The terms of every non-draft contract of the tenant, newest first (held in each process and in the
+    shared cache; rating calls this on every ingest call)."""
+    return hot_get("contract-terms", tenant_id, lambda: _shared_terms(tenant_id), CACHE_SECONDS)
+
+
+def _shared_terms(tenant_id: int) -> list[ContractTerms]:
     terms = cache.get(_cache_key(tenant_id))
     if terms is None:
         terms = [terms_of(contract) for contract in contracts_in_force(tenant_id)]
         cache.set(_cache_key(tenant_id), terms, CACHE_SECONDS)
-    return terms
+    return terms  # type: ignore[no-any-return]
 
 
 def _forget(tenant_id: int) -> None:
     cache.delete(_cache_key(tenant_id))
     transaction.on_commit(lambda: cache.delete(_cache_key(tenant_id)))
+    hot_changed()
 
 
 def _next_number(tenant: Any) -> str:

@@ -276,18 +276,45 @@ def _chunks(items: list, size: int) -> list[list]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-@transaction.atomic
 def _store(rows: list[_Row], *, now: dt.datetime, result: IngestResult) -> None:
     # One order for every writer: concurrent batches never wait on each other in a cycle.
     rows.sort(key=lambda r: r.key)
+    if connection.vendor == "postgresql":
+        # New events, their keys and their rollup deltas in one statement, atomic by itself; then, in a
+        # transaction of their own, the ids already stored (duplicates, conflicts, corrections of estimates).
+        inserted = _pg_insert_new(rows, now)
+        new = [row for row in rows if row.key in inserted]
+        for row in new:
+            row.outcome = "accepted"
+        if new:
+            _budgets_after_commit([_row_facts(row) for row in new], [])
+        existing = [row for row in rows if row.key not in inserted]
+        if existing:
+            _store_existing(existing, now, inserted=[])
+    else:
+        _store_existing(rows, now, inserted=_insert_keys(rows))
+    for row in rows:
+        index = row.event.index
+        if row.outcome == "accepted":
+            result.accepted += 1
+        elif row.outcome == "corrected":
+            result.corrected += 1
+        elif row.outcome == "duplicate":
+            result.duplicates += 1
+        else:
+            result.conflicts += 1
+        if row.outcome in ("accepted", "corrected"):
+            result.estimated += row.event.estimated
+            result.unpriced += not row.priced
+        result.outcomes[index] = row.outcome
+
+
+@transaction.atomic
+def _insert_keys(rows: list[_Row]) -> list[_Row]:
+    """Claim the ids of new events (SQLite; PostgreSQL claims them in the combined statement)."""
+    inserted: set[tuple[int, str]] = set()
     with connection.cursor() as cursor:
-        inserted: set[tuple[int, str]] = set()
-        # Batches on PostgreSQL: new events, their keys and their rollup deltas in one statement; a few
-        # events: three short statements, which PostgreSQL plans faster than the combined one.
-        bulk = connection.vendor == "postgresql" and len(rows) > SMALL_BATCH
-        if bulk:
-            inserted = _pg_insert_new(cursor, rows, now)
-        for chunk in _chunks(rows, 1000) if not bulk else []:
+        for chunk in _chunks(rows, 1000):
             params: list[Any] = []
             for row in chunk:
                 params += [
@@ -304,51 +331,37 @@ def _store(rows: list[_Row], *, now: dt.datetime, result: IngestResult) -> None:
                 params,
             )
             inserted.update((tenant_id, event_id) for tenant_id, event_id in cursor.fetchall())
+    return [row for row in rows if row.key in inserted]
 
-        existing = [row for row in rows if row.key not in inserted]
-        removed: list[dict[str, Any]] = []
-        to_write = [row for row in rows if row.key in inserted]
-        if existing:
-            stored = _stored_keys(cursor, [row.key for row in existing])
-            for row in existing:
-                content_hash, was_estimated, old_occurred_at = stored[row.key]
-                if content_hash == row.event.content_hash:
-                    row.outcome = "duplicate"
-                elif was_estimated and not row.event.estimated and _claim_correction(cursor, row):
-                    row.outcome = "corrected"
-                    removed += _remove_event(cursor, row.tenant.pk, row.event.event_id, old_occurred_at)
-                    to_write.append(row)
-                else:
-                    row.outcome = "conflict"
 
-        counted = [_row_facts(row) for row in to_write]
-        if bulk:
-            to_write = [row for row in to_write if row.outcome == "corrected"]
-        if counted or removed:
-            _budgets_after_commit(counted, removed)
+@transaction.atomic
+def _store_existing(rows: list[_Row], now: dt.datetime, *, inserted: list[_Row]) -> None:
+    """Write `inserted` (rows whose ids were just claimed) and decide the others, whose ids were stored
+    before: the same content is a duplicate, an estimate followed by real usage is corrected (the estimate is
+    removed), anything else a conflict (the first one is kept)."""
+    claimed = {row.key for row in inserted}
+    existing = [row for row in rows if row.key not in claimed]
+    to_write = list(inserted)
+    for row in to_write:
+        row.outcome = "accepted"
+    removed: list[dict[str, Any]] = []
+    with connection.cursor() as cursor:
+        stored = _stored_keys(cursor, [row.key for row in existing]) if existing else {}
+        for row in existing:
+            content_hash, was_estimated, old_occurred_at = stored[row.key]
+            if content_hash == row.event.content_hash:
+                row.outcome = "duplicate"
+            elif was_estimated and not row.event.estimated and _claim_correction(cursor, row):
+                row.outcome = "corrected"
+                removed += _remove_event(cursor, row.tenant.pk, row.event.event_id, old_occurred_at)
+                to_write.append(row)
+            else:
+                row.outcome = "conflict"
         if to_write or removed:
+            counted = [_row_facts(row) for row in to_write]
+            _budgets_after_commit(counted, removed)
             _insert_events(cursor, to_write, now)
-            rollups_apply(
-                cursor,
-                [_row_facts(row) for row in to_write],
-                removed,
-                {row.tenant.pk: row.tenant.timezone for row in rows},
-            )
-
-    for row in rows:
-        index = row.event.index
-        if row.outcome == "accepted":
-            result.accepted += 1
-        elif row.outcome == "corrected":
-            result.corrected += 1
-        elif row.outcome == "duplicate":
-            result.duplicates += 1
-        else:
-            result.conflicts += 1
-        if row.outcome in ("accepted", "corrected"):
-            result.estimated += row.event.estimated
-            result.unpriced += not row.priced
-        result.outcomes[index] = row.outcome
+            rollups_apply(cursor, counted, removed, {row.tenant.pk: row.tenant.timezone for row in rows})
 
 
 _PG_TYPES = {
@@ -390,72 +403,114 @@ _DELTA_SUMS_SQL = (
     "coalesce(sum(cost) FILTER (WHERE estimated), 0), count(*) FILTER (WHERE rating_status = 'unpriced')"
 )
 # Buckets as in rollups_apply: UTC hours; tenant-local days (bucket = local midnight); hourly rows carry
-# the local date of their hour.
+# the local date of their hour. Data-modifying CTEs all run to completion, read or not.
 _PG_INSERT_NEW = f"""
-WITH input AS ({{input}}),
+WITH src AS ({{input}}),
 k AS (
     INSERT INTO metering_eventkey (tenant_id, event_id, occurred_at, content_hash, estimated)
-    SELECT tenant_id, event_id, occurred_at, content_hash, estimated FROM input ORDER BY tenant_id, event_id
+    SELECT tenant_id, event_id, occurred_at, content_hash, estimated FROM src ORDER BY tenant_id, event_id
     ON CONFLICT (tenant_id, event_id) DO NOTHING RETURNING tenant_id, event_id
 ),
 e AS (
     INSERT INTO metering_usageevent ({", ".join(EVENT_COLUMNS)})
-    SELECT {", ".join("i." + c for c in EVENT_COLUMNS)} FROM input i JOIN k USING (tenant_id, event_id)
-    RETURNING tenant_id, project_id, api_key_id, model, feature, environment, end_user, occurred_at,
-        input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens, status, cost,
-        rating_status, estimated, billable
+    SELECT {", ".join(EVENT_COLUMNS)} FROM src JOIN k USING (tenant_id, event_id)
 ),
 f AS (
-    SELECT e.*, date_trunc('hour', e.occurred_at) AS hour,
-        date_trunc('day', e.occurred_at AT TIME ZONE t.timezone) AT TIME ZONE t.timezone AS day_start,
-        (e.occurred_at AT TIME ZONE t.timezone)::date AS local_day,
-        (date_trunc('hour', e.occurred_at) AT TIME ZONE t.timezone)::date AS hour_day
-    FROM e JOIN tenants_tenant t ON t.id = e.tenant_id
+    SELECT i.*, coalesce(i.api_key_id, 0) AS key_id, date_trunc('hour', i.occurred_at) AS hour,
+        date_trunc('day', i.occurred_at AT TIME ZONE t.timezone) AT TIME ZONE t.timezone AS day_start,
+        (i.occurred_at AT TIME ZONE t.timezone)::date AS local_day,
+        (date_trunc('hour', i.occurred_at) AT TIME ZONE t.timezone)::date AS hour_day
+    FROM src i JOIN k USING (tenant_id, event_id) JOIN tenants_tenant t ON t.id = i.tenant_id
 ),
 d AS (
     INSERT INTO metering_rollupdelta ({", ".join(DELTA_COLUMNS)})
-    SELECT 'usage', tenant_id, 'hour', hour, project_id, coalesce(api_key_id, 0), model, feature, environment,
+    SELECT 'usage', tenant_id, 'hour', hour, project_id, key_id, model, feature, environment,
         hour_day, '', {_DELTA_SUMS_SQL}
-    FROM f GROUP BY tenant_id, hour, project_id, coalesce(api_key_id, 0), model, feature, environment, hour_day
+    FROM f GROUP BY tenant_id, hour, project_id, key_id, model, feature, environment, hour_day
     UNION ALL
-    SELECT 'usage', tenant_id, 'day', day_start, project_id, coalesce(api_key_id, 0), model, feature, environment,
+    SELECT 'usage', tenant_id, 'day', day_start, project_id, key_id, model, feature, environment,
         local_day, '', {_DELTA_SUMS_SQL}
-    FROM f GROUP BY tenant_id, day_start, project_id, coalesce(api_key_id, 0), model, feature, environment, local_day
+    FROM f GROUP BY tenant_id, day_start, project_id, key_id, model, feature, environment, local_day
     UNION ALL
     SELECT 'end_user', tenant_id, '', NULL, 0, 0, '', '', '', local_day, end_user, {_DELTA_SUMS_SQL}
     FROM f GROUP BY tenant_id, local_day, end_user
 )
 SELECT tenant_id, event_id FROM k
 """
+_JSON_INPUT = (
+    "SELECT * FROM jsonb_to_recordset(%s::jsonb) AS i(" + ", ".join(f"{c} {_PG_TYPES[c]}" for c in _INPUT_COLUMNS) + ")"
+)
+# Whitespace folded: psycopg keeps the parsed form of statements up to 4 KiB (a test holds it there).
+_PG_INSERT_JSON = " ".join(_PG_INSERT_NEW.format(input=_JSON_INPUT).split())
 _STAGING = "meterline_ingest_staging"
 _STAGING_DDL = (
     f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} ("
     + ", ".join(f"{c} {_PG_TYPES[c]}" for c in _INPUT_COLUMNS)
     + ") ON COMMIT DELETE ROWS"
 )
-SMALL_BATCH = 20
+JSON_BATCH = 100  # larger batches go through COPY into a staging table
+
+
+def _json_row(row: _Row, received_at: str) -> dict[str, Any]:
+    event, buckets, dims = row.event, row.event.buckets, row.event.dimensions
+    return {
+        "tenant_id": row.tenant.pk,
+        "project_id": row.project.pk,
+        "api_key_id": row.api_key_id,
+        "event_id": event.event_id,
+        "occurred_at": event.occurred_at.isoformat(),
+        "received_at": received_at,
+        "provider": row.provider,
+        "model": event.model,
+        "input_tokens": buckets.input_tokens,
+        "cached_input_tokens": buckets.cached_input_tokens,
+        "cache_write_tokens": buckets.cache_write_tokens,
+        "output_tokens": buckets.output_tokens,
+        "reasoning_tokens": buckets.reasoning_tokens,
+        "feature": dims["feature"],
+        "end_user": dims["end_user"],
+        "session_id": dims["session_id"],
+        "prompt_template": dims["prompt_template"],
+        "environment": row.environment,
+        "latency_ms": event.latency_ms,
+        "status": event.status,
+        "cost": str(row.cost),
+        "price_id": row.price_id,
+        "rating_status": "priced" if row.priced else "unpriced",
+        "estimated": event.estimated,
+        "estimate_method": event.estimate_method,
+        "billable": row.billable,
+        "raw_usage": event.raw_usage,
+        "metadata": event.metadata or {},
+        "content_hash": event.content_hash,
+    }
+
+
+def _pg_insert_new(rows: list[_Row], received_at: dt.datetime) -> set[tuple[int, str]]:
+    """Claim the ids of new events and store them with their rollup deltas, in one statement (atomic by itself
+    in autocommit), on a server-side binding cursor: psycopg prepares the statement after a few executions
+    on the connection, so PostgreSQL plans it once per connection rather than on every call."""
+    import psycopg
+
+    if len(rows) <= JSON_BATCH:
+        body = json.dumps([_json_row(row, received_at.isoformat()) for row in rows], ensure_ascii=False)
+        connection.ensure_connection()
+        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+            cursor.execute(_PG_INSERT_JSON, [body])
+            return {(tenant_id, event_id) for tenant_id, event_id in cursor.fetchall()}
+    # Larger batches: COPY into a temporary table whose rows go at commit, then the same statement. The table
+    # lives with the database session, which a reconnect loses: it is declared every time.
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_STAGING_DDL)
+        with cursor.cursor.copy(f"COPY {_STAGING} ({', '.join(_INPUT_COLUMNS)}) FROM STDIN") as copy:
+            for value in _pg_input_rows(rows, received_at):
+                copy.write_row(value)
+        cursor.execute(_PG_INSERT_NEW.format(input=f"SELECT * FROM {_STAGING}"))
+        return {(tenant_id, event_id) for tenant_id, event_id in cursor.fetchall()}
 
 
 def _pg_input_rows(rows: list[_Row], received_at: dt.datetime) -> list[tuple]:
     return [(*_event_values(row, received_at), row.event.content_hash) for row in rows]
-
-
-def _pg_insert_new(cursor: Any, rows: list[_Row], received_at: dt.datetime) -> set[tuple[int, str]]:
-    values = _pg_input_rows(rows, received_at)
-    if len(values) <= 100:
-        row_sql = "(" + ", ".join(f"%s::{_PG_TYPES[c]}" for c in _INPUT_COLUMNS) + ")"
-        source = f"SELECT * FROM (VALUES {', '.join([row_sql] * len(values))}) AS v({', '.join(_INPUT_COLUMNS)})"
-        cursor.execute(_PG_INSERT_NEW.format(input=source), [v for value in values for v in value])
-    else:
-        raw = cursor.cursor
-        # One round trip per bulk batch: the temporary table lives with the database session, which a
-        # reconnect or a rolled-back first batch loses, so it is (re)declared every time.
-        cursor.execute(_STAGING_DDL)
-        with raw.copy(f"COPY {_STAGING} ({', '.join(_INPUT_COLUMNS)}) FROM STDIN") as copy:
-            for value in values:
-                copy.write_row(value)
-        cursor.execute(_PG_INSERT_NEW.format(input=f"SELECT * FROM {_STAGING}"))
-    return {(tenant_id, event_id) for tenant_id, event_id in cursor.fetchall()}
 
 
 def _stored_keys(cursor: Any, keys: list[tuple[int, str]]) -> dict[tuple[int, str], tuple[str, bool, dt.datetime]]:

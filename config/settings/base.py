@@ -77,6 +77,12 @@ TEMPLATES = [
 DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
+    # Statements run on server-side binding cursors (the ingest statement) are prepared after this many runs on
+    # a connection, so PostgreSQL plans them once per connection. 0 turns preparing off (for a pooler that
+    # cannot hold prepared statements). Django's own queries bind client-side and are never prepared.
+    _prepare = env_int("DB_PREPARE_THRESHOLD", 5)
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = _prepare if _prepare > 0 else None
 else:
     (BASE_DIR / "var").mkdir(exist_ok=True)
     DATABASES = {

@@ -8,6 +8,7 @@ from django.db import connection
 from django.utils import timezone
 
 from metering.models import EventKey, UsageEvent
+from metering.services import IngestScope, events_ingest
 from tests.metering.conftest import flushed_rollups, iso
 
 pytestmark = pytest.mark.django_db
@@ -142,3 +143,46 @@ def test_a_large_batch_corrects_estimates_and_keeps_rollups_exact(world, prices)
     assert UsageEvent.objects.filter(estimated=True).count() == 0
     assert rollups_verify() == []
     assert flushed_rollups().get(grain="day").requests == 41
+
+
+def test_the_ingest_statement_stays_within_psycopgs_parse_cache() -> None:
+    """The single-statement ingest is parsed once per process only while it fits psycopg's statement cache."""
+    from psycopg._queries import MAX_CACHED_STATEMENT_LENGTH, MAX_CACHED_STATEMENT_PARAMS
+
+    from metering.services import _PG_INSERT_JSON
+
+    assert len(_PG_INSERT_JSON.encode()) <= MAX_CACHED_STATEMENT_LENGTH
+    assert _PG_INSERT_JSON.count("%s") == 1 <= MAX_CACHED_STATEMENT_PARAMS
+
+
+def test_small_and_large_batches_store_the_same_rollups(world, prices) -> None:
+    """Batches of up to 100 events travel as one JSON parameter, larger ones through COPY: both store every
+    event once, with rollups equal to the sum of their events."""
+    from django.core.management import call_command
+
+    from metering.models import UsageEvent
+
+    moment = timezone.now() - dt.timedelta(minutes=5)
+
+    def batch(prefix: str, size: int) -> list[dict]:
+        return [
+            {
+                "event_id": f"{prefix}-{n}",
+                "timestamp": (moment - dt.timedelta(minutes=n)).isoformat(),
+                "model": "gpt-4o",
+                "feature": f"f{n % 3}",
+                "end_user": f"u{n % 4}",
+                "metadata": {"n": n, "note": "ü"},
+                "usage": {"input_tokens": 100 + n, "output_tokens": 10},
+            }
+            for n in range(size)
+        ]
+
+    scope = IngestScope(kind="project_key", api_key=world.alpha_key)
+    small = events_ingest(scope=scope, raw_events=batch("small", 100))
+    large = events_ingest(scope=scope, raw_events=batch("large", 101))
+    again = events_ingest(scope=scope, raw_events=batch("small", 100) + batch("large", 101))
+    assert (small.accepted, large.accepted, again.duplicates, again.accepted) == (100, 101, 201, 0)
+    assert UsageEvent.objects.filter(tenant=world.alpha).count() == 201
+    assert UsageEvent.objects.get(tenant=world.alpha, event_id="small-7").metadata == {"n": 7, "note": "ü"}
+    call_command("verify_rollups")  # raises when a rollup differs from its events
