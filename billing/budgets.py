@@ -178,15 +178,22 @@ def counters_apply(added: list[dict[str, Any]], removed: list[dict[str, Any]]) -
         for (budget_id, start), (cost_units, tokens) in items:
             key = counter_key(budget_id, start)
             commands += [("HINCRBY", key, "cost", cost_units), ("HINCRBY", key, "tokens", tokens)]
-            commands.append(("EXPIRE", key, COUNTER_TTL))
         results = redis_run(commands)
+        # A counter these increments created gets its expiry (once per budget period).
+        created = [
+            ("EXPIRE", counter_key(budget_id, start), COUNTER_TTL)
+            for index, ((budget_id, start), (cost_units, tokens)) in enumerate(items)
+            if (results[2 * index], results[2 * index + 1]) == (cost_units, tokens)
+        ]
+        if created:
+            redis_run(created)
     except Exception:  # noqa: BLE001  (Redis down: events are stored; counters are rebuilt later)
         logger.warning("budget counters not updated (Redis unavailable); they are rebuilt from rollups")
         counters_mark_stale(list(increments))
         return
     budget_index = {budget_id: (b, tenant) for tenant in by_tenant.values() for budget_id, b in tenant.budgets.items()}
     for index, ((budget_id, start), (cost_units, tokens)) in enumerate(items):
-        cost_after, tokens_after = results[3 * index], results[3 * index + 1]
+        cost_after, tokens_after = results[2 * index], results[2 * index + 1]
         if cost_units > 0 or tokens > 0:
             thresholds_check(
                 budget_id,
@@ -203,7 +210,13 @@ def counters_apply(added: list[dict[str, Any]], removed: list[dict[str, Any]]) -
 def counters_mark_stale(periods: list[tuple[int, dt.date]]) -> None:
     """(budget id, period start) counters that missed an increment: their next read rebuilds them."""
     try:
-        redis_run([("HSET", counter_key(budget_id, start), "stale", 1) for budget_id, start in periods])
+        commands: list[tuple[Any, ...]] = []
+        for budget_id, start in periods:
+            commands += [
+                ("HSET", counter_key(budget_id, start), "stale", 1),
+                ("EXPIRE", counter_key(budget_id, start), COUNTER_TTL),
+            ]
+        redis_run(commands)
     except Exception:  # noqa: BLE001  (the same Redis is down: the periodic reconcile rebuilds every counter)
         logger.warning("budget counters %s not marked stale; the reconcile task rebuilds them", periods)
 

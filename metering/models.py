@@ -104,11 +104,8 @@ class UsageEvent(models.Model):
 
     class Meta:
         managed = True
-        indexes = [
-            # cursor pagination and event lookups (usage/events, exports)
-            models.Index(fields=["tenant", "-occurred_at", "-id"], name="event_tenant_time"),
-            models.Index(fields=["tenant", "event_id"], name="event_tenant_event_id"),
-        ]
+        # Cursor pagination (newest first) reads the primary key (tenant_id, occurred_at, id) backwards.
+        indexes = [models.Index(fields=["tenant", "event_id"], name="event_tenant_event_id")]
 
     def __str__(self) -> str:
         return f"{self.event_id} ({self.model})"

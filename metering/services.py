@@ -422,8 +422,11 @@ f AS (
         (date_trunc('hour', i.occurred_at) AT TIME ZONE t.timezone)::date AS hour_day
     FROM src i JOIN k USING (tenant_id, event_id) JOIN tenants_tenant t ON t.id = i.tenant_id
 ),
-d AS (
-    INSERT INTO metering_rollupdelta ({", ".join(DELTA_COLUMNS)})
+d AS (INSERT INTO metering_rollupdelta ({", ".join(DELTA_COLUMNS)}) {{deltas}})
+SELECT tenant_id, event_id FROM k
+"""
+# Large batches: one delta row per bucket (the flush has fewer rows to fold).
+_GROUPED_DELTAS = f"""
     SELECT 'usage', tenant_id, 'hour', hour, project_id, key_id, model, feature, environment,
         hour_day, '', {_DELTA_SUMS_SQL}
     FROM f GROUP BY tenant_id, hour, project_id, key_id, model, feature, environment, hour_day
@@ -434,14 +437,27 @@ d AS (
     UNION ALL
     SELECT 'end_user', tenant_id, '', NULL, 0, 0, '', '', '', local_day, end_user, {_DELTA_SUMS_SQL}
     FROM f GROUP BY tenant_id, local_day, end_user
+"""
+# Up to JSON_BATCH events: one delta row per event and bucket, without the cost of grouping.
+_EVENT_SUMS_SQL = (
+    "input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens, 1, "
+    "(status = 'error')::int, cost, CASE WHEN billable THEN cost ELSE 0 END, estimated::int, "
+    "CASE WHEN estimated THEN cost ELSE 0 END, (rating_status = 'unpriced')::int"
 )
-SELECT tenant_id, event_id FROM k
+_EVENT_DELTAS = f"""
+    SELECT 'usage', tenant_id, 'hour', hour, project_id, key_id, model, feature, environment, hour_day, '',
+        {_EVENT_SUMS_SQL} FROM f
+    UNION ALL
+    SELECT 'usage', tenant_id, 'day', day_start, project_id, key_id, model, feature, environment, local_day, '',
+        {_EVENT_SUMS_SQL} FROM f
+    UNION ALL
+    SELECT 'end_user', tenant_id, '', NULL, 0, 0, '', '', '', local_day, end_user, {_EVENT_SUMS_SQL} FROM f
 """
 _JSON_INPUT = (
     "SELECT * FROM jsonb_to_recordset(%s::jsonb) AS i(" + ", ".join(f"{c} {_PG_TYPES[c]}" for c in _INPUT_COLUMNS) + ")"
 )
 # Whitespace folded: psycopg keeps the parsed form of statements up to 4 KiB (a test holds it there).
-_PG_INSERT_JSON = " ".join(_PG_INSERT_NEW.format(input=_JSON_INPUT).split())
+_PG_INSERT_JSON = " ".join(_PG_INSERT_NEW.format(input=_JSON_INPUT, deltas=_EVENT_DELTAS).split())
 _STAGING = "meterline_ingest_staging"
 _STAGING_DDL = (
     f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} ("
@@ -505,7 +521,7 @@ def _pg_insert_new(rows: list[_Row], received_at: dt.datetime) -> set[tuple[int,
         with cursor.cursor.copy(f"COPY {_STAGING} ({', '.join(_INPUT_COLUMNS)}) FROM STDIN") as copy:
             for value in _pg_input_rows(rows, received_at):
                 copy.write_row(value)
-        cursor.execute(_PG_INSERT_NEW.format(input=f"SELECT * FROM {_STAGING}"))
+        cursor.execute(_PG_INSERT_NEW.format(input=f"SELECT * FROM {_STAGING}", deltas=_GROUPED_DELTAS))
         return {(tenant_id, event_id) for tenant_id, event_id in cursor.fetchall()}
 
 
