@@ -292,7 +292,8 @@ def _store(rows: list[_Row], *, now: dt.datetime, result: IngestResult) -> None:
         if existing:
             _store_existing(existing, now, inserted=[])
     else:
-        _store_existing(rows, now, inserted=_insert_keys(rows))
+        with transaction.atomic():  # the ids claimed and their events written together
+            _store_existing(rows, now, inserted=_insert_keys(rows))
     for row in rows:
         index = row.event.index
         if row.outcome == "accepted":
