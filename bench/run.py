@@ -3,9 +3,11 @@ the same run, printed as one table.
 
 Runs against a separate database (`<DATABASE_URL name>_bench`) and a gunicorn server started here with
 the production-shaped settings (DEBUG off, 4 sync workers on 127.0.0.1). Load comes from wrk (Debian's
-`wrk`) and from Python threads for batch bodies. Environment knobs: BENCH_EVENTS_TOTAL (default
-10,000,000 events for the usage benchmark; generated once and kept), BENCH_CLOSE_TENANTS (default 1,000 tenants
-for the month-close benchmark, ≈ 3.3 M events; kept), BENCH_SECONDS (default 15 s per wrk run).
+`wrk`) and from Python threads for batch bodies. An endpoint and its bare-view baseline are measured in turns
+(three rounds each, after a short warm-up of each), so that a busier spell of the shared host weighs on both.
+Environment knobs: BENCH_EVENTS_TOTAL (default 10,000,000 events for the usage benchmark; generated once and
+kept), BENCH_CLOSE_TENANTS (default 1,000 tenants for the month-close benchmark, ≈ 3.3 M events; kept),
+BENCH_SECONDS (default 15 s per endpoint, split over the rounds), BENCH_WORKERS (default 4 gunicorn workers).
 """
 
 from __future__ import annotations
