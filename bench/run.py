@@ -398,7 +398,7 @@ def bench_single_event(world: dict[str, str]) -> None:
     stamp, run = now_iso(), int(time.time())
     found = wrk_alternating(
         {
-            "bare": ("/bench/bare", lambda r: [world["key"], stamp, f"bare-{run}-{r}"]),
+            "bare": ("/api/bench/bare", lambda r: [world["key"], stamp, f"bare-{run}-{r}"]),
             "ingest": ("/api/v1/events", lambda r: [world["key"], stamp, f"single-{run}-{r}"]),
         },
         16,
@@ -453,8 +453,8 @@ def bench_quota_check(world: dict[str, str]) -> None:
         )
     found = wrk_alternating(
         {
-            "bare": ("/bench/bare", [world["key"], "/bench/bare"]),
-            "bare + Redis": ("/bench/bare-redis", [world["key"], "/bench/bare-redis"]),
+            "bare": ("/api/bench/bare", [world["key"], "/api/bench/bare"]),
+            "bare + Redis": ("/api/bench/bare-redis", [world["key"], "/api/bench/bare-redis"]),
             "quota": ("/api/v1/quota/check", [world["key"]]),
         },
         8,
