@@ -71,6 +71,20 @@ def test_counters_follow_ingestion_duplicates_and_corrections(
     assert counter_rebuild(model, start, end) == (int(live[0]), int(live[1]))
 
 
+def test_a_counter_created_by_an_increment_expires(world, prices, usd, django_capture_on_commit_callbacks) -> None:
+    budget = make_budget(world, limit_amount="10.00")
+    model = Budget.objects.get(pk=budget["id"])
+    start, _end = period_bounds("month", timezone.now().astimezone(dt.timezone(dt.timedelta(hours=8))).date())
+    redis_client().delete(counter_key(model.pk, start))
+    with django_capture_on_commit_callbacks(execute=True):
+        send(world, ev("first-of-period", input_tokens=1_000_000))
+    assert redis_client().hmget(counter_key(model.pk, start), "cost")[0] is not None
+    assert 0 < redis_client().ttl(counter_key(model.pk, start)) <= 40 * 24 * 3600
+    with django_capture_on_commit_callbacks(execute=True):
+        send(world, ev("second", input_tokens=1_000_000))
+    assert redis_client().ttl(counter_key(model.pk, start)) > 0
+
+
 def test_money_budgets_convert_at_the_latest_rate(world, prices, django_capture_on_commit_callbacks) -> None:
     FxRate.objects.create(base="USD", quote="CNY", date=dt.date(2026, 1, 1), rate=Decimal("7"), source="manual")
     budget = make_budget(world, limit_amount="35.00")  # alpha bills in CNY
