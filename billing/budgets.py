@@ -153,6 +153,9 @@ def counters_apply(added: list[dict[str, Any]], removed: list[dict[str, Any]]) -
     is down the events are stored anyway and the counters are rebuilt from rollups when it is back."""
     increments: dict[tuple[int, dt.date], list[int]] = defaultdict(lambda: [0, 0])
     by_tenant: dict[int, TenantBudgets] = {}
+    # Events that budgets cannot tell apart (same key, project, environment, end user and local day) are summed
+    # first: a batch matches the rules once per group rather than once per event.
+    groups: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0, 0])
     for sign, facts in ((1, added), (-1, removed)):
         for fact in facts:
             tenant_id = fact["tenant_id"]
@@ -162,14 +165,19 @@ def counters_apply(added: list[dict[str, Any]], removed: list[dict[str, Any]]) -
             if not budgets.rules:
                 continue
             day = local_day(fact["occurred_at"], budgets.timezone)
-            cost_units = int(Decimal(fact["cost"]) / COST_UNIT) * sign
-            tokens = _tokens(fact) * sign
-            for rule in budgets.rules:
-                if rule.matches(fact, budgets.department_of):
-                    start, _end = period_bounds(rule.period, day)
-                    cell = increments[(rule.id, start)]
-                    cell[0] += cost_units
-                    cell[1] += tokens
+            group = (tenant_id, fact["project_id"], fact["api_key_id"], fact["environment"], fact["end_user"], day)
+            cell = groups[group]
+            cell[0] += int(Decimal(fact["cost"]) / COST_UNIT) * sign
+            cell[1] += _tokens(fact) * sign
+    for (tenant_id, project_id, api_key_id, environment, end_user, day), (cost_units, tokens) in groups.items():
+        budgets = by_tenant[tenant_id]
+        fact = {"project_id": project_id, "api_key_id": api_key_id, "environment": environment, "end_user": end_user}
+        for rule in budgets.rules:
+            if rule.matches(fact, budgets.department_of):
+                start, _end = period_bounds(rule.period, day)
+                cell = increments[(rule.id, start)]
+                cell[0] += cost_units
+                cell[1] += tokens
     if not increments:
         return
     try:

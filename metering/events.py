@@ -204,8 +204,11 @@ def event_parse(raw: Any, *, index: int, now: dt.datetime) -> CanonicalEvent:
         elif usage is None:
             err("usage", "Send usage, or request_chars/response_chars to estimate it.")
 
+    canonical = ""
     if not errors:
-        _refuse_nul(raw, err)
+        canonical = _canonical(raw, occurred_at)  # type: ignore[arg-type]
+        if "\\u0000" in canonical:  # JSON escapes NUL everywhere, even without ensure_ascii
+            _refuse_nul(raw, err)
     if errors:
         raise EventInvalid(errors, event_id)
     assert occurred_at is not None and isinstance(event_id, str) and isinstance(model, str)
@@ -230,7 +233,7 @@ def event_parse(raw: Any, *, index: int, now: dt.datetime) -> CanonicalEvent:
         estimated=estimated,
         estimate_method=method,
     )
-    event.content_hash = content_hash(raw, occurred_at)
+    event.content_hash = hashlib.sha256(canonical.encode()).hexdigest()
     return event
 
 
@@ -247,6 +250,9 @@ def _refuse_nul(raw: dict[str, Any], err: Any) -> None:
 def content_hash(raw: dict[str, Any], occurred_at: dt.datetime) -> str:
     """Identity of an event's content: a retry of the same payload hashes the same, whatever the offset
     its timestamp was written with."""
+    return hashlib.sha256(_canonical(raw, occurred_at).encode()).hexdigest()
+
+
+def _canonical(raw: dict[str, Any], occurred_at: dt.datetime) -> str:
     normalised = {**raw, "timestamp": occurred_at.isoformat()}
-    canonical = json.dumps(normalised, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return json.dumps(normalised, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)

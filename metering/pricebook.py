@@ -38,6 +38,7 @@ class PriceRow:
 
 class _Index:
     def __init__(self, rows: list[PriceRow], aliases: dict[int, list[str]]) -> None:
+        self.memo: dict[tuple[str, str | None, tuple[str, ...]], list[PriceRow]] = {}
         self.exact: dict[str, list[PriceRow]] = {}
         self.globs: list[tuple[str, PriceRow]] = []
         for row in rows:
@@ -48,6 +49,27 @@ class _Index:
                     self.globs.append((alias, row))
                 else:
                     self.exact.setdefault(alias, []).append(row)
+
+    def ranked(self, model: str, provider: str | None, preferred: tuple[str, ...]) -> list[PriceRow]:
+        """The rows that can price this model (and provider), best first: an exact name before an alias, then
+        the preferred providers in order, then the latest effective date (kept for the index's life)."""
+        key = (model, provider, preferred)
+        found = self.memo.get(key)
+        if found is None:
+            rows = self.candidates(model)
+            if provider:
+                rows = [row for row in rows if row.provider.lower() == provider.lower()]
+
+            def rank(row: PriceRow) -> tuple[int, int, float]:
+                exact = 0 if row.model.lower() == model.lower() else 1
+                name = row.provider.lower()
+                order = preferred.index(name) if name in preferred else len(preferred)
+                return exact, order, -row.effective_from.timestamp()
+
+            if len(self.memo) >= 10_000:  # model names come from clients: bound what is kept
+                self.memo.clear()
+            found = self.memo[key] = sorted(rows, key=rank)
+        return found
 
     def candidates(self, model: str) -> list[PriceRow]:
         name = model.lower()
@@ -102,19 +124,11 @@ class PriceBook:
         return _Index(rows, aliases)
 
     def lookup(self, *, model: str, at: dt.datetime, provider: str | None = None) -> PriceRow | None:
-        candidates = [row for row in self._current().candidates(model) if row.is_effective(at)]
-        if provider:
-            candidates = [row for row in candidates if row.provider.lower() == provider.lower()]
-        if not candidates:
-            return None
-        preferred = [p.lower() for p in settings.METERLINE_PREFERRED_PROVIDERS]
-
-        def rank(row: PriceRow) -> tuple[int, int, float]:
-            exact = 0 if row.model.lower() == model.lower() else 1
-            order = preferred.index(row.provider.lower()) if row.provider.lower() in preferred else len(preferred)
-            return exact, order, -row.effective_from.timestamp()
-
-        return min(candidates, key=rank)
+        preferred = tuple(p.lower() for p in settings.METERLINE_PREFERRED_PROVIDERS)
+        for row in self._current().ranked(model, provider or None, preferred):
+            if row.is_effective(at):
+                return row
+        return None
 
 
 price_book = PriceBook()
