@@ -48,11 +48,13 @@ class _Reader:
         value: Any = self.payload
         for part in path:
             value = value.get(part) if isinstance(value, dict) else None
-        name = "usage." + ".".join(path)
         if value is None:
             if required:
-                self.errors[name] = "This field is required."
+                self.errors["usage." + ".".join(path)] = "This field is required."
             return 0
+        if type(value) is int and 0 <= value <= MAX_TOKENS:  # the usual case, checked first
+            return value
+        name = "usage." + ".".join(path)
         if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
             self.errors[name] = "Must be a whole number of tokens."
             return 0

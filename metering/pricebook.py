@@ -85,6 +85,7 @@ class PriceBook:
         self._index: _Index | None = None
         self._version: object = None
         self._checked_at = 0.0
+        self._preferred: tuple[object, tuple[str, ...]] = (None, ())
 
     def _current(self) -> _Index:
         now = time.monotonic()
@@ -124,7 +125,10 @@ class PriceBook:
         return _Index(rows, aliases)
 
     def lookup(self, *, model: str, at: dt.datetime, provider: str | None = None) -> PriceRow | None:
-        preferred = tuple(p.lower() for p in settings.METERLINE_PREFERRED_PROVIDERS)
+        providers = settings.METERLINE_PREFERRED_PROVIDERS
+        if self._preferred[0] is not providers:
+            self._preferred = (providers, tuple(p.lower() for p in providers))
+        preferred = self._preferred[1]
         for row in self._current().ranked(model, provider or None, preferred):
             if row.is_effective(at):
                 return row

@@ -120,7 +120,7 @@ class _Row:
 
     @property
     def key(self) -> tuple[int, str]:
-        return (self.tenant.pk, self.event.event_id)
+        return (self.tenant.id, self.event.event_id)
 
 
 class _Resolver:
@@ -471,8 +471,8 @@ JSON_BATCH = 100  # larger batches go through COPY into a staging table
 def _json_row(row: _Row, received_at: str) -> dict[str, Any]:
     event, buckets, dims = row.event, row.event.buckets, row.event.dimensions
     return {
-        "tenant_id": row.tenant.pk,
-        "project_id": row.project.pk,
+        "tenant_id": row.tenant.id,
+        "project_id": row.project.id,
         "api_key_id": row.api_key_id,
         "event_id": event.event_id,
         "occurred_at": event.occurred_at.isoformat(),
@@ -609,8 +609,8 @@ def _event_values(row: _Row, received_at: dt.datetime) -> tuple:
     """The EVENT_COLUMNS values of a row, in order."""
     event, buckets, dims = row.event, row.event.buckets, row.event.dimensions
     return (
-        row.tenant.pk,
-        row.project.pk,
+        row.tenant.id,
+        row.project.id,
         row.api_key_id,
         event.event_id,
         event.occurred_at,
@@ -689,8 +689,8 @@ def _budgets_after_commit(added: list[dict[str, Any]], removed: list[dict[str, A
 def _row_facts(row: _Row) -> dict[str, Any]:
     """The facts of a stored event that its rollup buckets depend on."""
     return {
-        "tenant_id": row.tenant.pk,
-        "project_id": row.project.pk,
+        "tenant_id": row.tenant.id,
+        "project_id": row.project.id,
         "api_key_id": row.api_key_id,
         "model": row.event.model,
         "feature": row.event.dimensions["feature"],
