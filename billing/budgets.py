@@ -20,7 +20,7 @@ from django.utils import timezone
 from billing.fx import PRICE_CURRENCY, fx_rate_in_force
 from billing.models import Budget, BudgetAlert
 from core.hotcache import hot_changed, hot_get, hot_peek, hot_put
-from core.redis import redis_run
+from core.redis import redis_run, warn_unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -196,7 +196,7 @@ def counters_apply(added: list[dict[str, Any]], removed: list[dict[str, Any]]) -
         if created:
             redis_run(created)
     except Exception:  # noqa: BLE001  (Redis down: events are stored; counters are rebuilt later)
-        logger.warning("budget counters not updated (Redis unavailable); they are rebuilt from rollups")
+        warn_unavailable(logger, "budget counters not updated (Redis unavailable); they are rebuilt from rollups")
         counters_mark_stale(list(increments))
         return
     budget_index = {budget_id: (b, tenant) for tenant in by_tenant.values() for budget_id, b in tenant.budgets.items()}
@@ -226,7 +226,7 @@ def counters_mark_stale(periods: list[tuple[int, dt.date]]) -> None:
             ]
         redis_run(commands)
     except Exception:  # noqa: BLE001  (the same Redis is down: the periodic reconcile rebuilds every counter)
-        logger.warning("budget counters %s not marked stale; the reconcile task rebuilds them", periods)
+        warn_unavailable(logger, "budget counters not marked stale (Redis unavailable); the reconcile rebuilds them")
 
 
 def counters_reconcile(*, now: dt.datetime | None = None) -> int:
@@ -505,7 +505,7 @@ def counter_rebuild(budget: Budget, start: dt.date, end: dt.date) -> tuple[int, 
             ]
         )
     except Exception:  # noqa: BLE001
-        logger.warning("budget counter %s not written back (Redis unavailable)", budget.pk)
+        warn_unavailable(logger, "budget counters not written back (Redis unavailable)")
     return cost_units, tokens
 
 

@@ -8,8 +8,10 @@ itself here; the commands are packed and their replies parsed by redis-py (hired
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+import time
 from collections.abc import Sequence
 from functools import cache
 from typing import Any
@@ -28,6 +30,20 @@ def redis_client() -> Any:
 
 
 _thread = threading.local()
+_warned: dict[str, float] = {}
+WARN_EVERY_SECONDS = 10.0
+HEALTH_CHECK_SECONDS = 30
+
+
+def warn_unavailable(logger: logging.Logger, message: str, *args: Any) -> None:
+    """Log that Redis is unavailable, at most once every WARN_EVERY_SECONDS per message in a process (the hot
+    paths would otherwise log on every request while it is down)."""
+    now = time.monotonic()
+    if now - _warned.get(message, -1e9) >= WARN_EVERY_SECONDS:
+        _warned[message] = now
+        logger.warning(message, *args)
+
+
 _hiredis: Any
 try:
     import hiredis as _hiredis
@@ -37,29 +53,42 @@ except ImportError:  # pragma: no cover  (redis-py's own packer and parser then)
 
 def redis_run(commands: Sequence[Sequence[Any]]) -> list[Any]:
     """The replies of `commands` (each `("INCR", key)`, `("HMGET", key, "cost")`…), sent in one round trip.
-    Raises redis.RedisError (ConnectionError, TimeoutError, ResponseError) as the client would; a connection
-    that failed is dropped and the commands are tried once more on a new one."""
+    Raises redis.RedisError as the client would: ResponseError for an error reply (after reading every reply, so
+    the connection stays in step), ConnectionError or TimeoutError when Redis cannot be reached. Commands are sent
+    again on a new connection only when sending failed (a connection Redis had closed); once sent, they are not
+    repeated, so an increment is never counted twice."""
     client = redis_client()
     if isinstance(client, _LocalCounters):
         return client.run(commands)
     import redis
 
-    for attempt in (1, 2):
+    connection = _thread_connection(client)
+    try:  # a connection idle for HEALTH_CHECK_SECONDS is checked with a PING first (and replaced if dead)
+        connection.send_packed_command(_pack(connection, commands), check_health=True)
+    except (redis.ConnectionError, redis.TimeoutError):
+        _drop(connection)
         connection = _thread_connection(client)
-        try:
-            connection.send_packed_command(_pack(connection, commands), check_health=False)
-            replies = [connection.read_response() for _ in commands]
-        except (redis.ConnectionError, redis.TimeoutError):
-            connection.disconnect()
-            _thread.connection = None
-            if attempt == 2:
-                raise
-            continue
-        for reply in replies:
-            if isinstance(reply, redis.ResponseError):
-                raise reply
-        return replies
-    raise AssertionError("unreachable")
+        connection.send_packed_command(_pack(connection, commands), check_health=False)
+    replies: list[Any] = []
+    error: redis.ResponseError | None = None
+    try:
+        for _ in commands:
+            try:
+                replies.append(connection.read_response())
+            except redis.ResponseError as exc:  # read whole: the following replies are still read
+                replies.append(exc)
+                error = error or exc
+    except BaseException:
+        _drop(connection)
+        raise
+    if error is not None:
+        raise error
+    return replies
+
+
+def _drop(connection: Any) -> None:
+    connection.disconnect()
+    _thread.connection = None
 
 
 def _pack(connection: Any, commands: Sequence[Sequence[Any]]) -> Any:
@@ -72,7 +101,7 @@ def _thread_connection(client: Any) -> Any:
     connection = getattr(_thread, "connection", None)
     if connection is None or _thread.pid != os.getpid():  # a forked worker opens its own
         pool = client.connection_pool
-        connection = pool.connection_class(**pool.connection_kwargs)
+        connection = pool.connection_class(**(pool.connection_kwargs | {"health_check_interval": HEALTH_CHECK_SECONDS}))
         _thread.connection, _thread.pid = connection, os.getpid()
     return connection
 

@@ -24,7 +24,7 @@ from rest_framework.views import APIView
 from core.api import ApiError, Conflict, error_body
 from core.hotcache import GENERATION_KEY, generation_seen, hot_clear
 from core.parsers import LimitedJSONParser
-from core.redis import redis_run
+from core.redis import redis_run, warn_unavailable
 from core.throttling import RateWindow
 from metering.events import MAX_BATCH
 from metering.models import Anomaly, ModelPrice
@@ -152,7 +152,7 @@ def lean_json_endpoint(request: HttpRequest, handle: Any, prefetch: Any = None) 
     try:
         replies: list[Any] | None = redis_run(commands)
     except Exception:  # noqa: BLE001  (Redis down: answer from the database, without rate limits)
-        logger.warning("Redis unavailable on the %s hot path; answering without it", request.path)
+        warn_unavailable(logger, "Redis unavailable on the %s hot path; answering without it", request.path)
         hot_clear()
         replies = None
     counted = len(window.commands)

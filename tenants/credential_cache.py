@@ -16,6 +16,7 @@ from django.core.cache import cache
 from django.db import models, transaction
 
 from core.hotcache import hot_changed, hot_get, hot_peek
+from core.redis import warn_unavailable
 from tenants.models import ApiKey, GatewayToken, Project, Tenant
 
 logger = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ def _shared_lookup(kind: str, prefix: str) -> ApiKey | GatewayToken | None:
         try:
             cache.set(_key(prefix), cached if cached is not None else _MISSING, TTL_SECONDS)
         except Exception:  # noqa: BLE001
-            logger.warning("credential %s not cached (Redis unavailable)", prefix)
+            warn_unavailable(logger, "credentials not cached (Redis unavailable)")
         if cached is None:
             return None
     if kind == "mlk":
