@@ -135,7 +135,8 @@ def _index_load(tenant_id: int) -> TenantBudgets:
     )
     approved = BudgetRaiseRequest.objects.filter(budget__tenant_id=tenant_id, status=BudgetRaiseRequest.Status.APPROVED)
     raised = frozenset(approved.values_list("budget_id", flat=True))
-    recent = local_day(timezone.now(), tenant.timezone) - dt.timedelta(days=32)
+    # every period an accepted event can fall in (events reach back 35 days; a month starts up to 31 days earlier)
+    recent = local_day(timezone.now(), tenant.timezone) - dt.timedelta(days=70)
     raises = tuple(
         approved.filter(period_start__gte=recent).values_list("budget_id", "period_start", "until", "amount")
     )
@@ -298,23 +299,11 @@ def _state(
     return BudgetState(budget, start, end, currency, spent, limit, percent)
 
 
-def _raises_key(budget_id: int, start: dt.date, today: dt.date) -> str:
-    return f"budget-raises:{budget_id}:{start:%Y%m%d}:{today:%Y%m%d}"
-
-
 def raised_amount(budget: Budget, start: dt.date, today: dt.date | None = None) -> Decimal:
-    """Approved raises of this period still in force (until their date; a raise never outlives its period)."""
-    from billing.models import BudgetRaiseRequest
-
+    """Approved raises of this period still in force (until their date; a raise never outlives its period),
+    from the tenant's budget index."""
     today = today or local_day(timezone.now(), budget.tenant.timezone)
-    key = _raises_key(budget.pk, start, today)
-    cached = cache.get(key)
-    if cached is None:
-        cached = BudgetRaiseRequest.objects.filter(
-            budget=budget, period_start=start, status=BudgetRaiseRequest.Status.APPROVED, until__gte=today
-        ).aggregate(total=Sum("amount"))["total"] or Decimal(0)
-        cache.set(key, cached, 60)
-    return Decimal(cached)
+    return tenant_budgets(budget.tenant_id).raised(budget.pk, start, today)
 
 
 # --- raises --------------------------------------------------------------------------------------------
@@ -380,16 +369,8 @@ def raise_decide(*, actor: Any, raise_request: Any, approve: bool, note: str = "
         after={"status": raise_obj.status, "amount": str(raise_obj.amount), "note": note},
         tenant=raise_obj.budget.tenant,
     )
-    _forget_raises(raise_obj)
     budgets_changed(raise_obj.budget.tenant_id)
     return raise_obj
-
-
-def _forget_raises(raise_obj: Any) -> None:
-    today = local_day(timezone.now(), raise_obj.budget.tenant.timezone)
-    keys = [f"budget-raises:{raise_obj.budget_id}:{raise_obj.period_start:%Y%m%d}:{today:%Y%m%d}"]
-    cache.delete_many(keys)
-    transaction.on_commit(lambda: cache.delete_many(keys))
 
 
 class _Read(NamedTuple):
