@@ -38,6 +38,25 @@ def round_trips(monkeypatch):  # type: ignore[no-untyped-def]
     return sent
 
 
+@pytest.fixture
+def redis_down(monkeypatch):  # type: ignore[no-untyped-def]
+    """Call it to make Redis unreachable: the hot paths' connection and the shared cache both fail."""
+    from tenants import credential_cache
+
+    def unreachable(client):  # type: ignore[no-untyped-def]
+        raise redis.ConnectionError("Redis is down")
+
+    class DownCache:
+        def __getattr__(self, name):  # type: ignore[no-untyped-def]
+            raise redis.ConnectionError("Redis is down")
+
+    def down() -> None:
+        monkeypatch.setattr(core_redis, "_thread_connection", unreachable)
+        monkeypatch.setattr(credential_cache, "cache", DownCache())
+
+    return down
+
+
 def token_budget(world, limit: int, **fields):  # type: ignore[no-untyped-def]
     return budget_create(
         actor=None,
@@ -127,43 +146,24 @@ def test_an_approved_raise_unblocks_the_next_check(world) -> None:
     assert answer["budgets"][0]["limit"] == "6000"
 
 
-def test_the_check_answers_from_the_database_when_redis_is_down(world, monkeypatch) -> None:
+def test_the_check_answers_from_the_database_when_redis_is_down(world, redis_down) -> None:
     budget = token_budget(world, 100_000)
     client = world.key_client(world.alpha_key_secret)
     assert client.post("/api/v1/quota/check", CHECK, format="json").json()["decision"] == "allow"
 
-    def unreachable(client):  # type: ignore[no-untyped-def]
-        raise redis.ConnectionError("Redis is down")
-
-    class DownCache:
-        def __getattr__(self, name):  # type: ignore[no-untyped-def]
-            raise redis.ConnectionError("Redis is down")
-
-    from tenants import credential_cache
-
-    monkeypatch.setattr(core_redis, "_thread_connection", unreachable)
-    monkeypatch.setattr(credential_cache, "cache", DownCache())
+    redis_down()
     answer = client.post("/api/v1/quota/check", CHECK, format="json")
     assert answer.status_code == 200, answer.content
     assert answer.json()["decision"] == "allow"
     assert [b["id"] for b in answer.json()["budgets"]] == [budget.pk]  # counters rebuilt from the rollups
 
 
-def test_ingest_stores_events_when_redis_is_down(world, prices, monkeypatch) -> None:
+def test_ingest_stores_events_when_redis_is_down(world, prices, redis_down) -> None:
     from metering.models import UsageEvent
-    from tenants import credential_cache
 
     token_budget(world, 100_000)
 
-    def unreachable(client):  # type: ignore[no-untyped-def]
-        raise redis.ConnectionError("Redis is down")
-
-    class DownCache:
-        def __getattr__(self, name):  # type: ignore[no-untyped-def]
-            raise redis.ConnectionError("Redis is down")
-
-    monkeypatch.setattr(core_redis, "_thread_connection", unreachable)
-    monkeypatch.setattr(credential_cache, "cache", DownCache())
+    redis_down()
     event = {
         "event_id": "while-redis-is-down",
         "timestamp": timezone.now().isoformat(),
