@@ -474,20 +474,18 @@ def quota_answer(user: Any, credential: Any, data: Any, planned: Any = None) -> 
     }
 
 
+def quota_check_hot(request: Any) -> Any:
+    """`POST /api/v1/quota/check` with a bearer credential, on the short route (settings.METERLINE_HOT_PATHS)."""
+    from metering.api import lean_json_endpoint
+
+    return lean_json_endpoint(request, quota_answer, quota_prefetch)
+
+
 class QuotaCheckView(APIView):
     """May this key spend more? Answers from the real-time counters (SPEC §6), for project keys and gateway
-    tokens. Bearer credentials take a lean path without DRF's machinery."""
+    tokens; bearer credentials are answered by `quota_check_hot` before this view (no DRF machinery)."""
 
     permission_classes: list = []
-
-    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        from metering.api import lean_json_endpoint
-
-        if request.method == "POST":
-            response = lean_json_endpoint(request, quota_answer, quota_prefetch)
-            if response is not None:
-                return response
-        return super().dispatch(request, *args, **kwargs)
 
     @extend_schema(request=QuotaCheckSerializer, responses=QuotaDecisionSerializer)
     def post(self, request: Request) -> Response:

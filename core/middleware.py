@@ -4,7 +4,9 @@ import logging
 import uuid
 from collections.abc import Callable
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.utils.module_loading import import_string
 
 from core.api import error_response
 from core.request_id import current_request_id, request_id_var
@@ -59,12 +61,17 @@ class ApiErrorMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if not is_api_path(request.path):
             return None
-        logger.exception("Unhandled error on %s %s", request.method, request.path)
-        return error_response(
-            500,
-            "server_error",
-            f"Something went wrong on our side. Quote request id {current_request_id()} to support.",
-        )
+        return server_error(request)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """The §11 answer to an unexpected exception on an API path (logged with its traceback)."""
+    logger.exception("Unhandled error on %s %s", request.method, request.path)
+    return error_response(
+        500,
+        "server_error",
+        f"Something went wrong on our side. Quote request id {current_request_id()} to support.",
+    )
 
 
 _MESSAGES = {
@@ -88,3 +95,29 @@ def _replacement(status: int) -> HttpResponse:
         )
     code, message = _MESSAGES.get(status, ("error", "The request failed."))
     return error_response(status, code, message)
+
+
+class HotPathMiddleware:
+    """Answers the gateways' hot endpoints (`METERLINE_HOT_PATHS`: path → handler) for bearer credentials right
+    after the request id and security middleware, without the layers those requests never use (static files,
+    sessions, locale, CSRF, session authentication, messages, the portal's time zone). A handler returns None to
+    send the request the whole way instead (a portal session, a method other than POST). Unexpected errors answer
+    the §11 server error, as on every API path; API answers are English, so nothing here depends on the locale.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self.handlers = {path: import_string(dotted) for path, dotted in settings.METERLINE_HOT_PATHS.items()}
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        handler = self.handlers.get(request.path_info)
+        if handler is None or request.method != "POST":
+            return self.get_response(request)
+        try:
+            response = handler(request)
+        except Exception:  # noqa: BLE001  (every API error is JSON)
+            response = server_error(request)
+        if response is None:
+            return self.get_response(request)
+        response.headers.setdefault("X-Frame-Options", settings.X_FRAME_OPTIONS)
+        return response

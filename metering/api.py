@@ -209,7 +209,8 @@ def _json_body(request: HttpRequest) -> tuple[Any, JsonResponse | None]:
         return None, JsonResponse(error_body("malformed_request", str(exc.detail)), status=exc.status_code)
 
 
-def _lean_ingest(request: HttpRequest) -> HttpResponse | None:
+def events_hot(request: HttpRequest) -> HttpResponse | None:
+    """`POST /api/v1/events` with a bearer credential, on the short route (settings.METERLINE_HOT_PATHS)."""
     return lean_json_endpoint(
         request, lambda user, credential, data, planned: ingest_outcome(_scope_for(user, credential), data)
     )
@@ -224,14 +225,9 @@ def _scope_for(user: Any, credential: Any) -> IngestScope:
 
 
 class EventsView(APIView):
-    parser_classes = [LimitedJSONParser]
+    """Usage from portal sessions; bearer credentials are answered by `events_hot` before this view."""
 
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-        if request.method == "POST":
-            response = _lean_ingest(request)
-            if response is not None:
-                return response
-        return super().dispatch(request, *args, **kwargs)
+    parser_classes = [LimitedJSONParser]
 
     @extend_schema(
         request=EventBatchSerializer,

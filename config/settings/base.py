@@ -41,6 +41,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "core.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "core.middleware.HotPathMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -224,6 +225,15 @@ METERLINE_RATE_LIMITS = {
     "anonymous": env_int("METERLINE_RATE_LIMIT_ANONYMOUS", 120),
 }
 # Failed logins (portal and token endpoint) allowed per username and per client address in 15 minutes.
+# The gateways' hot endpoints (path → handler): answered for bearer credentials right after the security
+# middleware (core.middleware.HotPathMiddleware); other requests to these paths take the whole stack.
+METERLINE_HOT_PATHS = {
+    "/api/v1/quota/check": "billing.api.quota_check_hot",
+    "/api/v1/events": "metering.api.events_hot",
+}
+if env_bool("METERLINE_BENCH_VIEWS", default=False):  # `make bench`: the bare view on the same short route
+    METERLINE_HOT_PATHS["/api/bench/bare-short"] = "core.bench_views.bare_json"
+
 METERLINE_LOGIN_ATTEMPTS = env_int("METERLINE_LOGIN_ATTEMPTS", 10)
 # How often a credential's last_used_at is written at most (seconds).
 METERLINE_LAST_USED_RESOLUTION = env_int("METERLINE_LAST_USED_RESOLUTION", 60)
