@@ -4,18 +4,21 @@ an in-process stand-in with the same few commands keeps the portal working on on
 `redis_run(commands)` sends several commands in one round trip on a connection this thread keeps to itself:
 the hot paths (quota check, ingest) make one such round trip per request. It skips the client's per-command
 bookkeeping (connection pool checkout, retries, instrumentation), which costs several times the round trip
-itself here; the commands are packed and their replies parsed by redis-py (hiredis when installed)."""
+itself here: over TCP the commands are packed and the replies parsed by hiredis on the socket; for a Unix
+socket or TLS it uses redis-py's own connection."""
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
+import redis
 from django.conf import settings
 
 
@@ -23,8 +26,6 @@ from django.conf import settings
 def redis_client() -> Any:
     url = getattr(settings, "REDIS_URL", "") or ""
     if url:
-        import redis
-
         return redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
     return _LocalCounters()
 
@@ -60,50 +61,152 @@ def redis_run(commands: Sequence[Sequence[Any]]) -> list[Any]:
     client = redis_client()
     if isinstance(client, _LocalCounters):
         return client.run(commands)
-    import redis
-
-    connection = _thread_connection(client)
+    link = _thread_connection(client)
     try:  # a connection idle for HEALTH_CHECK_SECONDS is checked with a PING first (and replaced if dead)
-        connection.send_packed_command(_pack(connection, commands), check_health=True)
+        link.check_health()
+        link.send(_pack(link, commands))
     except (redis.ConnectionError, redis.TimeoutError):
-        _drop(connection)
-        connection = _thread_connection(client)
-        connection.send_packed_command(_pack(connection, commands), check_health=False)
-    replies: list[Any] = []
-    error: redis.ResponseError | None = None
+        _drop(link)
+        link = _thread_connection(client)
+        link.send(_pack(link, commands))
     try:
-        for _ in commands:
-            try:
-                replies.append(connection.read_response())
-            except redis.ResponseError as exc:  # read whole: the following replies are still read
-                replies.append(exc)
-                error = error or exc
+        replies = link.read(len(commands))
     except BaseException:
-        _drop(connection)
+        _drop(link)
         raise
-    if error is not None:
-        raise error
+    for reply in replies:
+        if isinstance(reply, redis.ResponseError):
+            raise reply
     return replies
 
 
-def _drop(connection: Any) -> None:
-    connection.disconnect()
+def _drop(link: Any) -> None:
+    link.close()
     _thread.connection = None
 
 
-def _pack(connection: Any, commands: Sequence[Sequence[Any]]) -> Any:
-    if _hiredis is not None:  # the C packer, without the client's per-argument checks (ours are str/int/bytes)
-        return [b"".join([_hiredis.pack_command(tuple(command)) for command in commands])]
-    return connection.pack_commands(commands)
+def _pack(link: Any, commands: Sequence[Sequence[Any]]) -> Any:
+    return link.pack(commands)
 
 
 def _thread_connection(client: Any) -> Any:
-    connection = getattr(_thread, "connection", None)
-    if connection is None or _thread.pid != os.getpid():  # a forked worker opens its own
+    link = getattr(_thread, "connection", None)
+    if link is None or _thread.pid != os.getpid():  # a forked worker opens its own
         pool = client.connection_pool
-        connection = pool.connection_class(**(pool.connection_kwargs | {"health_check_interval": HEALTH_CHECK_SECONDS}))
-        _thread.connection, _thread.pid = connection, os.getpid()
-    return connection
+        kwargs = pool.connection_kwargs | {"health_check_interval": HEALTH_CHECK_SECONDS}
+        if _hiredis is not None and pool.connection_class is redis.Connection:
+            link = _SocketLink(kwargs)
+        else:  # a Unix socket, TLS, or no hiredis: redis-py's own connection
+            link = _ClientLink(pool.connection_class(**kwargs))
+        _thread.connection, _thread.pid = link, os.getpid()
+    return link
+
+
+class _SocketLink:
+    """This thread's TCP connection to Redis for the round trips: commands packed and replies parsed by hiredis
+    straight on the socket (redis-py's per-reply bookkeeping costs more than the parsing here). Host, port,
+    database, credentials and timeouts are the client's."""
+
+    def __init__(self, kwargs: dict[str, Any]) -> None:
+        self.sock: socket.socket | None = None
+        self.reader = _hiredis.Reader(replyError=redis.ResponseError)
+        self.used = time.monotonic()
+        try:
+            self.sock = socket.create_connection(
+                (kwargs.get("host") or "localhost", int(kwargs.get("port") or 6379)),
+                timeout=kwargs.get("socket_connect_timeout") or kwargs.get("socket_timeout"),
+            )
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.sock.settimeout(kwargs.get("socket_timeout"))
+        except TimeoutError as exc:
+            raise redis.TimeoutError(f"Timeout connecting to Redis: {exc}") from exc
+        except OSError as exc:
+            raise redis.ConnectionError(f"Error connecting to Redis: {exc}") from exc
+        hello: list[tuple[Any, ...]] = []
+        if kwargs.get("password"):
+            username = kwargs.get("username")
+            hello.append(("AUTH", username, kwargs["password"]) if username else ("AUTH", kwargs["password"]))
+        if kwargs.get("db"):
+            hello.append(("SELECT", kwargs["db"]))
+        if hello:
+            self.send(self.pack(hello))
+            for reply in self.read(len(hello)):
+                if isinstance(reply, redis.ResponseError):
+                    self.close()
+                    raise redis.AuthenticationError(str(reply)) if hello[0][0] == "AUTH" else reply
+
+    @staticmethod
+    def pack(commands: Sequence[Sequence[Any]]) -> bytes:
+        return b"".join([_hiredis.pack_command(tuple(command)) for command in commands])
+
+    def check_health(self) -> None:
+        if time.monotonic() - self.used >= HEALTH_CHECK_SECONDS:
+            self.send(self.pack([("PING",)]))
+            if self.read(1) != [b"PONG"]:
+                raise redis.ConnectionError("Redis did not answer the health check.")
+
+    def send(self, payload: bytes) -> None:
+        assert self.sock is not None
+        try:
+            self.sock.sendall(payload)
+        except TimeoutError as exc:
+            raise redis.TimeoutError("Timeout writing to Redis.") from exc
+        except OSError as exc:
+            raise redis.ConnectionError(f"Error writing to Redis: {exc}") from exc
+
+    def read(self, count: int) -> list[Any]:
+        """`count` replies; an error reply is returned in its place as a redis.ResponseError."""
+        assert self.sock is not None
+        replies: list[Any] = []
+        while len(replies) < count:
+            reply = self.reader.gets()
+            if reply is not False:
+                replies.append(reply)
+                continue
+            try:
+                chunk = self.sock.recv(65536)
+            except TimeoutError as exc:
+                raise redis.TimeoutError("Timeout reading from Redis.") from exc
+            except OSError as exc:
+                raise redis.ConnectionError(f"Error reading from Redis: {exc}") from exc
+            if not chunk:
+                raise redis.ConnectionError("Connection closed by Redis.")
+            self.reader.feed(chunk)
+        self.used = time.monotonic()
+        return replies
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+class _ClientLink:
+    """The same round trips on one of redis-py's connections (Unix sockets, TLS, or without hiredis)."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+
+    def pack(self, commands: Sequence[Sequence[Any]]) -> Any:
+        return self.connection.pack_commands(commands)
+
+    def check_health(self) -> None:
+        self.connection.check_health()
+
+    def send(self, payload: Any) -> None:
+        self.connection.send_packed_command(payload, check_health=False)
+
+    def read(self, count: int) -> list[Any]:
+        replies: list[Any] = []
+        for _ in range(count):
+            try:
+                replies.append(self.connection.read_response())
+            except redis.ResponseError as exc:  # read whole: the following replies are still read
+                replies.append(exc)
+        return replies
+
+    def close(self) -> None:
+        self.connection.disconnect()
 
 
 _LOCAL_NAMES = {"DEL": "delete"}

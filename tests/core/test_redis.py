@@ -42,3 +42,31 @@ def test_a_connection_closed_by_redis_while_idle_is_replaced(monkeypatch) -> Non
     assert redis_run([("INCR", "test-counter")]) == [1]  # checked, found dead, replaced; counted once
     assert redis_client().get("test-counter") == b"1"
     core_redis._thread.connection = None
+
+
+def test_redis_that_cannot_be_reached_or_refuses_the_credentials_is_a_redis_error() -> None:
+    from core.redis import _SocketLink
+
+    with pytest.raises(redis.ConnectionError):
+        _SocketLink({"host": "127.0.0.1", "port": 1, "socket_connect_timeout": 0.5})
+    kwargs = redis_client().connection_pool.connection_kwargs
+    with pytest.raises(redis.AuthenticationError):  # this Redis has no password: AUTH is refused
+        _SocketLink(kwargs | {"password": "not-the-password"})
+
+
+@pytest.mark.parametrize("through", ["socket", "redis-py connection"])
+def test_round_trips_on_either_kind_of_connection(monkeypatch, through: str) -> None:  # type: ignore[no-untyped-def]
+    from core import redis as core_redis
+
+    if through == "redis-py connection":  # as for a Unix socket or TLS
+        monkeypatch.setattr(core_redis, "_hiredis", None)
+    core_redis._thread.connection = None
+    try:
+        redis_client().hset("test-hash", mapping={"cost": 5})
+        assert redis_run([("INCR", "test-counter"), ("HMGET", "test-hash", "cost")]) == [1, [b"5"]]
+        with pytest.raises(redis.ResponseError):
+            redis_run([("INCR", "test-hash"), ("INCR", "test-counter")])
+        assert redis_client().get("test-counter") == b"2"  # the command after the error reply ran, once
+        assert redis_run([("GET", "test-counter")]) == [b"2"]  # and the connection is still in step
+    finally:
+        core_redis._thread.connection = None
