@@ -110,6 +110,7 @@ class _SocketLink:
     def __init__(self, kwargs: dict[str, Any]) -> None:
         self.sock: socket.socket | None = None
         self.reader = _hiredis.Reader(replyError=redis.ResponseError)
+        self.buffer = bytearray(65536)
         self.used = time.monotonic()
         try:
             self.sock = socket.create_connection(
@@ -164,14 +165,14 @@ class _SocketLink:
                 replies.append(reply)
                 continue
             try:
-                chunk = self.sock.recv(65536)
+                received = self.sock.recv_into(self.buffer)
             except TimeoutError as exc:
                 raise redis.TimeoutError("Timeout reading from Redis.") from exc
             except OSError as exc:
                 raise redis.ConnectionError(f"Error reading from Redis: {exc}") from exc
-            if not chunk:
+            if not received:
                 raise redis.ConnectionError("Connection closed by Redis.")
-            self.reader.feed(chunk)
+            self.reader.feed(self.buffer, 0, received)
         self.used = time.monotonic()
         return replies
 
