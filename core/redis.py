@@ -130,11 +130,16 @@ class _SocketLink:
         if kwargs.get("db"):
             hello.append(("SELECT", kwargs["db"]))
         if hello:
-            self.send(self.pack(hello))
-            for reply in self.read(len(hello)):
+            try:
+                self.send(self.pack(hello))
+                replies = self.read(len(hello))
+            except redis.RedisError:
+                self.close()
+                raise
+            for (name, *_args), reply in zip(hello, replies, strict=True):
                 if isinstance(reply, redis.ResponseError):
                     self.close()
-                    raise redis.AuthenticationError(str(reply)) if hello[0][0] == "AUTH" else reply
+                    raise redis.AuthenticationError(str(reply)) if name == "AUTH" else reply
 
     @staticmethod
     def pack(commands: Sequence[Sequence[Any]]) -> bytes:

@@ -224,7 +224,6 @@ METERLINE_RATE_LIMITS = {
     "gateway": env_int("METERLINE_RATE_LIMIT_GATEWAY", 1_200_000),
     "anonymous": env_int("METERLINE_RATE_LIMIT_ANONYMOUS", 120),
 }
-# Failed logins (portal and token endpoint) allowed per username and per client address in 15 minutes.
 # The gateways' hot endpoints (path → handler): answered for bearer credentials right after the security
 # middleware (core.middleware.HotPathMiddleware); other requests to these paths take the whole stack.
 METERLINE_HOT_PATHS = {
@@ -234,6 +233,7 @@ METERLINE_HOT_PATHS = {
 if env_bool("METERLINE_BENCH_VIEWS", default=False):  # `make bench`: the bare view on the same short route
     METERLINE_HOT_PATHS["/api/bench/bare-short"] = "core.bench_views.bare_json"
 
+# Failed logins (portal and token endpoint) allowed per username and per client address in 15 minutes.
 METERLINE_LOGIN_ATTEMPTS = env_int("METERLINE_LOGIN_ATTEMPTS", 10)
 # How often a credential's last_used_at is written at most (seconds).
 METERLINE_LAST_USED_RESOLUTION = env_int("METERLINE_LAST_USED_RESOLUTION", 60)

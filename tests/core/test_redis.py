@@ -44,7 +44,7 @@ def test_a_connection_closed_by_redis_while_idle_is_replaced(monkeypatch) -> Non
     core_redis._thread.connection = None
 
 
-def test_redis_that_cannot_be_reached_or_refuses_the_credentials_is_a_redis_error() -> None:
+def test_redis_that_cannot_be_reached_or_refuses_the_connection_settings_is_a_redis_error() -> None:
     from core.redis import _SocketLink
 
     with pytest.raises(redis.ConnectionError):
@@ -52,6 +52,8 @@ def test_redis_that_cannot_be_reached_or_refuses_the_credentials_is_a_redis_erro
     kwargs = redis_client().connection_pool.connection_kwargs
     with pytest.raises(redis.AuthenticationError):  # this Redis has no password: AUTH is refused
         _SocketLink(kwargs | {"password": "not-the-password"})
+    with pytest.raises(redis.ResponseError):  # a database this Redis does not have
+        _SocketLink(kwargs | {"db": 100_000})
 
 
 @pytest.mark.parametrize("through", ["socket", "redis-py connection"])
