@@ -212,6 +212,22 @@ class World:
         client.force_login(self.users[username])
         return client
 
+    def daily_token_budget(self, limit: int, **fields: Any) -> Any:
+        """A blocking daily token budget on Alpha's chatbot project."""
+        from billing.budgets import budget_create
+
+        return budget_create(
+            actor=None,
+            tenant=self.alpha,
+            name="Chatbot daily tokens",
+            scope="project",
+            scope_value=self.alpha_project.slug,
+            period="day",
+            limit_tokens=limit,
+            action_at_limit="block",
+            **fields,
+        )
+
     def key_client(self, secret: str) -> APIClient:
         client = APIClient()
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")

@@ -10,7 +10,7 @@ import redis
 from django.core.cache import cache
 from django.utils import timezone
 
-from billing.budgets import budget_create, counter_key, period_bounds
+from billing.budgets import counter_key, period_bounds
 from billing.models import Budget
 from core import redis as core_redis
 from core.hotcache import GENERATION_KEY
@@ -57,20 +57,6 @@ def redis_down(monkeypatch):  # type: ignore[no-untyped-def]
     return down
 
 
-def token_budget(world, limit: int, **fields):  # type: ignore[no-untyped-def]
-    return budget_create(
-        actor=None,
-        tenant=world.alpha,
-        name="Daily tokens",
-        scope="project",
-        scope_value=world.alpha_project.slug,
-        period="day",
-        limit_tokens=limit,
-        action_at_limit="block",
-        **fields,
-    )
-
-
 def spend_tokens(budget: Budget, tokens: int) -> None:
     start, _end = period_bounds(budget.period, timezone.now().astimezone(dt.timezone(dt.timedelta(hours=8))).date())
     redis_client().hset(counter_key(budget.pk, start), mapping={"cost": 0, "tokens": tokens})
@@ -79,7 +65,7 @@ def spend_tokens(budget: Budget, tokens: int) -> None:
 def test_a_held_key_is_checked_in_one_round_trip_without_the_database(
     world, django_assert_num_queries, round_trips
 ) -> None:
-    budget = token_budget(world, 10_000)
+    budget = world.daily_token_budget(10_000)
     spend_tokens(budget, 100)
     client = world.key_client(world.alpha_key_secret)
     assert client.post("/api/v1/quota/check", CHECK, format="json").status_code == 200  # loads and holds
@@ -122,7 +108,7 @@ def test_revoking_through_the_service_refuses_the_next_check_and_ingest(world) -
 def test_a_budget_created_elsewhere_decides_the_next_check(world) -> None:
     client = world.key_client(world.alpha_key_secret)
     assert client.post("/api/v1/quota/check", CHECK, format="json").json()["budgets"] == []
-    budget = token_budget(world, 1_000)  # the service renews the generation
+    budget = world.daily_token_budget(1_000)  # the service renews the generation
     spend_tokens(budget, 1_000)
     blocked = client.post("/api/v1/quota/check", CHECK, format="json").json()
     assert blocked["decision"] == "block"
@@ -132,7 +118,7 @@ def test_a_budget_created_elsewhere_decides_the_next_check(world) -> None:
 def test_an_approved_raise_unblocks_the_next_check(world) -> None:
     from billing.budgets import raise_decide, raise_request
 
-    budget = token_budget(world, 1_000)
+    budget = world.daily_token_budget(1_000)
     spend_tokens(budget, 1_000)
     client = world.key_client(world.alpha_key_secret)
     assert client.post("/api/v1/quota/check", CHECK, format="json").json()["decision"] == "block"
@@ -147,7 +133,7 @@ def test_an_approved_raise_unblocks_the_next_check(world) -> None:
 
 
 def test_the_check_answers_from_the_database_when_redis_is_down(world, redis_down) -> None:
-    budget = token_budget(world, 100_000)
+    budget = world.daily_token_budget(100_000)
     client = world.key_client(world.alpha_key_secret)
     assert client.post("/api/v1/quota/check", CHECK, format="json").json()["decision"] == "allow"
 
@@ -161,7 +147,7 @@ def test_the_check_answers_from_the_database_when_redis_is_down(world, redis_dow
 def test_ingest_stores_events_when_redis_is_down(world, prices, redis_down) -> None:
     from metering.models import UsageEvent
 
-    token_budget(world, 100_000)
+    world.daily_token_budget(100_000)
 
     redis_down()
     event = {

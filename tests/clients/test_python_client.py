@@ -77,19 +77,8 @@ def test_a_resent_batch_is_counted_once(world, meterline) -> None:
 
 
 def test_quota_check_follows_the_budgets(world, meterline) -> None:
-    from billing.budgets import budget_create
-
     assert meterline.quota_check("gpt-4o") == "gpt-4o"
-    budget_create(
-        actor=None,
-        tenant=world.alpha,
-        name="Chatbot daily tokens",
-        scope="project",
-        scope_value=world.alpha_project.slug,
-        period="day",
-        limit_tokens=1000,
-        action_at_limit="block",
-    )
+    world.daily_token_budget(1000)
     meterline.record("gpt-4o", {"input_tokens": 900, "output_tokens": 200})
     assert meterline.flush(10)
     with pytest.raises(QuotaExceeded) as blocked:
