@@ -1,19 +1,57 @@
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
-from core.api import PayloadTooLarge
+# A \uD800–\uDFFF escape: half of a surrogate pair, which JSON decoding joins with its other half when it has one.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
-class LimitedJSONParser(JSONParser):
+def json_decode(data: bytes) -> Any:
+    """A JSON body as Python values, refusing with a ParseError what is not JSON or could not be stored:
+    NaN and Infinity, nesting deeper than can be followed, and a lone surrogate (an escape without its pair,
+    which is not Unicode text)."""
+    try:
+        value = json.loads(data, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ParseError("Malformed JSON: nested too deeply.") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ParseError(f"Malformed JSON: {exc}") from None
+    if _SURROGATE_ESCAPE.search(data):
+        try:
+            json.dumps(value, ensure_ascii=False).encode()
+        except RecursionError:
+            raise ParseError("Malformed JSON: nested too deeply.") from None
+        except UnicodeEncodeError:
+            raise ParseError(
+                "Malformed JSON: a \\uD800–\\uDFFF escape without its pair is not a Unicode character."
+            ) from None
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+class StrictJSONParser(JSONParser):
+    """The API's JSON parser (SPEC §11): every refusal is a 400 malformed_request."""
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
+        data = stream.read() if stream is not None else b""
+        return json_decode(data)
+
+
+class LimitedJSONParser(StrictJSONParser):
     """JSON with a hard size limit, enforced while reading (also for chunked bodies without a length)."""
 
     max_bytes = 4 * 1024 * 1024
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
+        from core.api import PayloadTooLarge  # core.api loads DRF's views, which load the default parser
+
         request = (parser_context or {}).get("request")
         declared = request.META.get("CONTENT_LENGTH") if request is not None else None
         if declared and declared.isdigit() and int(declared) > self.max_bytes:
@@ -23,7 +61,4 @@ class LimitedJSONParser(JSONParser):
             raise PayloadTooLarge(f"The body is larger than {self.max_bytes // (1024 * 1024)} MiB.")
         if not data:
             raise ParseError("The body is empty; send JSON.")
-        try:
-            return json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ParseError(f"Malformed JSON: {exc}") from None
+        return json_decode(data)

@@ -55,7 +55,11 @@ class _Reader:
         if type(value) is int and 0 <= value <= MAX_TOKENS:  # the usual case, checked first
             return value
         name = "usage." + ".".join(path)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or (isinstance(value, float) and not value.is_integer())
+        ):
             self.errors[name] = "Must be a whole number of tokens."
             return 0
         value = int(value)
@@ -300,7 +304,24 @@ _DETECTION = (
 )
 
 
+_DETECTED: dict[tuple[Any, ...], str | None] = {}
+
+
 def detect_format(usage: dict[str, Any]) -> str | None:
+    """The format of a usage object, from its keys (and whether `metadata` is an object): a sender's payloads
+    share a handful of key sets, so the answer is kept per key set."""
+    if len(usage) > 32:
+        return _detect(usage)
+    key = (*usage, type(usage.get("metadata")) is dict)
+    found = _DETECTED.get(key, "")
+    if found == "":
+        if len(_DETECTED) >= 1_000:  # key sets come from clients: bound what is kept
+            _DETECTED.clear()
+        found = _DETECTED[key] = _detect(usage)
+    return found
+
+
+def _detect(usage: dict[str, Any]) -> str | None:
     for adapter in _DETECTION:
         if adapter.detect(usage):
             return adapter.name

@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from metering.adapters import FORMATS, Buckets, UsageError, normalize_usage
 
 MAX_BATCH = 1000
@@ -173,7 +175,9 @@ def event_parse(raw: Any, *, index: int, now: dt.datetime) -> CanonicalEvent:
         err("metadata", "A JSON object.")
         metadata = {}
     elif (
-        metadata and len(json.dumps(metadata, separators=(",", ":"), ensure_ascii=False).encode()) > MAX_METADATA_BYTES
+        metadata
+        and len(json.dumps(metadata, separators=(",", ":"), ensure_ascii=False).encode(errors="surrogatepass"))
+        > MAX_METADATA_BYTES
     ):
         err("metadata", "At most 4 KiB as JSON.")
 
@@ -204,10 +208,13 @@ def event_parse(raw: Any, *, index: int, now: dt.datetime) -> CanonicalEvent:
         elif usage is None:
             err("usage", "Send usage, or request_chars/response_chars to estimate it.")
 
-    canonical = ""
+    canonical = b""
     if not errors:
-        canonical = _canonical(raw, occurred_at)  # type: ignore[arg-type]
-        if "\\u0000" in canonical:  # JSON escapes NUL everywhere, even without ensure_ascii
+        try:
+            canonical = _canonical(raw, occurred_at)  # type: ignore[arg-type]
+        except (UnicodeEncodeError, ValueError):
+            _refuse_unencodable(raw, err)
+        if b"\\u0000" in canonical:  # JSON escapes NUL everywhere, even without ensure_ascii
             _refuse_nul(raw, err)
     if errors:
         raise EventInvalid(errors, event_id)
@@ -233,7 +240,7 @@ def event_parse(raw: Any, *, index: int, now: dt.datetime) -> CanonicalEvent:
         estimated=estimated,
         estimate_method=method,
     )
-    event.content_hash = hashlib.sha256(canonical.encode()).hexdigest()
+    event.content_hash = hashlib.sha256(canonical).hexdigest()
     return event
 
 
@@ -247,12 +254,58 @@ def _refuse_nul(raw: dict[str, Any], err: Any) -> None:
             err(name, "Must not contain NUL characters.")
 
 
+def _refuse_unencodable(raw: dict[str, Any], err: Any) -> None:
+    """Name the fields that cannot be stored: a lone surrogate (UTF-8 has no form for it), NaN or Infinity
+    (not JSON numbers)."""
+    for name, value in raw.items():
+        try:
+            json.dumps({name: value}, ensure_ascii=False, allow_nan=False, default=str).encode()
+        except UnicodeEncodeError:
+            err(name, "Not valid Unicode: a \\uD800–\\uDFFF escape without its pair.")
+        except ValueError:
+            err(name, "NaN and Infinity are not JSON numbers.")
+
+
 def content_hash(raw: dict[str, Any], occurred_at: dt.datetime) -> str:
     """Identity of an event's content: a retry of the same payload hashes the same, whatever the offset
     its timestamp was written with."""
-    return hashlib.sha256(_canonical(raw, occurred_at).encode()).hexdigest()
+    return hashlib.sha256(_canonical(raw, occurred_at)).hexdigest()
 
 
-def _canonical(raw: dict[str, Any], occurred_at: dt.datetime) -> str:
+_ORJSON_OPTIONS = (
+    orjson.OPT_SORT_KEYS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
+
+
+def _no_floats(container: Any) -> bool:
+    """No float anywhere in a dict or list (exact types: subclasses take the standard encoder anyway)."""
+    for value in container.values() if type(container) is dict else container:
+        kind = type(value)
+        if kind is float or ((kind is dict or kind is list) and not _no_floats(value)):
+            return False
+    return True
+
+
+def _refuse(value: Any) -> Any:
+    raise TypeError
+
+
+def _canonical(raw: dict[str, Any], occurred_at: dt.datetime) -> bytes:
+    """The event as sorted, compact JSON in UTF-8 — the bytes its content hash has always been taken of.
+    orjson writes exactly these bytes for strings, whole numbers, booleans, lists and objects; anything else
+    (floats, whose exponents it writes differently, numbers beyond 64 bits, other types) goes through the
+    standard library's encoder. A lone surrogate (a `\\udXXX` escape without its pair) raises
+    UnicodeEncodeError, NaN or Infinity ValueError."""
     normalised = {**raw, "timestamp": occurred_at.isoformat()}
-    return json.dumps(normalised, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    if _no_floats(raw):
+        try:
+            return orjson.dumps(normalised, default=_refuse, option=_ORJSON_OPTIONS)
+        except TypeError:
+            pass
+    text = json.dumps(
+        normalised, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str
+    )
+    return text.encode()

@@ -124,15 +124,34 @@ class PriceBook:
                 aliases[price.pk] = list(price.aliases)
         return _Index(rows, aliases)
 
-    def lookup(self, *, model: str, at: dt.datetime, provider: str | None = None) -> PriceRow | None:
+    def _ranked(self, model: str, provider: str | None) -> list[PriceRow]:
         providers = settings.METERLINE_PREFERRED_PROVIDERS
         if self._preferred[0] is not providers:
             self._preferred = (providers, tuple(p.lower() for p in providers))
-        preferred = self._preferred[1]
-        for row in self._current().ranked(model, provider or None, preferred):
+        return self._current().ranked(model, provider or None, self._preferred[1])
+
+    def lookup(self, *, model: str, at: dt.datetime, provider: str | None = None) -> PriceRow | None:
+        for row in self._ranked(model, provider):
             if row.is_effective(at):
                 return row
         return None
+
+    def lookup_span(
+        self, *, model: str, at: dt.datetime, provider: str | None = None
+    ) -> tuple[PriceRow | None, dt.datetime, dt.datetime]:
+        """(the price at `at`, start, end): the same price answers every instant in [start, end), since which
+        rows are in force changes only at their effective dates."""
+        rows = self._ranked(model, provider)
+        start, end = dt.datetime.min.replace(tzinfo=dt.UTC), dt.datetime.max.replace(tzinfo=dt.UTC)
+        for row in rows:
+            for edge in (row.effective_from, row.effective_to):
+                if edge is None:
+                    continue
+                if edge <= at:
+                    start = max(start, edge)
+                else:
+                    end = min(end, edge)
+        return next((row for row in rows if row.is_effective(at)), None), start, end
 
 
 price_book = PriceBook()

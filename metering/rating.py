@@ -111,17 +111,30 @@ class RateCardResolver:
         self.tenant_id = tenant_id
         self.zone = zoneinfo.ZoneInfo(timezone_name)
         self.terms = contract_terms(tenant_id)
+        # (model, provider) → (start, end, card): the card answers every instant in [start, end) — within one
+        # local day (contracts change by day) and between the price book's effective dates.
+        self._spans: dict[tuple[str, str], tuple[dt.datetime, dt.datetime, RateCard | None]] = {}
 
     def card(self, *, model: str, provider: str, at: dt.datetime) -> RateCard | None:
-        day = at.astimezone(self.zone).date()
+        span = self._spans.get((model, provider))
+        if span is not None and span[0] <= at < span[1]:
+            return span[2]
+        local = at.astimezone(self.zone)
+        day = local.date()
+        day_start = dt.datetime.combine(day, dt.time(), tzinfo=self.zone).astimezone(dt.UTC)
+        day_end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=self.zone).astimezone(dt.UTC)
         terms = next((t for t in self.terms if t.covers(day)), None)
         card = override_card(terms, model=model, provider=provider)
-        if card is not None:
-            return card
-        row = price_book.lookup(model=model, provider=provider or None, at=at)
-        if row is None:
-            return None
-        return book_card(row, markup_percent=terms.markup_percent if terms else Decimal(0))
+        start, end = day_start, day_end
+        if card is None:
+            row, row_start, row_end = price_book.lookup_span(model=model, provider=provider or None, at=at)
+            start, end = max(start, row_start), min(end, row_end)
+            if row is not None:
+                card = book_card(row, markup_percent=terms.markup_percent if terms else Decimal(0))
+        if len(self._spans) >= 1_000:  # model names come from clients: bound what is kept
+            self._spans.clear()
+        self._spans[(model, provider)] = (start, end, card)
+        return card
 
 
 def override_card(terms: ContractTerms | None, *, model: str, provider: str = "") -> RateCard | None:

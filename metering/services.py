@@ -238,6 +238,9 @@ def events_ingest(*, scope: IngestScope, raw_events: list[Any], now: dt.datetime
         except EventInvalid as exc:
             result.reject(index, exc.event_id, exc.errors)
             continue
+        except RecursionError:
+            result.reject(index, None, {"non_field_errors": ["Nested too deeply."]})
+            continue
         resolved = resolver.resolve(event)
         if isinstance(resolved, dict):
             result.reject(index, event.event_id, resolved)

@@ -94,3 +94,30 @@ def test_portal_pages_keep_html_errors(world) -> None:
     response = world.client().get("/no-such-page/")
     assert response.status_code == 404
     assert not response["Content-Type"].startswith("application/json")
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ('{"slug": "x", "name": NaN}', "NaN is not a JSON number"),
+        ('{"slug": "x", "name": -Infinity}', "-Infinity is not a JSON number"),
+        ('{"slug": "x", "name": "\\ud800"}', "without its pair"),
+        ('{"slug": "x", "name": ' + "[" * 5000 + "]" * 5000 + "}", "nested too deeply"),
+    ],
+    ids=["nan", "infinity", "lone-surrogate", "deep"],
+)
+def test_what_json_cannot_carry_is_a_400_on_every_endpoint(world, body, says) -> None:
+    """NaN and Infinity are not JSON; a lone surrogate is not text; nesting too deep to follow is refused."""
+    for url, client in (
+        ("/api/v1/projects", world.client("alpha_owner")),  # the API's default parser
+        ("/api/v1/events", world.key_client(world.alpha_key_secret)),  # ingest, on the short route
+    ):
+        response = client.post(url, body, content_type="application/json")
+        assert says in _assert_error(response, 400, "malformed_request")["message"], url
+
+
+def test_a_surrogate_pair_is_one_character(world) -> None:
+    response = world.client("alpha_owner").post(
+        "/api/v1/projects", '{"slug": "emoji", "name": "Smile \\ud83d\\ude00"}', content_type="application/json"
+    )
+    assert response.status_code == 201 and response.json()["name"] == "Smile \U0001f600"

@@ -163,3 +163,27 @@ def test_nul_characters_in_query_parameters_are_a_400(world) -> None:
     response = world.client("alpha_owner").get("/api/v1/api-keys", {"tenant": "a\x00b"})
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid"
+
+
+def test_values_json_cannot_carry_from_python_callers_are_field_errors(world, prices) -> None:
+    """The API's parser refuses NaN, Infinity and lone surrogates; callers in Python get field errors instead."""
+    from metering.services import IngestScope, events_ingest
+
+    batch = [
+        event("py-ok"),
+        event("py-nan", usage={"prompt_tokens": float("nan"), "completion_tokens": 1}),
+        event("py-inf", usage={"prompt_tokens": 10, "completion_tokens": float("inf")}),
+        event("py-nan-meta", metadata={"score": float("nan")}),
+        event("py-surrogate", metadata={"k": "\ud800"}),
+        event("py-surrogate-dim", feature="\udc00"),
+    ]
+    result = events_ingest(scope=IngestScope(kind="project_key", api_key=world.alpha_key), raw_events=batch)
+    assert result.accepted == 1
+    assert [sorted(r["errors"]) for r in result.rejected] == [
+        ["usage.prompt_tokens"],
+        ["usage.completion_tokens"],
+        ["metadata"],
+        ["metadata"],
+        ["feature"],
+    ]
+    assert list(UsageEvent.objects.values_list("event_id", flat=True)) == ["py-ok"]

@@ -86,3 +86,42 @@ def test_a_named_provider_picks_its_own_price() -> None:
     now = dt.datetime.now(dt.UTC)
     assert price_book.lookup(model="llama-3", provider="groq", at=now).provider == "groq"
     assert price_book.lookup(model="llama-3", at=now).provider == "meta"  # the preferred provider
+
+
+@pytest.mark.django_db
+def test_one_resolver_answers_across_price_changes_and_contract_days(
+    world, prices, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
+    """A resolver keeps each card for the span it answers (one local day, between effective dates): visiting
+    instants out of order across both kinds of edge still gives each instant its own price."""
+    from zoneinfo import ZoneInfo
+
+    from metering.rating import RateCardResolver
+    from tests.billing.test_contracts import CONTRACT
+
+    change = dt.datetime(2026, 10, 15, 6, 30, tzinfo=dt.UTC)
+    add_price("m-span", input="1", output="1", effective_to=change)
+    add_price("m-span", input="3", output="3", effective_from=change)
+    client = world.client("am")
+    contract = client.post(
+        "/api/v1/contracts", {**CONTRACT, "starts_on": "2026-10-20", "rate_overrides": []}, format="json"
+    ).json()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.post(f"/api/v1/contracts/{contract['id']}/activate").status_code == 200
+    resolver = RateCardResolver(world.alpha.pk, "Asia/Shanghai")
+    second = dt.timedelta(seconds=1)
+    contract_day = dt.datetime(2026, 10, 20, tzinfo=ZoneInfo("Asia/Shanghai"))  # 16:00 UTC the day before
+    visits = [
+        (change - second, "1"),
+        (change, "3"),
+        (change - second, "1"),
+        (change + dt.timedelta(hours=5), "3"),
+        (contract_day - second, "3"),
+        (contract_day, "3.3"),  # the contract's 10 % markup from its first local day
+        (contract_day - second, "3"),
+        (contract_day + dt.timedelta(hours=23), "3.3"),
+    ]
+    for at, price in visits:
+        card = resolver.card(model="m-span", provider="", at=at)
+        assert card is not None and card.input == Decimal(price), at
+    assert resolver.card(model="m-span", provider="", at=dt.datetime(2019, 1, 1, tzinfo=dt.UTC)) is None
