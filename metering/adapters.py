@@ -126,6 +126,17 @@ def _openai_like(
     usage: dict[str, Any], *, prompt: str, output: str, prompt_details: str, output_details: str
 ) -> Buckets:
     """OpenAI's two shapes: the prompt count includes cache reads and writes; output includes reasoning."""
+    quick = _openai_quick(usage, prompt, output, prompt_details, output_details)
+    if quick is not None:
+        return quick
+    return _openai_read(
+        usage, prompt=prompt, output=output, prompt_details=prompt_details, output_details=output_details
+    )
+
+
+def _openai_read(
+    usage: dict[str, Any], *, prompt: str, output: str, prompt_details: str, output_details: str
+) -> Buckets:
     reader = _Reader(usage)
     prompt_tokens = reader.count(prompt, required=True)
     cached = reader.count(prompt_details, "cached_tokens")
@@ -136,6 +147,36 @@ def _openai_like(
     total = reader.count("total_tokens") if reader.present("total_tokens") else None
     reader.total(buckets, total, prompt_tokens + output_tokens)
     return reader.check(buckets, input_field=prompt, output_field=output)
+
+
+def _openai_quick(
+    usage: dict[str, Any], prompt: str, output: str, prompt_details: str, output_details: str
+) -> Buckets | None:
+    """The usual payload — every count present is a whole number in range and the parts fit — without the
+    reader's bookkeeping; None sends anything else through the reader, which names each problem."""
+    details, out_details = usage.get(prompt_details), usage.get(output_details)
+    if (details is not None and type(details) is not dict) or (
+        out_details is not None and type(out_details) is not dict
+    ):
+        return None
+    counts = (
+        usage.get(prompt),
+        usage.get(output, 0),
+        details.get("cached_tokens", 0) if details else 0,
+        details.get("cache_write_tokens", 0) if details else 0,
+        out_details.get("reasoning_tokens", 0) if out_details else 0,
+        usage.get("total_tokens", 0),
+    )
+    for count in counts:
+        if type(count) is not int or not 0 <= count <= MAX_TOKENS:
+            return None
+    prompt_tokens, output_tokens, cached, cache_write, reasoning, total = counts
+    if cached + cache_write > prompt_tokens or reasoning > output_tokens:  # type: ignore[operator]
+        return None
+    buckets = Buckets(prompt_tokens - cached - cache_write, cached, cache_write, output_tokens, reasoning)  # type: ignore[operator]
+    if "total_tokens" in usage and total != prompt_tokens + output_tokens:  # type: ignore[operator]
+        buckets.total_mismatch = {"reported": total, "computed": prompt_tokens + output_tokens}  # type: ignore[operator,dict-item]
+    return buckets
 
 
 class OpenAIChatAdapter(UsageAdapter):

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -513,7 +514,7 @@ def _pg_insert_new(rows: list[_Row], received_at: dt.datetime) -> set[tuple[int,
     import psycopg
 
     if len(rows) <= JSON_BATCH:
-        body = json.dumps([_json_row(row, received_at.isoformat()) for row in rows], ensure_ascii=False)
+        body = _json_text([_json_row(row, received_at.isoformat()) for row in rows])
         connection.ensure_connection()
         with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
             cursor.execute(_PG_INSERT_JSON, [body])
@@ -638,9 +639,17 @@ def _event_values(row: _Row, received_at: dt.datetime) -> tuple:
         event.estimated,
         event.estimate_method,
         row.billable,
-        None if event.raw_usage is None else json.dumps(event.raw_usage, ensure_ascii=False),
-        json.dumps(event.metadata, ensure_ascii=False) if event.metadata else "{}",
+        None if event.raw_usage is None else _json_text(event.raw_usage),
+        _json_text(event.metadata) if event.metadata else "{}",
     )
+
+
+def _json_text(value: Any) -> str:
+    """JSON for a jsonb column (its formatting is not kept, so the fast encoder serves when it can)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # numbers beyond 64 bits
+        return json.dumps(value, ensure_ascii=False)
 
 
 # --- rollups --------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from metering.adapters import BUCKETS, UsageError, detect_format, normalize_usage
@@ -136,3 +136,92 @@ def test_gemini_buckets_never_overlap_nor_go_negative(prompt, cached, candidates
         return
     assert buckets.input_tokens + buckets.cached_input_tokens == prompt
     assert buckets.output_tokens == candidates + thoughts >= buckets.reasoning_tokens >= 0
+
+
+usual = st.integers(min_value=0, max_value=10**6)
+odd_counts = st.one_of(
+    *[usual] * 12,  # most counts are usual, so the quick reading is taken often
+    st.integers(min_value=-5, max_value=2 * 10**9),
+    st.just(None),
+    st.booleans(),
+    st.floats(allow_nan=False, allow_infinity=False, min_value=-10, max_value=1e10),
+    st.text(max_size=3),
+)
+
+
+def _maybe(key: str, value: st.SearchStrategy) -> st.SearchStrategy:
+    return st.one_of(st.just({}), value.map(lambda v: {key: v}))
+
+
+@given(
+    shape=st.sampled_from(
+        [
+            ("prompt_tokens", "completion_tokens", "prompt_tokens_details", "completion_tokens_details"),
+            ("input_tokens", "output_tokens", "input_tokens_details", "output_tokens_details"),
+        ]
+    ),
+    prompt=odd_counts.map(lambda v: {"p": v}) | st.just({}),
+    output=_maybe("o", odd_counts),
+    cached=_maybe("cached_tokens", odd_counts),
+    write=_maybe("cache_write_tokens", odd_counts),
+    reasoning=_maybe("reasoning_tokens", odd_counts),
+    total=_maybe("total_tokens", odd_counts),
+    details_kind=st.sampled_from(["dict", "dict", "absent", "null", "text"]),
+)
+@settings(max_examples=400)
+def test_the_quick_openai_reading_agrees_with_the_full_reader(  # type: ignore[no-untyped-def]
+    shape, prompt, output, cached, write, reasoning, total, details_kind
+) -> None:
+    """The usual payload skips the reader's bookkeeping; whatever it accepts, the reader reads the same way."""
+    from metering.adapters import _openai_quick, _openai_read
+
+    prompt_name, output_name, details_name, out_details_name = shape
+    usage = {
+        **({prompt_name: prompt["p"]} if prompt else {}),
+        **({output_name: output["o"]} if output else {}),
+        **total,
+    }
+    if details_kind == "dict":
+        usage[details_name] = {**cached, **write}
+        usage[out_details_name] = dict(reasoning)
+    elif details_kind != "absent":
+        usage[details_name] = None if details_kind == "null" else "x"
+    names = {
+        "prompt": prompt_name,
+        "output": output_name,
+        "prompt_details": details_name,
+        "output_details": out_details_name,
+    }
+    quick = _openai_quick(usage, *names.values())
+    if quick is None:
+        return
+    read = _openai_read(usage, **names)
+    assert quick == read and quick.total_mismatch == read.total_mismatch
+
+
+@given(
+    data=st.data(),
+    prompt=st.integers(min_value=0, max_value=10**9),
+    output=st.integers(min_value=0, max_value=10**9),
+    total=st.one_of(st.none(), st.integers(min_value=0, max_value=10**9)),
+)
+def test_usual_openai_payloads_take_the_quick_reading(data, prompt, output, total) -> None:  # type: ignore[no-untyped-def]
+    from metering.adapters import _openai_quick, _openai_read
+
+    cached = data.draw(st.integers(min_value=0, max_value=prompt))
+    write = data.draw(st.integers(min_value=0, max_value=prompt - cached))
+    reasoning = data.draw(st.integers(min_value=0, max_value=output))
+    usage = {
+        "prompt_tokens": prompt,
+        "completion_tokens": output,
+        "prompt_tokens_details": {"cached_tokens": cached, "cache_write_tokens": write},
+        "completion_tokens_details": {"reasoning_tokens": reasoning},
+        **({} if total is None else {"total_tokens": total}),
+    }
+    names = ("prompt_tokens", "completion_tokens", "prompt_tokens_details", "completion_tokens_details")
+    quick = _openai_quick(usage, *names)
+    read = _openai_read(
+        usage, **dict(zip(("prompt", "output", "prompt_details", "output_details"), names, strict=True))
+    )
+    assert quick is not None
+    assert quick == read and quick.total_mismatch == read.total_mismatch
