@@ -134,6 +134,8 @@ class _Resolver:
         self.keys: dict[str, ApiKey | None] = {}
         self.cards: dict[int, RateCardResolver] = {}
         self._user_tenants: list[Tenant] | None = None
+        # A project key fixes the tenant and project of every event: read once, not per event.
+        self.key_owner = (scope.api_key.tenant, scope.api_key.project) if scope.api_key is not None else None
 
     def tenant(self, slug: str) -> Tenant | None:
         if slug not in self.tenants:
@@ -170,15 +172,16 @@ class _Resolver:
         return self.keys[prefix]
 
     def rate_cards(self, tenant: Tenant) -> RateCardResolver:
-        if tenant.pk not in self.cards:
-            self.cards[tenant.pk] = RateCardResolver(tenant.pk, tenant.timezone)
-        return self.cards[tenant.pk]
+        cards = self.cards.get(tenant.id)
+        if cards is None:
+            cards = self.cards[tenant.id] = RateCardResolver(tenant.id, tenant.timezone)
+        return cards
 
     def resolve(self, event: CanonicalEvent) -> tuple[Tenant, Project, int | None] | dict[str, list[str]]:
         scope = self.scope
         if scope.kind == "project_key":
-            assert scope.api_key is not None
-            tenant, project = scope.api_key.tenant, scope.api_key.project
+            assert self.key_owner is not None
+            tenant, project = self.key_owner
             if event.tenant and event.tenant != tenant.slug:
                 return {"tenant": ["Does not match the API key's tenant."]}
             if event.project and event.project != project.slug:
@@ -700,6 +703,7 @@ def _budgets_after_commit(added: list[dict[str, Any]], removed: list[dict[str, A
 
 def _row_facts(row: _Row) -> dict[str, Any]:
     """The facts of a stored event that its rollup buckets depend on."""
+    buckets = row.event.buckets
     return {
         "tenant_id": row.tenant.id,
         "project_id": row.project.id,
@@ -709,7 +713,11 @@ def _row_facts(row: _Row) -> dict[str, Any]:
         "environment": row.environment,
         "end_user": row.event.dimensions["end_user"],
         "occurred_at": row.event.occurred_at,
-        **row.event.buckets.as_dict(),
+        "input_tokens": buckets.input_tokens,
+        "cached_input_tokens": buckets.cached_input_tokens,
+        "cache_write_tokens": buckets.cache_write_tokens,
+        "output_tokens": buckets.output_tokens,
+        "reasoning_tokens": buckets.reasoning_tokens,
         "status": row.event.status,
         "cost": row.cost,
         "rating_status": "priced" if row.priced else "unpriced",
