@@ -292,108 +292,160 @@ def post_all(bodies: list[bytes], key: str, concurrency: int) -> float:
 # --- benchmarks -----------------------------------------------------------------------------------
 
 
-def bench_batch_ingest(world: dict[str, str]) -> None:
-    """HTTP batch ingest vs COPY into staging + INSERT … ON CONFLICT DO NOTHING of the same rows."""
+RAW_STAGING_DDL = (
+    "CREATE TEMP TABLE IF NOT EXISTS staging (tenant_id bigint, project_id bigint, "
+    "event_id text, occurred_at timestamptz, received_at timestamptz, provider text, "
+    "model text, input_tokens bigint, cached_input_tokens bigint, cache_write_tokens "
+    "bigint, output_tokens bigint, reasoning_tokens bigint, feature text, end_user text, "
+    "session_id text, prompt_template text, environment text, latency_ms int, status "
+    "text, cost numeric, price_id bigint, rating_status text, estimated bool, "
+    "estimate_method text, billable bool, raw_usage jsonb, metadata jsonb, "
+    "content_hash text) ON COMMIT DELETE ROWS"
+)
+RAW_INSERT = (
+    "WITH k AS (INSERT INTO metering_eventkey (tenant_id, event_id, occurred_at, content_hash, "
+    "estimated) SELECT tenant_id, event_id, occurred_at, content_hash, estimated FROM staging "
+    "ON CONFLICT DO NOTHING RETURNING event_id) "
+    "INSERT INTO metering_usageevent (tenant_id, project_id, event_id, occurred_at, received_at, "
+    "provider, model, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, "
+    "reasoning_tokens, feature, end_user, session_id, prompt_template, environment, latency_ms, "
+    "status, cost, price_id, rating_status, estimated, estimate_method, billable, raw_usage, "
+    "metadata) SELECT s.tenant_id, s.project_id, s.event_id, s.occurred_at, s.received_at, "
+    "s.provider, s.model, s.input_tokens, s.cached_input_tokens, s.cache_write_tokens, "
+    "s.output_tokens, s.reasoning_tokens, s.feature, s.end_user, s.session_id, "
+    "s.prompt_template, s.environment, s.latency_ms, s.status, s.cost, s.price_id, "
+    "s.rating_status, s.estimated, s.estimate_method, s.billable, s.raw_usage, s.metadata "
+    "FROM staging s JOIN k USING (event_id)"
+)
+
+
+def raw_rows(world: dict[str, str], prefix: str, batches: int) -> list[list[tuple]]:
+    """The rows the HTTP batches store, ready for COPY (the same widths and values)."""
+    stamp = dt.datetime.now(dt.UTC)
+    return [
+        [
+            (
+                int(world["tenant_id"]),
+                int(world["project_id"]),
+                f"{prefix}-{b}-{n}",
+                stamp,
+                stamp,
+                "openai",
+                ("gpt-4o", "o3", "gpt-4o-mini")[n % 3],
+                744 + n,
+                256,
+                0,
+                200,
+                0,
+                f"f{n % 7}",
+                f"u{n % 97}",
+                "",
+                "",
+                "production",
+                None,
+                "success",
+                Decimal("0.0030"),
+                None,
+                "priced",
+                False,
+                "",
+                True,
+                json.dumps({"prompt_tokens": 1000 + n}),
+                "{}",
+                "h" * 64,
+            )
+            for n in range(1000)
+        ]
+        for b in range(batches)
+    ]
+
+
+def copy_all(batches: list[list[tuple]], concurrency: int) -> float:
+    """Seconds to store every batch the raw way: COPY into a staging table, then INSERT … ON CONFLICT DO
+    NOTHING into the event-key and event tables, one transaction per batch, `concurrency` connections."""
     import psycopg
 
-    batches, concurrency = 40, 4
-    bodies = batch_bodies(f"http-{int(time.time())}", batches)
-    post_all(bodies[:2], world["key"], 2)  # warm every worker
-    elapsed = post_all(bodies[2:], world["key"], concurrency)
-    http_rate = (batches - 2) * 1000 / elapsed
-
-    raw_prefix = f"raw-{int(time.time())}"
-    rows_per_batch = []
-    stamp = dt.datetime.now(dt.UTC)
-    for b in range(batches - 2):
-        rows_per_batch.append(
-            [
-                (
-                    int(world["tenant_id"]),
-                    int(world["project_id"]),
-                    f"{raw_prefix}-{b}-{n}",
-                    stamp,
-                    stamp,
-                    "openai",
-                    "gpt-4o",
-                    744 + n,
-                    256,
-                    0,
-                    200,
-                    0,
-                    f"f{n % 7}",
-                    f"u{n % 97}",
-                    "",
-                    "",
-                    "production",
-                    None,
-                    "success",
-                    Decimal("0.0030"),
-                    None,
-                    "priced",
-                    False,
-                    "",
-                    True,
-                    json.dumps({"prompt_tokens": 1000 + n}),
-                    "{}",
-                    "h" * 64,
-                )
-                for n in range(1000)
-            ]
-        )
-    queue = list(rows_per_batch)
+    queue = list(batches)
     lock = threading.Lock()
+    connections = [psycopg.connect(BENCH_URL) for _ in range(concurrency)]
 
-    def worker() -> None:
-        with psycopg.connect(BENCH_URL) as conn:
-            while True:
-                with lock:
-                    if not queue:
-                        break
-                    rows = queue.pop()
-                with conn.transaction(), conn.cursor() as cur:
-                    cur.execute(
-                        "CREATE TEMP TABLE IF NOT EXISTS staging (tenant_id bigint, project_id bigint, "
-                        "event_id text, occurred_at timestamptz, received_at timestamptz, provider text, "
-                        "model text, input_tokens bigint, cached_input_tokens bigint, cache_write_tokens "
-                        "bigint, output_tokens bigint, reasoning_tokens bigint, feature text, end_user text, "
-                        "session_id text, prompt_template text, environment text, latency_ms int, status "
-                        "text, cost numeric, price_id bigint, rating_status text, estimated bool, "
-                        "estimate_method text, billable bool, raw_usage jsonb, metadata jsonb, "
-                        "content_hash text) ON COMMIT DELETE ROWS"
-                    )
-                    with cur.copy("COPY staging FROM STDIN") as copy:
-                        for row in rows:
-                            copy.write_row(row)
-                    cur.execute(
-                        "WITH k AS (INSERT INTO metering_eventkey (tenant_id, event_id, occurred_at, content_hash, "
-                        "estimated) SELECT tenant_id, event_id, occurred_at, content_hash, estimated FROM staging "
-                        "ON CONFLICT DO NOTHING RETURNING event_id) "
-                        "INSERT INTO metering_usageevent (tenant_id, project_id, event_id, occurred_at, received_at, "
-                        "provider, model, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, "
-                        "reasoning_tokens, feature, end_user, session_id, prompt_template, environment, latency_ms, "
-                        "status, cost, price_id, rating_status, estimated, estimate_method, billable, raw_usage, "
-                        "metadata) SELECT s.tenant_id, s.project_id, s.event_id, s.occurred_at, s.received_at, "
-                        "s.provider, s.model, s.input_tokens, s.cached_input_tokens, s.cache_write_tokens, "
-                        "s.output_tokens, s.reasoning_tokens, s.feature, s.end_user, s.session_id, "
-                        "s.prompt_template, s.environment, s.latency_ms, s.status, s.cost, s.price_id, "
-                        "s.rating_status, s.estimated, s.estimate_method, s.billable, s.raw_usage, s.metadata "
-                        "FROM staging s JOIN k USING (event_id)"
-                    )
+    def worker(conn: Any) -> None:
+        while True:
+            with lock:
+                if not queue:
+                    break
+                rows = queue.pop()
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute(RAW_STAGING_DDL)
+                with cur.copy("COPY staging FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                cur.execute(RAW_INSERT)
 
     started = time.perf_counter()
-    workers = [threading.Thread(target=worker) for _ in range(concurrency)]
+    workers = [threading.Thread(target=worker, args=(conn,)) for conn in connections]
     for thread in workers:
         thread.start()
     for thread in workers:
         thread.join()
-    raw_rate = (batches - 2) * 1000 / (time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    for conn in connections:
+        conn.close()
+    return elapsed
+
+
+class Flusher:
+    """What beat does in production while batches arrive: fold the pending rollup deltas every second."""
+
+    def __enter__(self) -> Flusher:
+        from django.db import connection
+
+        from metering.services import rollups_flush
+
+        self.stop = threading.Event()
+
+        def run() -> None:
+            while not self.stop.wait(1.0):
+                rollups_flush()
+            connection.close()
+
+        self.thread = threading.Thread(target=run)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def bench_batch_ingest(world: dict[str, str]) -> None:
+    """HTTP batch ingest vs COPY into staging + INSERT … ON CONFLICT DO NOTHING of the same rows, in three
+    alternating rounds (so that a busier spell of the host, autovacuum or a checkpoint weighs on both). The
+    rollup flusher runs every second during the HTTP rounds, as beat runs it in production."""
+    from metering.services import rollups_flush
+
+    rounds, per_round, concurrency = 3, 30, 4
+    stamp = int(time.time())
+    bodies = batch_bodies(f"http-{stamp}", rounds * per_round + 2)
+    raw = raw_rows(world, f"raw-{stamp}", rounds * per_round + 2)
+    post_all(bodies[:2], world["key"], 2)  # warm every worker
+    copy_all(raw[:2], 2)
+    rollups_flush()
+    http_seconds = raw_seconds = 0.0
+    for r in range(rounds):
+        chunk = slice(2 + r * per_round, 2 + (r + 1) * per_round)
+        with Flusher():
+            http_seconds += post_all(bodies[chunk], world["key"], concurrency)
+        raw_seconds += copy_all(raw[chunk], concurrency)
+    rollups_flush()
+    events = rounds * per_round * 1000
+    http_rate, raw_rate = events / http_seconds, events / raw_seconds
     record(
         "batch ingest, HTTP, 1,000-event batches (events/s)",
         f"{http_rate:,.0f}",
         f"{raw_rate:,.0f}",
         http_rate / raw_rate,
-        "≥ 0.5 × raw",
+        "≥ 25,000 and ≥ 0.5 × raw",
     )
 
 

@@ -84,12 +84,14 @@ def _whole(value: Any) -> bool:
 
 
 def parse_timestamp(value: Any) -> dt.datetime | None:
-    if not isinstance(value, str) or not 20 <= len(value) <= 40 or "T" not in value.upper():
+    if not isinstance(value, str) or not 20 <= len(value) <= 40 or ("T" not in value and "t" not in value):
         return None
     try:
-        parsed = dt.datetime.fromisoformat(value.replace("z", "Z"))
+        parsed = dt.datetime.fromisoformat(value.replace("z", "Z") if "z" in value else value)
     except ValueError:
         return None
+    if parsed.tzinfo is dt.UTC:  # the usual case: already in UTC
+        return parsed
     if parsed.tzinfo is None:
         return None
     return parsed.astimezone(dt.UTC)
@@ -124,9 +126,8 @@ def event_parse(raw: Any, *, index: int, now: dt.datetime) -> CanonicalEvent:
 
     if not isinstance(raw, dict):
         raise EventInvalid({"non_field_errors": ["An event is a JSON object."]}, None)
-    unknown = raw.keys() - KNOWN_FIELDS
-    if unknown:
-        for name in sorted(unknown)[:20]:
+    if not KNOWN_FIELDS.issuperset(raw):
+        for name in sorted(raw.keys() - KNOWN_FIELDS)[:20]:
             err(name, "Unknown field.")
 
     get = raw.get

@@ -6,6 +6,7 @@ import datetime as dt
 import zoneinfo
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from metering.adapters import Buckets
@@ -32,6 +33,18 @@ class RateCard:
     reasoning_priced_apart: bool
     price_id: int | None
     provider: str
+
+    @cached_property
+    def whole_prices(self) -> tuple[int, int, int, int, int] | None:
+        """The five prices in 10⁻⁸ USD per 1M tokens when each is a whole number of those (book prices
+        carry 8 decimals; a markup may add more, and then None): costs are then whole-number arithmetic."""
+        scaled = []
+        for price in (self.input, self.cached_input, self.cache_write, self.output, self.reasoning):
+            units = price.scaleb(8)
+            if units != units.to_integral_value() or units < 0:
+                return None
+            scaled.append(int(units))
+        return scaled[0], scaled[1], scaled[2], scaled[3], scaled[4]
 
     @classmethod
     def from_prices(
@@ -75,7 +88,20 @@ def tokens_cost(
 
 
 def event_cost(card: RateCard, buckets: Buckets) -> Decimal:
-    """cost = Σ bucket × price ÷ 1,000,000, stored at 10 dp."""
+    """cost = Σ bucket × price ÷ 1,000,000, stored at 10 dp (half up)."""
+    whole = card.whole_prices
+    if whole is not None:
+        # Σ tokens × price in 10⁻⁸ USD per 1M tokens = 10⁻¹⁴ USD; 10,000 of those make one 10⁻¹⁰ USD.
+        total = (
+            buckets.input_tokens * whole[0]
+            + buckets.cached_input_tokens * whole[1]
+            + buckets.cache_write_tokens * whole[2]
+            + (buckets.output_tokens - buckets.reasoning_tokens) * whole[3]
+            + buckets.reasoning_tokens * whole[4]
+        )
+        if total >= 0:
+            units, rest = divmod(total, 10_000)
+            return Decimal(units + (rest >= 5_000)).scaleb(-10)
     total = tokens_cost(
         card,
         input=buckets.input_tokens,

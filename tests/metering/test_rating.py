@@ -125,3 +125,43 @@ def test_one_resolver_answers_across_price_changes_and_contract_days(
         card = resolver.card(model="m-span", provider="", at=at)
         assert card is not None and card.input == Decimal(price), at
     assert resolver.card(model="m-span", provider="", at=dt.datetime(2019, 1, 1, tzinfo=dt.UTC)) is None
+
+
+any_prices = st.decimals(min_value=0, max_value=1000, places=10, allow_nan=False, allow_infinity=False)
+
+
+@given(
+    prices=st.tuples(prices_1m, any_prices, prices_1m, prices_1m, any_prices),
+    markup=st.sampled_from([Decimal(0), Decimal(10), Decimal("12.5"), Decimal("-3.333")]),
+    buckets=st.tuples(tokens, tokens, tokens, tokens, tokens),
+)
+def test_whole_number_costing_is_the_decimal_rule_to_the_last_digit(prices, markup, buckets) -> None:  # type: ignore[no-untyped-def]
+    """Cards whose prices are whole 10⁻⁸ units are costed in integers; every card gives what Σ bucket × price
+    ÷ 1,000,000, rounded half up at 10 dp, gives — the same digits and exponent."""
+    from decimal import ROUND_HALF_UP
+
+    from metering.rating import COST_QUANTUM, tokens_cost
+
+    b_in, b_cached, b_write, b_out, b_reason = buckets
+    b_reason = min(b_reason, b_out)
+    card = RateCard.from_prices(
+        input=prices[0],
+        cached_input=prices[1],
+        cache_write=prices[2],
+        output=prices[3],
+        reasoning=prices[4],
+        multiplier=1 + markup / 100,
+    )
+    expected = tokens_cost(
+        card, input=b_in, cached_input=b_cached, cache_write=b_write, output=b_out, reasoning=b_reason
+    ).quantize(COST_QUANTUM, rounding=ROUND_HALF_UP)
+    cost = event_cost(card, Buckets(b_in, b_cached, b_write, b_out, b_reason))
+    assert str(cost) == str(expected)
+
+
+def test_half_a_last_digit_rounds_up() -> None:
+    card = RateCard.from_prices(input=Decimal("0.00000001"), output=Decimal("0.00000001"))
+    assert card.whole_prices == (1, 1, 1, 1, 1)
+    assert str(event_cost(card, Buckets(5_000, 0, 0, 0, 0))) == "1E-10"  # 0.5 × 10⁻¹⁰ → up
+    assert str(event_cost(card, Buckets(4_999, 0, 0, 0, 0))) == "0E-10"
+    assert str(event_cost(card, Buckets(15_000, 0, 0, 0, 0))) == "2E-10"
