@@ -92,15 +92,15 @@ def event_cost(card: RateCard, buckets: Buckets) -> Decimal:
     whole = card.whole_prices
     if whole is not None:
         # Σ tokens × price in 10⁻⁸ USD per 1M tokens = 10⁻¹⁴ USD; 10,000 of those make one 10⁻¹⁰ USD.
-        total = (
+        units_14 = (
             buckets.input_tokens * whole[0]
             + buckets.cached_input_tokens * whole[1]
             + buckets.cache_write_tokens * whole[2]
             + (buckets.output_tokens - buckets.reasoning_tokens) * whole[3]
             + buckets.reasoning_tokens * whole[4]
         )
-        if total >= 0:
-            units, rest = divmod(total, 10_000)
+        if units_14 >= 0:
+            units, rest = divmod(units_14, 10_000)
             return Decimal(units + (rest >= 5_000)).scaleb(-10)
     total = tokens_cost(
         card,
