@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import zoneinfo
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
-from functools import cached_property
 from typing import TYPE_CHECKING
 
 from metering.adapters import Buckets
@@ -34,7 +34,7 @@ class RateCard:
     price_id: int | None
     provider: str
 
-    @cached_property
+    @functools.cached_property
     def whole_prices(self) -> tuple[int, int, int, int, int] | None:
         """The five prices in 10⁻⁸ USD per 1M tokens when each is a whole number of those (book prices
         carry 8 decimals; a markup may add more, and then None): costs are then whole-number arithmetic."""
@@ -126,6 +126,30 @@ def book_card(row: PriceRow | ModelPrice, *, markup_percent: Decimal = Decimal(0
     )
 
 
+# (id of a price-book row, markup) → (that row, its card): every ingest call of a tenant prices from the same few
+# rows, so each card (and its whole-number prices) is built once per process and price-book version.
+_BOOK_CARDS: dict[tuple[int, Decimal], tuple[PriceRow, RateCard]] = {}
+
+
+def _held_book_card(row: PriceRow, markup_percent: Decimal) -> RateCard:
+    held = _BOOK_CARDS.get((id(row), markup_percent))
+    if held is not None and held[0] is row:
+        return held[1]
+    if len(_BOOK_CARDS) >= 10_000:
+        _BOOK_CARDS.clear()
+    card = book_card(row, markup_percent=markup_percent)
+    _BOOK_CARDS[(id(row), markup_percent)] = (row, card)
+    return card
+
+
+@functools.lru_cache(maxsize=1024)
+def _local_day_bounds(zone: zoneinfo.ZoneInfo, day: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    """[start, end) of a local day, in UTC."""
+    start = dt.datetime.combine(day, dt.time(), tzinfo=zone).astimezone(dt.UTC)
+    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=zone).astimezone(dt.UTC)
+    return start, end
+
+
 class RateCardResolver:
     """Rate cards for one tenant (SPEC §5.4): the contract in force on the event's day (in the tenant's time
     zone) — its rate override for the model is the whole card, otherwise book prices × (1 + markup / 100);
@@ -145,10 +169,8 @@ class RateCardResolver:
         span = self._spans.get((model, provider))
         if span is not None and span[0] <= at < span[1]:
             return span[2]
-        local = at.astimezone(self.zone)
-        day = local.date()
-        day_start = dt.datetime.combine(day, dt.time(), tzinfo=self.zone).astimezone(dt.UTC)
-        day_end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=self.zone).astimezone(dt.UTC)
+        day = at.astimezone(self.zone).date()
+        day_start, day_end = _local_day_bounds(self.zone, day)
         terms = next((t for t in self.terms if t.covers(day)), None)
         card = override_card(terms, model=model, provider=provider)
         start, end = day_start, day_end
@@ -156,7 +178,7 @@ class RateCardResolver:
             row, row_start, row_end = price_book.lookup_span(model=model, provider=provider or None, at=at)
             start, end = max(start, row_start), min(end, row_end)
             if row is not None:
-                card = book_card(row, markup_percent=terms.markup_percent if terms else Decimal(0))
+                card = _held_book_card(row, terms.markup_percent if terms else Decimal(0))
         if len(self._spans) >= 1_000:  # model names come from clients: bound what is kept
             self._spans.clear()
         self._spans[(model, provider)] = (start, end, card)
