@@ -118,10 +118,10 @@ class _Row:
     billable: bool
     provider: str = ""
     outcome: str = "accepted"
+    key: tuple[int, str] = field(init=False)  # (tenant id, event_id): the event's identity, forever
 
-    @property
-    def key(self) -> tuple[int, str]:
-        return (self.tenant.id, self.event.event_id)
+    def __post_init__(self) -> None:
+        self.key = (self.tenant.id, self.event.event_id)
 
 
 class _Resolver:
