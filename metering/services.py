@@ -466,11 +466,20 @@ _JSON_INPUT = (
 )
 # Whitespace folded: psycopg keeps the parsed form of statements up to 4 KiB (a test holds it there).
 _PG_INSERT_JSON = " ".join(_PG_INSERT_NEW.format(input=_JSON_INPUT, deltas=_EVENT_DELTAS).split())
-_STAGING = "meterline_ingest_staging"
+# Larger batches are copied in PostgreSQL's binary format (no text to format here or to parse there); JSON
+# travels as text and becomes jsonb in the statement.
+_STAGING = "meterline_ingest_rows"
+_STAGING_TYPES = {c: "text" if _PG_TYPES[c] == "jsonb" else _PG_TYPES[c] for c in _INPUT_COLUMNS}
 _STAGING_DDL = (
     f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} ("
-    + ", ".join(f"{c} {_PG_TYPES[c]}" for c in _INPUT_COLUMNS)
+    + ", ".join(f"{c} {_STAGING_TYPES[c]}" for c in _INPUT_COLUMNS)
     + ") ON COMMIT DELETE ROWS"
+)
+_STAGING_COPY = f"COPY {_STAGING} ({', '.join(_INPUT_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+_STAGING_INPUT = (
+    "SELECT "
+    + ", ".join(f"{c}::jsonb AS {c}" if _PG_TYPES[c] == "jsonb" else c for c in _INPUT_COLUMNS)
+    + f" FROM {_STAGING}"
 )
 JSON_BATCH = 100  # larger batches go through COPY into a staging table
 
@@ -526,10 +535,11 @@ def _pg_insert_new(rows: list[_Row], received_at: dt.datetime) -> set[tuple[int,
     # lives with the database session, which a reconnect loses: it is declared every time.
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(_STAGING_DDL)
-        with cursor.cursor.copy(f"COPY {_STAGING} ({', '.join(_INPUT_COLUMNS)}) FROM STDIN") as copy:
+        with cursor.cursor.copy(_STAGING_COPY) as copy:
+            copy.set_types([_STAGING_TYPES[c] for c in _INPUT_COLUMNS])
             for value in _pg_input_rows(rows, received_at):
                 copy.write_row(value)
-        cursor.execute(_PG_INSERT_NEW.format(input=f"SELECT * FROM {_STAGING}", deltas=_GROUPED_DELTAS))
+        cursor.execute(_PG_INSERT_NEW.format(input=_STAGING_INPUT, deltas=_GROUPED_DELTAS))
         return {(tenant_id, event_id) for tenant_id, event_id in cursor.fetchall()}
 
 

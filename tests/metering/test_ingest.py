@@ -186,3 +186,56 @@ def test_small_and_large_batches_store_the_same_rollups(world, prices) -> None:
     assert UsageEvent.objects.filter(tenant=world.alpha).count() == 201
     assert UsageEvent.objects.get(tenant=world.alpha, event_id="small-7").metadata == {"n": 7, "note": "ü"}
     call_command("verify_rollups")  # raises when a rollup differs from its events
+
+
+def test_large_and_small_batches_store_the_same_rows(world, prices) -> None:
+    """Batches over JSON_BATCH go through a binary COPY, smaller ones through one JSON document: every column
+    of every kind of event comes out the same either way."""
+    from metering.services import JSON_BATCH
+
+    moment = timezone.now() - dt.timedelta(minutes=5)
+
+    def kinds(prefix: str, n: int) -> dict:
+        variants = [
+            {"usage": {"prompt_tokens": 1000 + n, "completion_tokens": 7, "total_tokens": 1}},  # total mismatch
+            {"usage": None, "request_chars": 400 + n, "response_chars": 90, "request_cjk_chars": 30},  # estimated
+            {"model": "novel-model-x", "usage": {"input_tokens": n, "output_tokens": 1}},  # unpriced
+            {
+                "status": "error",
+                "latency_ms": 1234,
+                "provider": "openai",
+                "usage": {"input_tokens": 1, "output_tokens": 0},
+            },
+            {
+                "feature": "中文 ✓",
+                "end_user": "ü\\tab\ttab",
+                "session_id": "s-\n",
+                "prompt_template": "t",
+                "environment": "staging",
+                "metadata": {"k": ["ü", 1, None, True], "big": 2**70, "f": 0.5},
+                "usage": {"input_tokens": 5, "cache_read_input_tokens": 3, "output_tokens": 2},
+            },
+        ]
+        body = {
+            "event_id": f"{prefix}-{n}",
+            "timestamp": (moment - dt.timedelta(seconds=n)).isoformat(),
+            "model": "gpt-4o",
+            **variants[n % len(variants)],
+        }
+        return {k: v for k, v in body.items() if v is not None}
+
+    size = JSON_BATCH + 5
+    scope = IngestScope(kind="project_key", api_key=world.alpha_key)
+    large = events_ingest(scope=scope, raw_events=[kinds("large", n) for n in range(size)])
+    small = [events_ingest(scope=scope, raw_events=[kinds("small", n)]) for n in range(size)]
+    assert large.accepted == size and sum(r.accepted for r in small) == size
+
+    columns = [f.name for f in UsageEvent._meta.fields if f.name not in ("id", "event_id", "received_at")]
+
+    def stored(prefix: str) -> list[tuple]:
+        rows = UsageEvent.objects.filter(event_id__startswith=f"{prefix}-").order_by("occurred_at")
+        return [tuple(getattr(row, c) for c in columns) for row in rows]
+
+    assert stored("large") == stored("small")
+    assert {"priced", "unpriced"} == {row[columns.index("rating_status")] for row in stored("large")}
+    assert {True, False} == {row[columns.index("estimated")] for row in stored("large")}
