@@ -424,7 +424,10 @@ e AS (
     SELECT {", ".join(EVENT_COLUMNS)} FROM src JOIN k USING (tenant_id, event_id)
 ),
 f AS (
-    SELECT i.*, coalesce(i.api_key_id, 0) AS key_id, date_trunc('hour', i.occurred_at) AS hour,
+    SELECT i.tenant_id, i.project_id, i.model, i.feature, i.environment, i.end_user, i.input_tokens,
+        i.cached_input_tokens, i.cache_write_tokens, i.output_tokens, i.reasoning_tokens, i.status, i.cost,
+        i.billable, i.estimated, i.rating_status, coalesce(i.api_key_id, 0) AS key_id,
+        date_trunc('hour', i.occurred_at) AS hour,
         date_trunc('day', i.occurred_at AT TIME ZONE t.timezone) AT TIME ZONE t.timezone AS day_start,
         (i.occurred_at AT TIME ZONE t.timezone)::date AS local_day,
         (date_trunc('hour', i.occurred_at) AT TIME ZONE t.timezone)::date AS hour_day
