@@ -51,7 +51,10 @@ def test_the_dashboard_shows_spend_budgets_and_breakdowns(world, prices, django_
     assert "Month to date" in page and "$3.50" in page and "Month-end forecast" in page
     assert "Alpha cap" in page and "35%" in page
     assert "By model" in page and "gpt-4o" in page and "?preset=mtd&amp;model=gpt-4o" in page
+    assert "model=o3" in page
     assert "Last 30 days" in page and "<svg" in page
     developer = world.portal("alpha_dev").get("/t/alpha/").content.decode()
-    assert "$2.50" in developer and "o3" not in developer  # only the chatbot project
+    # Only the chatbot project (matched as a link and a cell: random tokens in the page may spell "o3").
+    assert "$2.50" in developer and "model=gpt-4o" in developer
+    assert "model=o3" not in developer and ">o3<" not in developer
     assert "Alpha cap" not in developer and "Month-end forecast" not in developer
