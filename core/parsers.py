@@ -41,7 +41,20 @@ class StrictJSONParser(JSONParser):
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
         data = stream.read() if stream is not None else b""
-        return json_decode(data)
+        return json_decode(_as_utf8(data, parser_context))
+
+
+def _as_utf8(data: bytes, parser_context: Mapping[str, Any] | None) -> bytes:
+    """JSON is UTF-8 (RFC 8259); a body sent with another declared charset is decoded with it first."""
+    encoding = (parser_context or {}).get("encoding") or "utf-8"
+    if encoding.lower().replace("-", "").replace("_", "") in ("utf8", "ascii", "usascii"):
+        return data
+    try:
+        return data.decode(encoding).encode("utf-8")
+    except LookupError:
+        raise ParseError(f"Unknown charset {encoding!r}; send UTF-8.") from None
+    except UnicodeError as exc:
+        raise ParseError(f"Malformed JSON: {exc}") from None
 
 
 class LimitedJSONParser(StrictJSONParser):
@@ -61,4 +74,4 @@ class LimitedJSONParser(StrictJSONParser):
             raise PayloadTooLarge(f"The body is larger than {self.max_bytes // (1024 * 1024)} MiB.")
         if not data:
             raise ParseError("The body is empty; send JSON.")
-        return json_decode(data)
+        return json_decode(_as_utf8(data, parser_context))

@@ -121,3 +121,12 @@ def test_a_surrogate_pair_is_one_character(world) -> None:
         "/api/v1/projects", '{"slug": "emoji", "name": "Smile \\ud83d\\ude00"}', content_type="application/json"
     )
     assert response.status_code == 201 and response.json()["name"] == "Smile \U0001f600"
+
+
+def test_a_body_in_a_declared_charset_is_read_in_it(world) -> None:
+    body = '{"slug": "cafe", "name": "Café"}'.encode("latin-1")
+    client = world.client("alpha_owner")
+    response = client.post("/api/v1/projects", body, content_type="application/json; charset=latin-1")
+    assert response.status_code == 201 and response.json()["name"] == "Café"
+    unknown = client.post("/api/v1/projects", body, content_type="application/json; charset=klingon")
+    _assert_error(unknown, 400, "malformed_request")  # an unknown charset is ignored: the bytes are not UTF-8
