@@ -202,7 +202,8 @@ def _json_body(request: HttpRequest) -> tuple[Any, JsonResponse | None]:
             error_body("unsupported_media_type", "Send JSON with Content-Type: application/json."), status=415
         )
     try:
-        return LimitedJSONParser().parse(request, parser_context={"request": request}), None
+        context = {"request": request, "encoding": request.encoding}
+        return LimitedJSONParser().parse(request, parser_context=context), None
     except ApiError as exc:
         return None, JsonResponse(error_body(exc.error_code, str(exc.detail), exc.fields), status=exc.status_code)
     except drf_exceptions.ParseError as exc:

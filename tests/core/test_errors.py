@@ -1,5 +1,7 @@
 """Every API error has the §11 shape and the right status; never HTML under /api/."""
 
+import json
+
 import pytest
 from django.test import override_settings
 from django.urls import path
@@ -7,6 +9,7 @@ from rest_framework.decorators import api_view, permission_classes
 from rest_framework.permissions import AllowAny
 
 import config.urls
+from tests.metering.conftest import prices  # noqa: F401  (the price-book fixture)
 
 pytestmark = pytest.mark.django_db
 
@@ -130,3 +133,13 @@ def test_a_body_in_a_declared_charset_is_read_in_it(world) -> None:
     assert response.status_code == 201 and response.json()["name"] == "Café"
     unknown = client.post("/api/v1/projects", body, content_type="application/json; charset=klingon")
     _assert_error(unknown, 400, "malformed_request")  # an unknown charset is ignored: the bytes are not UTF-8
+
+
+def test_ingest_reads_a_declared_charset_too(world, prices) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    from tests.metering.test_ingest import event
+
+    body = json.dumps(event("latin", feature="café"), ensure_ascii=False).encode("latin-1")
+    response = world.key_client(world.alpha_key_secret).post(
+        "/api/v1/events", body, content_type="application/json; charset=latin-1"
+    )
+    assert response.status_code == 201, response.content
