@@ -20,7 +20,7 @@ class UsageError(Exception):
         self.errors = errors
 
 
-@dataclass
+@dataclass(slots=True)
 class Buckets:
     input_tokens: int = 0
     cached_input_tokens: int = 0

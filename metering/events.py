@@ -50,7 +50,7 @@ _SLUG = re.compile(r"^[a-z0-9-]{2,40}\Z")
 ESTIMATE_METHOD = "chars:cjk1+latin4"
 
 
-@dataclass
+@dataclass(slots=True)
 class CanonicalEvent:
     index: int
     event_id: str

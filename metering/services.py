@@ -103,7 +103,7 @@ class IngestResult:
         self.outcomes[index] = "rejected"
 
 
-@dataclass
+@dataclass(slots=True)
 class _Row:
     """A validated event, resolved to its tenant, project and key, rated."""
 
