@@ -233,6 +233,8 @@ def event_parse(raw: Any, *, index: int, now: dt.datetime) -> CanonicalEvent:
             canonical = _canonical(raw, occurred_at)  # type: ignore[arg-type]
         except (UnicodeEncodeError, ValueError):
             _refuse_unencodable(raw, err)
+            if not errors:  # never hash an event that could not be written out
+                err("non_field_errors", "The event cannot be written as JSON.")
         if b"\\u0000" in canonical:  # JSON escapes NUL everywhere, even without ensure_ascii
             _refuse_nul(raw, err)
     if errors:

@@ -46,3 +46,19 @@ def test_floats_big_numbers_and_other_types_keep_their_standard_form() -> None:
 def test_the_timestamps_offset_does_not_change_the_hash() -> None:
     raw = {"event_id": "e-2", "timestamp": "2026-11-02T16:15:00.25+08:00", "usage": {"prompt_tokens": 1}}
     assert content_hash(raw, WHEN) == content_hash({**raw, "timestamp": "2026-11-02T08:15:00.25Z"}, WHEN)
+
+
+def test_an_event_that_cannot_be_written_out_is_refused_not_hashed_empty(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from metering import events
+    from metering.events import EventInvalid, event_parse
+
+    def unwritable(raw, occurred_at):  # type: ignore[no-untyped-def]
+        raise ValueError("Circular reference detected")
+
+    monkeypatch.setattr(events, "_canonical", unwritable)
+    raw = {"event_id": "e-3", "timestamp": "2026-11-02T08:15:00Z", "model": "m", "usage": {"prompt_tokens": 1}}
+    with pytest.raises(EventInvalid) as refused:
+        event_parse(raw, index=0, now=WHEN)
+    assert refused.value.errors == {"non_field_errors": ["The event cannot be written as JSON."]}
