@@ -214,10 +214,15 @@ class RollupDelta(RollupBase):
     wait on the same rollup row — and `rollups_flush` folds the queue into the rollups in one statement,
     under one lock: before every usage read, and every second from beat."""
 
-    kind = models.CharField(max_length=8)  # usage | end_user
+    # usage (a usage-rollup bucket: grain, bucket, day), end_user (day, end_user), or event: one event's
+    # addition to all three of its buckets in one row (bucket = its UTC hour, hour_day = that hour's local date,
+    # day_bucket = the start of its local day, day = that date) — the single-event path writes one row, not three.
+    kind = models.CharField(max_length=8)
     grain = models.CharField(max_length=4, blank=True)
     bucket = models.DateTimeField(null=True)
     day = models.DateField()
+    day_bucket = models.DateTimeField(null=True)
+    hour_day = models.DateField(null=True)
     project_id_value = models.BigIntegerField(default=0, db_column="project_id")
     api_key_id_value = models.BigIntegerField(default=0, db_column="api_key_id")
     model = models.CharField(max_length=200, blank=True)

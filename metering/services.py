@@ -13,6 +13,7 @@ import orjson
 from django.db import connection, transaction
 from django.utils import timezone
 
+from core.pg import prepared_available, prepared_rows
 from metering.events import CanonicalEvent, EventInvalid, event_parse
 from metering.models import ROLLUP_SUMS
 from metering.rating import RateCardResolver, event_cost
@@ -433,7 +434,7 @@ f AS (
         (date_trunc('hour', i.occurred_at) AT TIME ZONE t.timezone)::date AS hour_day
     FROM src i JOIN k USING (tenant_id, event_id) JOIN tenants_tenant t ON t.id = i.tenant_id
 ),
-d AS (INSERT INTO metering_rollupdelta ({", ".join(DELTA_COLUMNS)}) {{deltas}})
+d AS (INSERT INTO metering_rollupdelta ({{delta_columns}}) {{deltas}})
 SELECT tenant_id, event_id FROM k
 """
 # Large batches: one delta row per bucket (the flush has fewer rows to fold).
@@ -456,19 +457,23 @@ _EVENT_SUMS_SQL = (
     "CASE WHEN estimated THEN cost ELSE 0 END, (rating_status = 'unpriced')::int"
 )
 _EVENT_DELTAS = f"""
-    SELECT 'usage', tenant_id, 'hour', hour, project_id, key_id, model, feature, environment, hour_day, '',
-        {_EVENT_SUMS_SQL} FROM f
-    UNION ALL
-    SELECT 'usage', tenant_id, 'day', day_start, project_id, key_id, model, feature, environment, local_day, '',
-        {_EVENT_SUMS_SQL} FROM f
-    UNION ALL
-    SELECT 'end_user', tenant_id, '', NULL, 0, 0, '', '', '', local_day, end_user, {_EVENT_SUMS_SQL} FROM f
+    SELECT 'event', tenant_id, '', hour, project_id, key_id, model, feature, environment, local_day, end_user,
+        {_EVENT_SUMS_SQL}, day_start, hour_day FROM f
 """
 _JSON_INPUT = (
     "SELECT * FROM jsonb_to_recordset(%s::jsonb) AS i(" + ", ".join(f"{c} {_PG_TYPES[c]}" for c in _INPUT_COLUMNS) + ")"
 )
 # Whitespace folded: psycopg keeps the parsed form of statements up to 4 KiB (a test holds it there).
-_PG_INSERT_JSON = " ".join(_PG_INSERT_NEW.format(input=_JSON_INPUT, deltas=_EVENT_DELTAS).split())
+_EVENT_DELTA_COLUMNS = ", ".join((*DELTA_COLUMNS, "day_bucket", "hour_day"))
+_PG_INSERT_JSON = " ".join(
+    _PG_INSERT_NEW.format(input=_JSON_INPUT, deltas=_EVENT_DELTAS, delta_columns=_EVENT_DELTA_COLUMNS).split()
+)
+_PG_INSERT_JSON_LIBPQ = _PG_INSERT_JSON.replace("%s::jsonb", "$1::jsonb")
+# One event (through libpq): its values as plain text parameters, without a JSON document to parse.
+_ONE_INPUT = "SELECT " + ", ".join(f"${n}::{_PG_TYPES[c]} AS {c}" for n, c in enumerate(_INPUT_COLUMNS, 1))
+_PG_INSERT_ONE = " ".join(
+    _PG_INSERT_NEW.format(input=_ONE_INPUT, deltas=_EVENT_DELTAS, delta_columns=_EVENT_DELTA_COLUMNS).split()
+)
 # Larger batches are copied in PostgreSQL's binary format (no text to format here or to parse there); JSON
 # travels as text and becomes jsonb in the statement.
 _STAGING = "meterline_ingest_rows"
@@ -528,6 +533,13 @@ def _pg_insert_new(rows: list[_Row], received_at: dt.datetime) -> set[tuple[int,
     on the connection, so PostgreSQL plans it once per connection rather than on every call."""
     import psycopg
 
+    if len(rows) <= JSON_BATCH and prepared_available():
+        if len(rows) == 1:
+            found = prepared_rows("meterline_ingest_one", _PG_INSERT_ONE, _text_values(rows[0], received_at))
+        else:
+            body = _json_text([_json_row(row, received_at.isoformat()) for row in rows])
+            found = prepared_rows("meterline_ingest_json", _PG_INSERT_JSON_LIBPQ, [body])
+        return {(int(tenant_id), event_id.decode()) for tenant_id, event_id in found}  # type: ignore[union-attr, arg-type]
     if len(rows) <= JSON_BATCH:
         body = _json_text([_json_row(row, received_at.isoformat()) for row in rows])
         connection.ensure_connection()
@@ -542,8 +554,46 @@ def _pg_insert_new(rows: list[_Row], received_at: dt.datetime) -> set[tuple[int,
             copy.set_types([_STAGING_TYPES[c] for c in _INPUT_COLUMNS])
             for value in _pg_input_rows(rows, received_at):
                 copy.write_row(value)
-        cursor.execute(_PG_INSERT_NEW.format(input=_STAGING_INPUT, deltas=_GROUPED_DELTAS))
+        cursor.execute(
+            _PG_INSERT_NEW.format(input=_STAGING_INPUT, deltas=_GROUPED_DELTAS, delta_columns=", ".join(DELTA_COLUMNS))
+        )
         return {(tenant_id, event_id) for tenant_id, event_id in cursor.fetchall()}
+
+
+def _text_values(row: _Row, received_at: dt.datetime) -> list[str | None]:
+    """The _INPUT_COLUMNS values of a row as PostgreSQL reads them in text."""
+    event, buckets, dims = row.event, row.event.buckets, row.event.dimensions
+    return [
+        str(row.tenant.id),
+        str(row.project.id),
+        None if row.api_key_id is None else str(row.api_key_id),
+        event.event_id,
+        event.occurred_at.isoformat(),
+        received_at.isoformat(),
+        row.provider,
+        event.model,
+        str(buckets.input_tokens),
+        str(buckets.cached_input_tokens),
+        str(buckets.cache_write_tokens),
+        str(buckets.output_tokens),
+        str(buckets.reasoning_tokens),
+        dims["feature"],
+        dims["end_user"],
+        dims["session_id"],
+        dims["prompt_template"],
+        row.environment,
+        None if event.latency_ms is None else str(event.latency_ms),
+        event.status,
+        str(row.cost),
+        None if row.price_id is None else str(row.price_id),
+        "priced" if row.priced else "unpriced",
+        "t" if event.estimated else "f",
+        event.estimate_method,
+        "t" if row.billable else "f",
+        None if event.raw_usage is None else _json_text(event.raw_usage),
+        _json_text(event.metadata) if event.metadata else "{}",
+        event.content_hash,
+    ]
 
 
 def _pg_input_rows(rows: list[_Row], received_at: dt.datetime) -> list[tuple]:
@@ -816,6 +866,24 @@ _SUM_UPDATES = {
 }
 # The only lock a flush takes: one flusher at a time, so rollup rows are never contended.
 _FLUSH_LOCK = 7_301_001
+_USAGE_KEY = ", ".join(USAGE_ROLLUP_KEY)
+_DIMENSIONS = "project_id, api_key_id, model, feature, environment"
+_SUM_NAMES = ", ".join(SUMS)
+_END_USER_KEY = ", ".join(END_USER_ROLLUP_KEY)
+# An `event` delta row adds to its hour, its local day and its end user's day (RollupDelta).
+_FLUSH_SQL = (
+    "WITH d AS (DELETE FROM metering_rollupdelta RETURNING *), "
+    f"du AS (SELECT {_USAGE_KEY}, day, {_SUM_NAMES} FROM d WHERE kind = 'usage' "
+    f"UNION ALL SELECT tenant_id, 'hour', bucket, {_DIMENSIONS}, hour_day, {_SUM_NAMES} FROM d WHERE kind = 'event' "
+    f"UNION ALL SELECT tenant_id, 'day', day_bucket, {_DIMENSIONS}, day, {_SUM_NAMES} FROM d WHERE kind = 'event'), "
+    f"u AS (INSERT INTO metering_usagerollup ({_USAGE_KEY}, day, {_SUM_NAMES}) "
+    f"SELECT {_USAGE_KEY}, day, {_SUM_TOTALS} FROM du GROUP BY {_USAGE_KEY}, day ORDER BY {_USAGE_KEY} "
+    f"ON CONFLICT ({_USAGE_KEY}) DO UPDATE SET {_SUM_UPDATES['metering_usagerollup']}) "
+    f"INSERT INTO metering_enduserrollup ({_END_USER_KEY}, {_SUM_NAMES}) "
+    f"SELECT {_END_USER_KEY}, {_SUM_TOTALS} FROM d WHERE kind IN ('end_user', 'event') "
+    f"GROUP BY {_END_USER_KEY} ORDER BY {_END_USER_KEY} "
+    f"ON CONFLICT ({_END_USER_KEY}) DO UPDATE SET {_SUM_UPDATES['metering_enduserrollup']}"
+)
 
 
 def rollups_flush() -> None:
@@ -823,20 +891,9 @@ def rollups_flush() -> None:
     directly). Exact: every delta is deleted and added in one statement."""
     if connection.vendor != "postgresql":
         return
-    usage_key = ", ".join(USAGE_ROLLUP_KEY)
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_FLUSH_LOCK])
-        cursor.execute(
-            f"WITH d AS (DELETE FROM metering_rollupdelta RETURNING *), "
-            f"u AS (INSERT INTO metering_usagerollup ({usage_key}, day, {', '.join(SUMS)}) "
-            f"SELECT {usage_key}, day, {_SUM_TOTALS} FROM d WHERE kind = 'usage' "
-            f"GROUP BY {usage_key}, day ORDER BY {usage_key} "
-            f"ON CONFLICT ({usage_key}) DO UPDATE SET {_SUM_UPDATES['metering_usagerollup']}) "
-            f"INSERT INTO metering_enduserrollup ({', '.join(END_USER_ROLLUP_KEY)}, {', '.join(SUMS)}) "
-            f"SELECT {', '.join(END_USER_ROLLUP_KEY)}, {_SUM_TOTALS} FROM d WHERE kind = 'end_user' "
-            f"GROUP BY {', '.join(END_USER_ROLLUP_KEY)} ORDER BY {', '.join(END_USER_ROLLUP_KEY)} "
-            f"ON CONFLICT ({', '.join(END_USER_ROLLUP_KEY)}) DO UPDATE SET {_SUM_UPDATES['metering_enduserrollup']}"
-        )
+        cursor.execute(_FLUSH_SQL)
 
 
 def _upsert(

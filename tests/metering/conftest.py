@@ -61,3 +61,35 @@ def flushed_rollups():  # type: ignore[no-untyped-def]
 
     rollups_flush()
     return UsageRollup.objects
+
+
+def event_variant(prefix: str, n: int, moment: dt.datetime) -> dict:
+    """Event n of a set that covers every kind of stored event: a total that disagrees, estimated, unpriced,
+    an error with latency, unicode and control characters with metadata and cache reads."""
+    variants = [
+        {"usage": {"prompt_tokens": 1000 + n, "completion_tokens": 7, "total_tokens": 1}},  # total mismatch
+        {"usage": None, "request_chars": 400 + n, "response_chars": 90, "request_cjk_chars": 30},  # estimated
+        {"model": "novel-model-x", "usage": {"input_tokens": n, "output_tokens": 1}},  # unpriced
+        {
+            "status": "error",
+            "latency_ms": 1234,
+            "provider": "openai",
+            "usage": {"input_tokens": 1, "output_tokens": 0},
+        },
+        {
+            "feature": "中文 ✓",
+            "end_user": "ü\\tab\ttab",
+            "session_id": "s-\n",
+            "prompt_template": "t",
+            "environment": "staging",
+            "metadata": {"k": ["ü", 1, None, True], "big": 2**70, "f": 0.5},
+            "usage": {"input_tokens": 5, "cache_read_input_tokens": 3, "output_tokens": 2},
+        },
+    ]
+    body = {
+        "event_id": f"{prefix}-{n}",
+        "timestamp": (moment - dt.timedelta(seconds=n)).isoformat(),
+        "model": "gpt-4o",
+        **variants[n % len(variants)],
+    }
+    return {k: v for k, v in body.items() if v is not None}

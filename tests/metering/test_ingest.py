@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from metering.models import EventKey, UsageEvent
 from metering.services import IngestScope, events_ingest
-from tests.metering.conftest import flushed_rollups, iso
+from tests.metering.conftest import event_variant, flushed_rollups, iso
 
 pytestmark = pytest.mark.django_db
 WHEN = iso(timezone.now() - dt.timedelta(minutes=5))
@@ -195,39 +195,10 @@ def test_large_and_small_batches_store_the_same_rows(world, prices) -> None:
 
     moment = timezone.now() - dt.timedelta(minutes=5)
 
-    def kinds(prefix: str, n: int) -> dict:
-        variants = [
-            {"usage": {"prompt_tokens": 1000 + n, "completion_tokens": 7, "total_tokens": 1}},  # total mismatch
-            {"usage": None, "request_chars": 400 + n, "response_chars": 90, "request_cjk_chars": 30},  # estimated
-            {"model": "novel-model-x", "usage": {"input_tokens": n, "output_tokens": 1}},  # unpriced
-            {
-                "status": "error",
-                "latency_ms": 1234,
-                "provider": "openai",
-                "usage": {"input_tokens": 1, "output_tokens": 0},
-            },
-            {
-                "feature": "中文 ✓",
-                "end_user": "ü\\tab\ttab",
-                "session_id": "s-\n",
-                "prompt_template": "t",
-                "environment": "staging",
-                "metadata": {"k": ["ü", 1, None, True], "big": 2**70, "f": 0.5},
-                "usage": {"input_tokens": 5, "cache_read_input_tokens": 3, "output_tokens": 2},
-            },
-        ]
-        body = {
-            "event_id": f"{prefix}-{n}",
-            "timestamp": (moment - dt.timedelta(seconds=n)).isoformat(),
-            "model": "gpt-4o",
-            **variants[n % len(variants)],
-        }
-        return {k: v for k, v in body.items() if v is not None}
-
     size = JSON_BATCH + 5
     scope = IngestScope(kind="project_key", api_key=world.alpha_key)
-    large = events_ingest(scope=scope, raw_events=[kinds("large", n) for n in range(size)])
-    small = [events_ingest(scope=scope, raw_events=[kinds("small", n)]) for n in range(size)]
+    large = events_ingest(scope=scope, raw_events=[event_variant("large", n, moment) for n in range(size)])
+    small = [events_ingest(scope=scope, raw_events=[event_variant("small", n, moment)]) for n in range(size)]
     assert large.accepted == size and sum(r.accepted for r in small) == size
 
     columns = [f.name for f in UsageEvent._meta.fields if f.name not in ("id", "event_id", "received_at")]
