@@ -19,8 +19,9 @@ from django.utils import timezone
 
 from billing.fx import PRICE_CURRENCY, fx_rate_in_force
 from billing.models import Budget, BudgetAlert
+from core.deferred import after_response
 from core.hotcache import hot_changed, hot_get, hot_peek, hot_put
-from core.redis import redis_run, warn_unavailable
+from core.redis import Replies, redis_run, redis_send, warn_unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -150,8 +151,9 @@ def _tokens(fact: dict[str, Any]) -> int:
 
 def counters_apply(added: list[dict[str, Any]], removed: list[dict[str, Any]]) -> None:
     """Add stored events to (and take removed estimates off) every matching budget's counter for the event's
-    period, in one Redis round trip; then fire the thresholds crossed. Runs after the ingest commit. If Redis
-    is down the events are stored anyway and the counters are rebuilt from rollups when it is back."""
+    period, in one Redis round trip; then fire the thresholds crossed (in a hot ingest request, once its response
+    is sent: core.deferred). Runs after the ingest commit. If Redis is down the events are stored anyway and the
+    counters are rebuilt from rollups when it is back."""
     increments: dict[tuple[int, dt.date], list[int]] = defaultdict(lambda: [0, 0])
     by_tenant: dict[int, TenantBudgets] = {}
     # Events that budgets cannot tell apart (same key, project, environment, end user and local day) are summed
@@ -181,13 +183,28 @@ def counters_apply(added: list[dict[str, Any]], removed: list[dict[str, Any]]) -
                 cell[1] += tokens
     if not increments:
         return
+    items = list(increments.items())
+    commands: list[tuple[Any, ...]] = []
+    for (budget_id, start), (cost_units, tokens) in items:
+        key = counter_key(budget_id, start)
+        commands += [("HINCRBY", key, "cost", cost_units), ("HINCRBY", key, "tokens", tokens)]
     try:
-        items = list(increments.items())
-        commands: list[tuple[Any, ...]] = []
-        for (budget_id, start), (cost_units, tokens) in items:
-            key = counter_key(budget_id, start)
-            commands += [("HINCRBY", key, "cost", cost_units), ("HINCRBY", key, "tokens", tokens)]
-        results = redis_run(commands)
+        sent = redis_send(commands)
+    except Exception:  # noqa: BLE001  (Redis down: events are stored; counters are rebuilt later)
+        warn_unavailable(logger, "budget counters not updated (Redis unavailable); they are rebuilt from rollups")
+        counters_mark_stale(list(increments))
+        return
+    # The replies (and the alerts they call for) are read once the ingest response is sent: Redis answers
+    # while the response is written.
+    after_response(lambda: _counters_settle(items, sent, by_tenant))
+
+
+def _counters_settle(
+    items: list[tuple[tuple[int, dt.date], list[int]]], sent: Replies, by_tenant: dict[int, TenantBudgets]
+) -> None:
+    """Expire the counters these increments created, and fire the thresholds they crossed."""
+    try:
+        results = sent.get()
         # A counter these increments created gets its expiry (once per budget period).
         created = [
             ("EXPIRE", counter_key(budget_id, start), COUNTER_TTL)
@@ -198,7 +215,7 @@ def counters_apply(added: list[dict[str, Any]], removed: list[dict[str, Any]]) -
             redis_run(created)
     except Exception:  # noqa: BLE001  (Redis down: events are stored; counters are rebuilt later)
         warn_unavailable(logger, "budget counters not updated (Redis unavailable); they are rebuilt from rollups")
-        counters_mark_stale(list(increments))
+        counters_mark_stale([period for period, _sums in items])
         return
     budget_index = {budget_id: (b, tenant) for tenant in by_tenant.values() for budget_id, b in tenant.budgets.items()}
     for index, ((budget_id, start), (cost_units, tokens)) in enumerate(items):

@@ -58,9 +58,41 @@ def redis_run(commands: Sequence[Sequence[Any]]) -> list[Any]:
     the connection stays in step), ConnectionError or TimeoutError when Redis cannot be reached. Commands are sent
     again on a new connection only when sending failed (a connection Redis had closed); once sent, they are not
     repeated, so an increment is never counted twice."""
+    return redis_send(commands).get()
+
+
+class Replies:
+    """The replies of commands sent by `redis_send`: read when first asked for, or before this thread's next
+    round trip (replies come back in the order commands were sent)."""
+
+    __slots__ = ("count", "error", "replies")
+
+    def __init__(self, count: int, replies: list[Any] | None = None) -> None:
+        self.count = count
+        self.replies = replies
+        self.error: Exception | None = None
+
+    def get(self) -> list[Any]:
+        """The replies; raises as `redis_run` does."""
+        if self.replies is None and self.error is None:
+            _settle()
+        if self.error is not None:
+            raise self.error
+        assert self.replies is not None
+        for reply in self.replies:
+            if isinstance(reply, redis.ResponseError):
+                raise reply
+        return self.replies
+
+
+def redis_send(commands: Sequence[Sequence[Any]]) -> Replies:
+    """Send `commands` without waiting for their replies (`.get()` reads them): the caller does other work —
+    answering its request — while Redis answers. Raises ConnectionError or TimeoutError when they cannot be
+    sent; a failure to read them later is raised by `.get()`."""
     client = redis_client()
     if isinstance(client, _LocalCounters):
-        return client.run(commands)
+        return Replies(len(commands), client.run(commands))
+    _settle()  # the connection carries one exchange at a time past this point
     link = _thread_connection(client)
     try:  # a connection idle for HEALTH_CHECK_SECONDS is checked with a PING first (and replaced if dead)
         link.check_health()
@@ -69,15 +101,29 @@ def redis_run(commands: Sequence[Sequence[Any]]) -> list[Any]:
         _drop(link)
         link = _thread_connection(client)
         link.send(_pack(link, commands))
-    try:
-        replies = link.read(len(commands))
-    except BaseException:
-        _drop(link)
-        raise
-    for reply in replies:
-        if isinstance(reply, redis.ResponseError):
-            raise reply
-    return replies
+    sent = Replies(len(commands))
+    _thread.outstanding.append(sent)
+    return sent
+
+
+def _settle() -> None:
+    """Read the replies of everything sent and not yet read on this thread's connection, in order."""
+    outstanding: list[Replies] = getattr(_thread, "outstanding", None) or []
+    if not outstanding:
+        return
+    _thread.outstanding = []
+    link = _thread.connection
+    for index, sent in enumerate(outstanding):
+        try:
+            sent.replies = link.read(sent.count)
+        except BaseException as exc:
+            _drop(link)
+            failure = exc if isinstance(exc, redis.RedisError) else redis.ConnectionError("Redis reply not read.")
+            for unread in outstanding[index:]:
+                unread.error = failure
+            if not isinstance(exc, redis.RedisError):
+                raise
+            return
 
 
 def _drop(link: Any) -> None:
@@ -98,7 +144,7 @@ def _thread_connection(client: Any) -> Any:
             link = _SocketLink(kwargs)
         else:  # a Unix socket, TLS, or no hiredis: redis-py's own connection
             link = _ClientLink(pool.connection_class(**kwargs))
-        _thread.connection, _thread.pid = link, os.getpid()
+        _thread.connection, _thread.pid, _thread.outstanding = link, os.getpid(), []
     return link
 
 

@@ -22,6 +22,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api import ApiError, Conflict, error_body
+from core.deferred import defer_until_response
 from core.hotcache import GENERATION_KEY, generation_seen, hot_clear
 from core.parsers import LimitedJSONParser
 from core.redis import redis_run, warn_unavailable
@@ -145,6 +146,7 @@ def lean_json_endpoint(request: HttpRequest, handle: Any, prefetch: Any = None) 
             user, credential = bearer_verify(bearer_lookup(kind, prefix), secret)
     except drf_exceptions.AuthenticationFailed as exc:
         return _unauthorized(request, exc)
+    defer_until_response()
     window = RateWindow(*principal_identity(user, credential))
     data, refused = _json_body(request)
     plan = prefetch(user, credential, data) if prefetch is not None and refused is None else None

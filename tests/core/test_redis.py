@@ -72,3 +72,30 @@ def test_round_trips_on_either_kind_of_connection(monkeypatch, through: str) -> 
         assert redis_run([("GET", "test-counter")]) == [b"2"]  # and the connection is still in step
     finally:
         core_redis._thread.connection = None
+
+
+def test_replies_of_sent_commands_are_read_later_in_order_even_after_another_round_trip() -> None:
+    from core.redis import redis_send
+
+    first = redis_send([("INCR", "test-counter"), ("INCR", "test-counter")])
+    second = redis_send([("INCR", "test-counter")])
+    assert redis_run([("GET", "test-counter")]) == [b"3"]  # reads what was outstanding before its own replies
+    assert (first.get(), second.get()) == ([1, 2], [3])
+    failing = redis_send([("HSET", "test-hash", "cost", 1), ("INCR", "test-hash")])
+    with pytest.raises(redis.ResponseError):
+        failing.get()
+    assert redis_run([("INCR", "test-counter")]) == [4]
+
+
+def test_a_connection_lost_before_sent_replies_are_read_raises_on_reading_them() -> None:
+    from core import redis as core_redis
+    from core.redis import redis_send
+
+    core_redis._thread.connection = None
+    [client_id] = redis_run([("CLIENT", "ID")])
+    sent = redis_send([("BLPOP", "test-never", 0.3)])  # still waiting when its connection is killed
+    assert redis_client().client_kill_filter(_id=client_id) == 1
+    with pytest.raises(redis.ConnectionError):
+        sent.get()
+    assert redis_run([("INCR", "test-counter")]) == [1]  # a new connection serves the next round trip
+    core_redis._thread.connection = None
