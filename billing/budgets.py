@@ -8,7 +8,7 @@ import datetime as dt
 import logging
 import zoneinfo
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -95,6 +95,61 @@ class TenantBudgets:
     rate: Decimal = Decimal(1)
     # approved raises of recent periods: (budget id, period start, until, amount)
     raises: tuple[tuple[int, dt.date, dt.date, Decimal], ...] = ()
+    # what `targets` and `crossings` worked out, for as long as the index is held
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def targets(
+        self, project_id: int, api_key_id: int | None, environment: str, end_user: str, day: dt.date
+    ) -> tuple[tuple[int, dt.date, str], ...]:
+        """(budget id, period start, counter key) of every budget that events of this project, key, environment
+        and end user on this local day count toward."""
+        memo_key = (project_id, api_key_id, environment, end_user, day)
+        found = self.memo.get(memo_key)
+        if found is None:
+            if len(self.memo) > 10_000:
+                self.memo.clear()
+            fact = {
+                "project_id": project_id,
+                "api_key_id": api_key_id,
+                "environment": environment,
+                "end_user": end_user,
+            }
+            found = tuple(
+                (rule.id, start, counter_key(rule.id, start))
+                for rule in self.rules
+                if rule.matches(fact, self.department_of)
+                for start in (period_bounds(rule.period, day)[0],)
+            )
+            self.memo[memo_key] = found
+        return found  # type: ignore[no-any-return]
+
+    def may_cross(self, budget_id: int, before: tuple[int, int], after: tuple[int, int]) -> bool:
+        """Whether a counter moving from `before` to `after` ((cost units, tokens)) may have crossed one of the
+        budget's thresholds — with 2 % slack either side, for rounding and a rate that moved since the index was
+        built; `thresholds_check` decides exactly. Budgets with a raise, or not held here, always may."""
+        bounds = self.memo.get(("crossings", budget_id))
+        if bounds is None:
+            budget = self.budgets.get(budget_id)
+            if budget is None or budget_id in self.raised_ids:
+                bounds = self.memo[("crossings", budget_id)] = (None, ())
+            elif budget.limit_tokens is not None:
+                bounds = self.memo[("crossings", budget_id)] = (
+                    1,
+                    tuple(float(budget.limit_tokens * int(t)) / 100 for t in budget.thresholds),
+                )
+            else:  # a threshold's spend in the budget's currency, in counter units (10⁻¹⁰ USD)
+                limit = Decimal(budget.limit_amount or 0)
+                bounds = self.memo[("crossings", budget_id)] = (
+                    0,
+                    tuple(float(limit * int(t) / 100 / self.rate / COST_UNIT) for t in budget.thresholds)
+                    if limit and self.rate
+                    else (),
+                )
+        which, points = bounds
+        if which is None:
+            return True
+        low, high = before[which] * 0.98, after[which] * 1.02
+        return any(low < point <= high for point in points)
 
     def raised(self, budget_id: int, start: dt.date, today: dt.date) -> Decimal:
         """Approved raises of this period still in force today (a raise never outlives its period)."""
@@ -170,23 +225,21 @@ def counters_apply(added: list[dict[str, Any]], removed: list[dict[str, Any]]) -
             day = local_day(fact["occurred_at"], budgets.timezone)
             group = (tenant_id, fact["project_id"], fact["api_key_id"], fact["environment"], fact["end_user"], day)
             cell = groups[group]
-            cell[0] += int(Decimal(fact["cost"]) / COST_UNIT) * sign
+            cell[0] += int(Decimal(fact["cost"]).scaleb(10)) * sign  # in COST_UNIT, exactly
             cell[1] += _tokens(fact) * sign
-    for (tenant_id, project_id, api_key_id, environment, end_user, day), (cost_units, tokens) in groups.items():
-        budgets = by_tenant[tenant_id]
-        fact = {"project_id": project_id, "api_key_id": api_key_id, "environment": environment, "end_user": end_user}
-        for rule in budgets.rules:
-            if rule.matches(fact, budgets.department_of):
-                start, _end = period_bounds(rule.period, day)
-                cell = increments[(rule.id, start)]
-                cell[0] += cost_units
-                cell[1] += tokens
+    keys: dict[tuple[int, dt.date], str] = {}
+    for (tenant_id, *group_key), (cost_units, tokens) in groups.items():
+        for budget_id, start, key in by_tenant[tenant_id].targets(*group_key):
+            keys[(budget_id, start)] = key
+            cell = increments[(budget_id, start)]
+            cell[0] += cost_units
+            cell[1] += tokens
     if not increments:
         return
     items = list(increments.items())
     commands: list[tuple[Any, ...]] = []
-    for (budget_id, start), (cost_units, tokens) in items:
-        key = counter_key(budget_id, start)
+    for period, (cost_units, tokens) in items:
+        key = keys[period]
         commands += [("HINCRBY", key, "cost", cost_units), ("HINCRBY", key, "tokens", tokens)]
     try:
         sent = redis_send(commands)
@@ -220,6 +273,11 @@ def _counters_settle(
     budget_index = {budget_id: (b, tenant) for tenant in by_tenant.values() for budget_id, b in tenant.budgets.items()}
     for index, ((budget_id, start), (cost_units, tokens)) in enumerate(items):
         cost_after, tokens_after = results[2 * index], results[2 * index + 1]
+        held = budget_index.get(budget_id)
+        if held is not None and not held[1].may_cross(
+            budget_id, (cost_after - cost_units, tokens_after - tokens), (cost_after, tokens_after)
+        ):
+            continue
         if cost_units > 0 or tokens > 0:
             thresholds_check(
                 budget_id,
