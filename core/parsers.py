@@ -15,7 +15,7 @@ def json_decode(data: bytes) -> Any:
     NaN and Infinity, nesting deeper than can be followed, and a lone surrogate (an escape without its pair,
     which is not Unicode text)."""
     try:
-        value = json.loads(data, parse_constant=_refuse_constant)
+        value = _DECODER.decode(data.decode(json.detect_encoding(data), "surrogatepass"))  # as json.loads reads bytes
     except RecursionError:
         raise ParseError("Malformed JSON: nested too deeply.") from None
     except (ValueError, UnicodeDecodeError) as exc:
@@ -34,6 +34,9 @@ def json_decode(data: bytes) -> Any:
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
 
 
 class StrictJSONParser(JSONParser):

@@ -6,6 +6,8 @@ import logging
 from decimal import Decimal
 from typing import Any
 
+import orjson
+from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
@@ -186,7 +188,19 @@ def lean_json_endpoint(request: HttpRequest, handle: Any, prefetch: Any = None) 
             drf_exceptions.NotAuthenticated: "not_authenticated",
         }.get(type(exc), "permission_denied")
         return JsonResponse(error_body(code, str(exc.detail)), status=exc.status_code)
-    return JsonResponse(body, status=status_code)
+    return _json_response(body, status_code)
+
+
+_ENCODER = DjangoJSONEncoder()
+
+
+def _json_response(body: Any, status_code: int) -> HttpResponse:
+    """The answer as JsonResponse writes it (Decimals and datetimes as DjangoJSONEncoder does), by orjson."""
+    try:
+        content = orjson.dumps(body, default=_ENCODER.default, option=orjson.OPT_PASSTHROUGH_DATETIME)
+    except TypeError:  # numbers beyond 64 bits
+        return JsonResponse(body, status=status_code)
+    return HttpResponse(content, status=status_code, content_type="application/json")
 
 
 def _unauthorized(request: HttpRequest, exc: Any) -> JsonResponse:
