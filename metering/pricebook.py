@@ -102,6 +102,11 @@ class PriceBook:
             self._checked_at = now
             return self._index
 
+    def current(self) -> object:
+        """The index in force: another object once any price has changed (callers that keep what they worked
+        out from it compare identities)."""
+        return self._current()
+
     @staticmethod
     def _build() -> _Index:
         rows, aliases = [], {}

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import threading
 import zoneinfo
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING
+
+from django.conf import settings
 
 from metering.adapters import Buckets
 from metering.models import ModelPrice
@@ -183,6 +186,29 @@ class RateCardResolver:
             self._spans.clear()
         self._spans[(model, provider)] = (start, end, card)
         return card
+
+
+_held = threading.local()
+
+
+def held_rate_cards(tenant_id: int, timezone_name: str) -> RateCardResolver:
+    """The tenant's rate cards as this thread last worked them out, kept while everything they were worked out
+    from is unchanged: the tenant's contract terms (reloaded after any contract change), its time zone, the price
+    book and the preferred providers. A single-event request then finds its card at once."""
+    from billing.contracts import contract_terms
+
+    basis = (contract_terms(tenant_id), timezone_name, price_book.current(), settings.METERLINE_PREFERRED_PROVIDERS)
+    resolvers: dict[int, tuple[tuple, RateCardResolver]] | None = getattr(_held, "resolvers", None)
+    if resolvers is None:
+        resolvers = _held.resolvers = {}
+    held = resolvers.get(tenant_id)
+    if held is not None and all(a is b for a, b in zip(held[0], basis, strict=True)):
+        return held[1]
+    if len(resolvers) >= 1_000:
+        resolvers.clear()
+    resolver = RateCardResolver(tenant_id, timezone_name)
+    resolvers[tenant_id] = (basis, resolver)
+    return resolver
 
 
 def override_card(terms: ContractTerms | None, *, model: str, provider: str = "") -> RateCard | None:

@@ -16,7 +16,7 @@ from django.utils import timezone
 from core.pg import prepared_available, prepared_rows
 from metering.events import CanonicalEvent, EventInvalid, event_parse
 from metering.models import ROLLUP_SUMS
-from metering.rating import RateCardResolver, event_cost
+from metering.rating import RateCardResolver, event_cost, held_rate_cards
 from tenants.models import ApiKey, Project, Tenant
 
 EVENT_COLUMNS = (
@@ -175,7 +175,7 @@ class _Resolver:
     def rate_cards(self, tenant: Tenant) -> RateCardResolver:
         cards = self.cards.get(tenant.id)
         if cards is None:
-            cards = self.cards[tenant.id] = RateCardResolver(tenant.id, tenant.timezone)
+            cards = self.cards[tenant.id] = held_rate_cards(tenant.id, tenant.timezone)
         return cards
 
     def resolve(self, event: CanonicalEvent) -> tuple[Tenant, Project, int | None] | dict[str, list[str]]:
