@@ -295,7 +295,7 @@ def _store(rows: list[_Row], *, now: dt.datetime, result: IngestResult) -> None:
         for row in new:
             row.outcome = "accepted"
         if new:
-            _budgets_after_commit([_row_facts(row) for row in new], [])
+            _budgets_after_commit(_counted_facts(new), [])
         existing = [row for row in rows if row.key not in inserted]
         if existing:
             _store_existing(existing, now, inserted=[])
@@ -762,6 +762,57 @@ def _budgets_after_commit(added: list[dict[str, Any]], removed: list[dict[str, A
     from billing.budgets import counters_apply
 
     transaction.on_commit(lambda: counters_apply(added, removed))
+
+
+def _counted_facts(rows: list[_Row]) -> list[dict[str, Any]]:
+    """What budgets count of stored events (billing.budgets.counters_apply), summed over events they cannot tell
+    apart — same tenant, project, key, environment and end user, in the same UTC quarter hour (a quarter hour
+    never spans two local days in any time zone): a batch sends one fact per group rather than per event."""
+    groups: dict[tuple[Any, ...], list[Any]] = {}
+    for row in rows:
+        event, buckets = row.event, row.event.buckets
+        at = event.occurred_at
+        key: tuple[Any, ...] = (row.tenant.id, row.project.id, row.api_key_id, row.environment)
+        key += (event.dimensions["end_user"], at.date(), at.hour, at.minute // 15)
+        cell = groups.get(key)
+        if cell is None:
+            groups[key] = [
+                at,
+                row.cost,
+                buckets.input_tokens,
+                buckets.cached_input_tokens,
+                buckets.cache_write_tokens,
+                buckets.output_tokens,
+            ]
+        else:
+            cell[1] += row.cost
+            cell[2] += buckets.input_tokens
+            cell[3] += buckets.cached_input_tokens
+            cell[4] += buckets.cache_write_tokens
+            cell[5] += buckets.output_tokens
+    return [
+        {
+            "tenant_id": tenant_id,
+            "project_id": project_id,
+            "api_key_id": api_key_id,
+            "environment": environment,
+            "end_user": end_user,
+            "occurred_at": at,
+            "cost": cost,
+            "input_tokens": input_tokens,
+            "cached_input_tokens": cached_input_tokens,
+            "cache_write_tokens": cache_write_tokens,
+            "output_tokens": output_tokens,
+        }
+        for (tenant_id, project_id, api_key_id, environment, end_user, *_quarter), (
+            at,
+            cost,
+            input_tokens,
+            cached_input_tokens,
+            cache_write_tokens,
+            output_tokens,
+        ) in groups.items()
+    ]
 
 
 def _row_facts(row: _Row) -> dict[str, Any]:
