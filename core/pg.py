@@ -5,7 +5,7 @@ and executed with text parameters; errors are psycopg's, translated by Django as
 
 Only in autocommit and outside any atomic block: the statement then commits by itself, as it would through a
 cursor. Anywhere else (a transaction, a test's atomic wrapper) and with preparing turned off for a pooler, the
-caller's cursor path runs instead."""
+caller's cursor path runs instead. Such statements bypass Django's query log and execute wrappers."""
 
 from __future__ import annotations
 

@@ -112,6 +112,8 @@ def _settle() -> None:
     if not outstanding:
         return
     _thread.outstanding = []
+    if _thread.pid != os.getpid():  # a forked process: what its parent sent is its parent's to read
+        return
     link = _thread.connection
     for index, sent in enumerate(outstanding):
         try:
