@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import connection
+from django.db import OperationalError, connection, transaction
 
 from metering.models import ROLLUP_SUMS
 
@@ -46,6 +46,70 @@ def rollups_verify(*, tenant_id: int | None = None) -> list[dict[str, Any]]:
     from metering.services import rollups_flush
 
     rollups_flush()
+    return _differences(tenant_id)
+
+
+def rollups_repair(*, tenant_id: int | None = None) -> list[dict[str, Any]]:
+    """Rewrite every bucket that differs from its events with their sums, and return those differences.
+
+    Exact while events keep arriving: in one repeatable-read snapshot, under the flush lock, the pending deltas
+    the snapshot sees are folded in (they belong to events it sees), then the differing buckets are rewritten from
+    the events it sees. Deltas committed later belong to events it does not see, and are folded later."""
+    if connection.vendor != "postgresql":
+        raise NotImplementedError("verify_rollups runs on PostgreSQL.")
+    from psycopg import errors
+
+    for attempt in range(5):
+        try:
+            with transaction.atomic():
+                return _repair_in_snapshot(tenant_id)
+        except OperationalError as exc:  # a flush committed while this one waited for the lock: again
+            if not isinstance(exc.__cause__, errors.SerializationFailure) or attempt == 4:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _repair_in_snapshot(tenant_id: int | None) -> list[dict[str, Any]]:
+    from metering.services import _FLUSH_LOCK, _FLUSH_SQL, USAGE_ROLLUP_KEY
+
+    sums = ", ".join(SUM_COLUMNS)
+    with connection.cursor() as cursor:
+        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_FLUSH_LOCK])
+        cursor.execute(_FLUSH_SQL)
+        differences = _differences(tenant_id)
+        usage_key = ", ".join(USAGE_ROLLUP_KEY)
+        for row in differences:
+            expected = [row[f"expected_{c}"] for c in SUM_COLUMNS]
+            if row["rollup"] == "end_user":
+                key, table = [row["tenant_id"], row["day"], row["end_user"]], "metering_enduserrollup"
+                match = "tenant_id = %s AND day = %s AND end_user = %s"
+            else:
+                key = [row[k] for k in ("tenant_id", "bucket", "project_id", "api_key_id", "model", "feature")]
+                key = [key[0], row["rollup"], *key[1:], row["environment"]]
+                table = "metering_usagerollup"
+                match = " AND ".join(f"{k} = %s" for k in USAGE_ROLLUP_KEY)
+            cursor.execute(f"DELETE FROM {table} WHERE {match}", key)
+            if not row["expected_requests"]:
+                continue  # no events in the bucket: no rollup row
+            if table == "metering_enduserrollup":
+                cursor.execute(
+                    f"INSERT INTO {table} (tenant_id, day, end_user, {sums}) "
+                    f"VALUES ({', '.join(['%s'] * (3 + len(SUM_COLUMNS)))})",
+                    [*key, *expected],
+                )
+            else:
+                cursor.execute(
+                    f"INSERT INTO {table} ({usage_key}, day, {sums}) "
+                    f"SELECT {', '.join(['%s'] * len(USAGE_ROLLUP_KEY))}, "
+                    f"(%s::timestamptz AT TIME ZONE t.timezone)::date, {', '.join(['%s'] * len(SUM_COLUMNS))} "
+                    "FROM tenants_tenant t WHERE t.id = %s",
+                    [*key, row["bucket"], *expected, row["tenant_id"]],
+                )
+    return differences
+
+
+def _differences(tenant_id: int | None) -> list[dict[str, Any]]:
     where = "WHERE e.tenant_id = %s" if tenant_id else ""
     rollup_where = "AND tenant_id = %s" if tenant_id else ""
     params_one = [tenant_id] if tenant_id else []
