@@ -529,8 +529,10 @@ def _json_row(row: _Row, received_at: str) -> dict[str, Any]:
 
 def _pg_insert_new(rows: list[_Row], received_at: dt.datetime) -> set[tuple[int, str]]:
     """Claim the ids of new events and store them with their rollup deltas, in one statement (atomic by itself
-    in autocommit), on a server-side binding cursor: psycopg prepares the statement after a few executions
-    on the connection, so PostgreSQL plans it once per connection rather than on every call."""
+    in autocommit), prepared once per database session so that PostgreSQL plans it once: through libpq
+    (core.pg) when the connection is in autocommit — one event as plain parameters, up to JSON_BATCH as one
+    JSON document — otherwise on a server-side binding cursor, which psycopg prepares after a few executions.
+    Larger batches are copied into a staging table first."""
     import psycopg
 
     if len(rows) <= JSON_BATCH and prepared_available():
@@ -562,38 +564,17 @@ def _pg_insert_new(rows: list[_Row], received_at: dt.datetime) -> set[tuple[int,
 
 def _text_values(row: _Row, received_at: dt.datetime) -> list[str | None]:
     """The _INPUT_COLUMNS values of a row as PostgreSQL reads them in text."""
-    event, buckets, dims = row.event, row.event.buckets, row.event.dimensions
-    return [
-        str(row.tenant.id),
-        str(row.project.id),
-        None if row.api_key_id is None else str(row.api_key_id),
-        event.event_id,
-        event.occurred_at.isoformat(),
-        received_at.isoformat(),
-        row.provider,
-        event.model,
-        str(buckets.input_tokens),
-        str(buckets.cached_input_tokens),
-        str(buckets.cache_write_tokens),
-        str(buckets.output_tokens),
-        str(buckets.reasoning_tokens),
-        dims["feature"],
-        dims["end_user"],
-        dims["session_id"],
-        dims["prompt_template"],
-        row.environment,
-        None if event.latency_ms is None else str(event.latency_ms),
-        event.status,
-        str(row.cost),
-        None if row.price_id is None else str(row.price_id),
-        "priced" if row.priced else "unpriced",
-        "t" if event.estimated else "f",
-        event.estimate_method,
-        "t" if row.billable else "f",
-        None if event.raw_usage is None else _json_text(event.raw_usage),
-        _json_text(event.metadata) if event.metadata else "{}",
-        event.content_hash,
-    ]
+    return [_pg_text(value) for value in (*_event_values(row, received_at), row.event.content_hash)]
+
+
+def _pg_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if value is True or value is False:
+        return "t" if value else "f"
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    return str(value)  # whole numbers and Decimal costs
 
 
 def _pg_input_rows(rows: list[_Row], received_at: dt.datetime) -> list[tuple]:
@@ -943,8 +924,13 @@ def rollups_flush() -> None:
     if connection.vendor != "postgresql":
         return
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_FLUSH_LOCK])
-        cursor.execute(_FLUSH_SQL)
+        rollups_fold(cursor)
+
+
+def rollups_fold(cursor: Any) -> None:
+    """Fold the pending deltas the caller's transaction sees, under the flush lock (held until it ends)."""
+    cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_FLUSH_LOCK])
+    cursor.execute(_FLUSH_SQL)
 
 
 def _upsert(

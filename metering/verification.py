@@ -70,13 +70,12 @@ def rollups_repair(*, tenant_id: int | None = None) -> list[dict[str, Any]]:
 
 
 def _repair_in_snapshot(tenant_id: int | None) -> list[dict[str, Any]]:
-    from metering.services import _FLUSH_LOCK, _FLUSH_SQL, USAGE_ROLLUP_KEY
+    from metering.services import USAGE_ROLLUP_KEY, rollups_fold
 
     sums = ", ".join(SUM_COLUMNS)
     with connection.cursor() as cursor:
         cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_FLUSH_LOCK])
-        cursor.execute(_FLUSH_SQL)
+        rollups_fold(cursor)
         differences = _differences(tenant_id)
         usage_key = ", ".join(USAGE_ROLLUP_KEY)
         for row in differences:
