@@ -255,17 +255,20 @@ def counters_apply(added: list[dict[str, Any]], removed: list[dict[str, Any]]) -
 def _counters_settle(
     items: list[tuple[tuple[int, dt.date], list[int]]], sent: Replies, by_tenant: dict[int, TenantBudgets]
 ) -> None:
-    """Expire the counters these increments created, and fire the thresholds they crossed."""
+    """Complete the counters these increments created (with their expiry and the usage recorded before them), and
+    fire the thresholds the increments crossed."""
     try:
         results = sent.get()
-        # A counter these increments created gets its expiry (once per budget period).
-        created = [
-            ("EXPIRE", counter_key(budget_id, start), COUNTER_TTL)
-            for index, ((budget_id, start), (cost_units, tokens)) in enumerate(items)
+        # An increment that made the counter equal to itself may have created it: an expiry set now (NX: only
+        # where there was none) says it did — the counter holds only these events, while the period may
+        # already have usage, stored while Redis had lost the counter or seeded without one.
+        maybe_created = [
+            index
+            for index, (_period, (cost_units, tokens)) in enumerate(items)
             if (results[2 * index], results[2 * index + 1]) == (cost_units, tokens)
         ]
-        if created:
-            redis_run(created)
+        expired = redis_run([("EXPIRE", counter_key(*items[index][0]), COUNTER_TTL, "NX") for index in maybe_created])
+        created = {index for index, set_now in zip(maybe_created, expired, strict=True) if set_now}
     except Exception:  # noqa: BLE001  (Redis down: events are stored; counters are rebuilt later)
         warn_unavailable(logger, "budget counters not updated (Redis unavailable); they are rebuilt from rollups")
         counters_mark_stale([period for period, _sums in items])
@@ -274,6 +277,11 @@ def _counters_settle(
     for index, ((budget_id, start), (cost_units, tokens)) in enumerate(items):
         cost_after, tokens_after = results[2 * index], results[2 * index + 1]
         held = budget_index.get(budget_id)
+        if index in created:  # rebuilt from the rollups, which hold these events too
+            if held is None:
+                counters_mark_stale([(budget_id, start)])
+                continue
+            cost_after, tokens_after = counter_rebuild(held[0], start, period_bounds(held[0].period, start)[1])
         if held is not None and not held[1].may_cross(
             budget_id, (cost_after - cost_units, tokens_after - tokens), (cost_after, tokens_after)
         ):

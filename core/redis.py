@@ -271,6 +271,7 @@ class _LocalCounters:
 
     def __init__(self) -> None:
         self._data: dict[str, Any] = {}
+        self._expiring: set[str] = set()  # keys given an expiry (which is not kept otherwise)
         self._lock = threading.RLock()
 
     def pipeline(self, transaction: bool = False) -> _Pipeline:
@@ -315,8 +316,12 @@ class _LocalCounters:
             bucket = self._data.get(key, {})
             return sum(bucket.pop(f, None) is not None for f in fields)
 
-    def expire(self, key: str, seconds: int, *options: Any, **kwargs: Any) -> bool:
-        return True
+    def expire(self, key: str, seconds: int, *options: Any, nx: bool = False, **kwargs: Any) -> bool:
+        with self._lock:
+            if key not in self._data or ((nx or "NX" in options) and key in self._expiring):
+                return False
+            self._expiring.add(key)
+            return True
 
     def set(self, key: str, value: Any, *options: Any, nx: bool = False, ex: int | None = None) -> bool:
         nx = nx or "NX" in options
@@ -328,11 +333,13 @@ class _LocalCounters:
 
     def delete(self, *keys: str) -> int:
         with self._lock:
+            self._expiring.difference_update(keys)
             return sum(self._data.pop(k, None) is not None for k in keys)
 
     def flushdb(self) -> None:
         with self._lock:
             self._data.clear()
+            self._expiring.clear()
 
 
 class _Pipeline:

@@ -99,3 +99,26 @@ def test_a_connection_lost_before_sent_replies_are_read_raises_on_reading_them()
         sent.get()
     assert redis_run([("INCR", "test-counter")]) == [1]  # a new connection serves the next round trip
     core_redis._thread.connection = None
+
+
+def test_the_embedded_store_answers_the_counter_commands_as_redis_does() -> None:
+    """`make demo` runs without Redis: its in-process store gives the replies budget counters rely on — among
+    them whether an increment created its counter (EXPIRE … NX sets an expiry only where there was none)."""
+    from core.redis import _LocalCounters
+
+    commands = [
+        ("EXPIRE", "test-period", 60, "NX"),  # no such key: nothing to expire
+        ("HINCRBY", "test-period", "cost", 7),  # created by an increment
+        ("HINCRBY", "test-period", "tokens", 3),
+        ("EXPIRE", "test-period", 60, "NX"),  # it had no expiry: set
+        ("HINCRBY", "test-period", "cost", 5),
+        ("EXPIRE", "test-period", 60, "NX"),  # it has one
+        ("HMGET", "test-period", "cost", "tokens", "stale"),
+        ("DEL", "test-period"),
+        ("HSET", "test-period", "cost", 1, "tokens", 2),  # rebuilt
+        ("EXPIRE", "test-period", 60),
+        ("EXPIRE", "test-period", 60, "NX"),
+    ]
+    expected = redis_run(commands)
+    assert expected == [0, 7, 3, 1, 12, 0, [b"12", b"3", None], 1, 2, 1, 0]
+    assert [int(r) if isinstance(r, bool) else r for r in _LocalCounters().run(commands)] == expected
