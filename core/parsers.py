@@ -3,17 +3,33 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
 # A \uD800–\uDFFF escape: half of a surrogate pair, which JSON decoding joins with its other half when it has one.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+# A run of 19 or more digits: possibly a whole number beyond 64 bits, which orjson would read as a float.
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
 
 
 def json_decode(data: bytes) -> Any:
     """A JSON body as Python values, refusing with a ParseError what is not JSON or could not be stored:
     NaN and Infinity, nesting deeper than can be followed, and a lone surrogate (an escape without its pair,
-    which is not Unicode text)."""
+    which is not Unicode text).
+
+    The usual body — UTF-8 without a byte order mark, numbers within 64 bits — is read by orjson, which gives
+    the same values as the standard decoder in a fraction of the time; anything else, and everything orjson
+    refuses, is read by the standard decoder, which also words the refusals."""
+    if not _LONG_DIGITS.search(data):
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+    return _json_decode_standard(data)
+
+
+def _json_decode_standard(data: bytes) -> Any:
     try:
         value = _DECODER.decode(data.decode(json.detect_encoding(data), "surrogatepass"))  # as json.loads reads bytes
     except RecursionError:

@@ -8,6 +8,7 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from core import deferred
 from core.hotcache import hot_clear
 from tenants import services
 from tenants.models import ApiKey, Department, Membership, Project, Role, Tenant
@@ -18,9 +19,10 @@ from tests.factories import MembershipFactory, ProjectFactory, TenantFactory, Us
 @pytest.fixture(autouse=True)
 def _clean_cache() -> None:
     """Rate-limit and login counters live in Redis: each test starts from zero, and so do the records the hot
-    paths hold in the process."""
+    paths hold in the process — also the work a hot request called without a server left for its response."""
     cache.clear()
     hot_clear()
+    deferred._local.queue = None
 
 
 @dataclass
