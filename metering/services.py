@@ -927,6 +927,16 @@ def rollups_flush() -> None:
         rollups_fold(cursor)
 
 
+def rollup_deltas_vacuum() -> None:
+    """Vacuum the deltas table (PostgreSQL, outside any transaction). It churns — every ingest adds rows, every
+    flush deletes them — and a flush reads all of it, dead rows included: vacuumed every minute (beat), its
+    space is reused and a flush reads a few seconds' worth of rows, whether or not autovacuum runs."""
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM metering_rollupdelta")
+
+
 def rollups_fold(cursor: Any) -> None:
     """Fold the pending deltas the caller's transaction sees, under the flush lock (held until it ends)."""
     cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_FLUSH_LOCK])

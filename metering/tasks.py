@@ -26,6 +26,14 @@ def rollups_flush_task() -> None:
     rollups_flush()
 
 
+@shared_task(acks_late=True, ignore_result=True)
+def rollup_deltas_vacuum_task() -> None:
+    """Keep the pending-deltas table small (every minute from beat)."""
+    from metering.services import rollup_deltas_vacuum
+
+    rollup_deltas_vacuum()
+
+
 @shared_task(acks_late=True)
 def rerate_tenant_since(tenant_id: int, since: str) -> dict:
     """After a contract change: price the tenant's events from that day on with the new terms."""

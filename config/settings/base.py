@@ -273,6 +273,7 @@ CELERY_BEAT_SCHEDULE = {
     "usage-partitions-ahead": {"task": "metering.tasks.usage_partitions_ensure", "schedule": 6 * 60 * 60},
     "rerate-unpriced": {"task": "metering.tasks.rerate_unpriced", "schedule": 60 * 60},
     "rollups-flush": {"task": "metering.tasks.rollups_flush_task", "schedule": 1.0},
+    "rollup-deltas-vacuum": {"task": "metering.tasks.rollup_deltas_vacuum_task", "schedule": 60.0},
     "fx-rates-import": {"task": "billing.tasks.fx_rates_import", "schedule": 6 * 60 * 60},
     "bills-close-due": {"task": "billing.tasks.bills_close_due", "schedule": 60 * 60},
     "anomalies-scan": {"task": "metering.tasks.anomalies_scan_task", "schedule": 60 * 60},
