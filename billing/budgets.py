@@ -277,7 +277,9 @@ def _counters_settle(
     for index, ((budget_id, start), (cost_units, tokens)) in enumerate(items):
         cost_after, tokens_after = results[2 * index], results[2 * index + 1]
         held = budget_index.get(budget_id)
-        if index in created:  # rebuilt from the rollups, which hold these events too
+        if index in created:
+            # Rebuilt from the rollups, which hold these events too. As with every rebuild, an event another
+            # sender has stored but not yet counted may count twice until the reconcile (every five minutes).
             if held is None:
                 counters_mark_stale([(budget_id, start)])
                 continue

@@ -34,6 +34,7 @@ def test_the_dashboard_shows_spend_budgets_and_breakdowns(world, prices, django_
                 }
             ],
         )
+    with django_capture_on_commit_callbacks(execute=True):  # each ingest commits (and counts) on its own
         events_ingest(
             scope=IngestScope(kind="project_key", api_key=research_key),
             raw_events=[
