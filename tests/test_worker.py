@@ -171,3 +171,42 @@ def test_a_real_worker_builds_a_background_export(worker, world, prices) -> None
     assert (state["status"], state["rows_done"], state["percent"]) == ("ready", 250, 100), state
     file = owner.get(url + "/download")
     assert file.status_code == 200 and file.content[:2] == b"PK"  # an XLSX (zip) file
+
+
+def test_a_real_worker_folds_the_rollup_deltas_and_vacuums_their_table(worker, world, prices) -> None:  # noqa: F811
+    """What beat sends every second and every minute: the flush folds the pending deltas into the rollups, and the
+    vacuum (which cannot run inside a transaction) runs in the worker's own session."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from metering.models import UsageRollup
+    from metering.services import IngestScope, events_ingest
+    from metering.tasks import rollup_deltas_vacuum_task, rollups_flush_task
+    from metering.verification import rollups_verify
+
+    def last_vacuum() -> object:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT last_vacuum FROM pg_stat_user_tables WHERE relname = 'metering_rollupdelta'")
+            return cursor.fetchone()[0]
+
+    when = timezone.now() - dt.timedelta(minutes=10)
+    events_ingest(
+        scope=IngestScope(kind="project_key", api_key=world.alpha_key),
+        raw_events=[
+            {"event_id": f"f{i}", "timestamp": when.isoformat(), "model": "gpt-4o", "usage": {"input_tokens": 10}}
+            for i in range(40)
+        ],
+    )
+    before = last_vacuum()
+    rollups_flush_task.delay()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not UsageRollup.objects.filter(tenant=world.alpha, grain="day").exists():
+        time.sleep(0.2)
+    [day] = UsageRollup.objects.filter(tenant=world.alpha, grain="day")
+    assert (day.requests, day.input_tokens) == (40, 400)
+    rollup_deltas_vacuum_task.delay()
+    while time.monotonic() < deadline and last_vacuum() == before:
+        time.sleep(0.2)
+    assert last_vacuum() != before, "the worker did not vacuum the deltas table within 60 s"
+    assert rollups_verify() == []
