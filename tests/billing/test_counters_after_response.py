@@ -23,21 +23,11 @@ pytestmark = pytest.mark.django_db
 def test_counters_count_before_the_answer_and_the_alert_fires_after_it(
     world, prices, django_capture_on_commit_callbacks
 ) -> None:  # type: ignore[no-untyped-def]
-    budget = budget_create(
-        actor=None,
-        tenant=world.alpha,
-        name="tokens",
-        scope="tenant",
-        period="month",
-        limit_tokens=10_000,
-        thresholds=[50],
-    )
+    budget, key = _token_budget(world, thresholds=[50])
     with django_capture_on_commit_callbacks(execute=True):  # committed, as in autocommit
         response = _post(world, "deferred-1", 6_000)
 
     assert response is not None and response.status_code == 201
-    start, _end = period_bounds(budget.period, timezone.now().astimezone(dt.UTC).date())
-    key = counter_key(budget.pk, start)
     assert redis_client().hget(key, "tokens") == b"6000"  # counted before the answer went out
     assert not BudgetAlert.objects.exists()  # the alert waits for the answer to be sent
 
@@ -54,17 +44,7 @@ def test_a_counter_an_increment_creates_starts_from_the_spend_already_recorded(
     """Usage stored while the period's counter did not exist (Redis lost it, or demo data was seeded without it)
     is not forgotten when the next event creates the counter: the counter is rebuilt from the rollups, and the
     threshold the new event crosses fires."""
-    budget = budget_create(
-        actor=None,
-        tenant=world.alpha,
-        name="tokens",
-        scope="tenant",
-        period="month",
-        limit_tokens=10_000,
-        thresholds=[50, 90],
-    )
-    start, _end = period_bounds(budget.period, timezone.now().astimezone(dt.UTC).date())
-    key = counter_key(budget.pk, start)
+    budget, key = _token_budget(world, thresholds=[50, 90])
     with django_capture_on_commit_callbacks(execute=True):
         assert _post(world, "before-the-loss", 4_000).status_code == 201
     _response_sent()
@@ -80,6 +60,21 @@ def test_a_counter_an_increment_creates_starts_from_the_spend_already_recorded(
     [state] = budget_states([budget])
     assert state.spent == 6_000
     assert [alert.threshold for alert in BudgetAlert.objects.filter(budget=budget)] == [50]
+
+
+def _token_budget(world, thresholds: list[int]):  # type: ignore[no-untyped-def]
+    """A monthly budget of 10,000 tokens for Alpha, and the key of its current counter."""
+    budget = budget_create(
+        actor=None,
+        tenant=world.alpha,
+        name="tokens",
+        scope="tenant",
+        period="month",
+        limit_tokens=10_000,
+        thresholds=thresholds,
+    )
+    start, _end = period_bounds(budget.period, timezone.now().astimezone(dt.UTC).date())
+    return budget, counter_key(budget.pk, start)
 
 
 def _post(world, event_id: str, tokens: int):  # type: ignore[no-untyped-def]
