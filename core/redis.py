@@ -89,6 +89,8 @@ def redis_send(commands: Sequence[Sequence[Any]]) -> Replies:
     """Send `commands` without waiting for their replies (`.get()` reads them): the caller does other work —
     answering its request — while Redis answers. Raises ConnectionError or TimeoutError when they cannot be
     sent; a failure to read them later is raised by `.get()`."""
+    if not commands:  # nothing to send: no round trip
+        return Replies(0, [])
     client = redis_client()
     if isinstance(client, _LocalCounters):
         return Replies(len(commands), client.run(commands))

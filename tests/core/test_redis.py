@@ -122,3 +122,14 @@ def test_the_embedded_store_answers_the_counter_commands_as_redis_does() -> None
     expected = redis_run(commands)
     assert expected == [0, 7, 3, 1, 12, 0, [b"12", b"3", None], 1, 2, 1, 0]
     assert [int(r) if isinstance(r, bool) else r for r in _LocalCounters().run(commands)] == expected
+
+
+def test_no_commands_make_no_round_trip(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Callers may have nothing to send (no counter was new): that costs nothing, not an empty exchange."""
+    import core.redis as redis_module
+
+    def no_connection(client):  # type: ignore[no-untyped-def]
+        raise AssertionError("a connection was used")
+
+    monkeypatch.setattr(redis_module, "_thread_connection", no_connection)
+    assert redis_run([]) == []
