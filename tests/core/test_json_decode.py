@@ -60,9 +60,39 @@ def test_any_text_is_read_or_refused_as_the_standard_decoder_does(text: str) -> 
     assert kind == _kind and _same(fast, standard)
 
 
+_number = st.from_regex(r"\A-?(0|[1-9][0-9]{0,30})(\.[0-9]{1,40})?([eE][+-]?[0-9]{1,4})?\Z")
+
+
+@settings(max_examples=600)
+@given(_number, st.sampled_from(["{}", "[{}]", '{{"n": {}}}', "[1,\n {}]", " {} ", '["a,", {}]', '{{"id": "x-{}"}}']))
+def test_any_number_anywhere_reads_as_the_standard_decoder_reads_it(number: str, where: str) -> None:
+    """Whole numbers beyond 64 bits, long fractions and exponents, as the document, in a list, as a value, inside
+    a string."""
+    body = where.format(number).encode()
+    (kind, fast), (_kind, standard) = _read(json_decode, body), _read(_json_decode_standard, body)
+    assert kind == _kind and _same(fast, standard)
+
+
+def test_digits_inside_strings_keep_the_fast_reader(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An event id holding a nanosecond timestamp is text, not a number: the body is not sent to the slower
+    standard decoder for it."""
+
+    def standard(data: bytes) -> Any:
+        raise AssertionError("read by the standard decoder")
+
+    monkeypatch.setattr("core.parsers._json_decode_standard", standard)
+    body = b'{"events": [{"event_id": "req-1763872345123456789-0", "usage": {"prompt_tokens": 1200}}]}'
+    assert json_decode(body) == json.loads(body)
+
+
 @pytest.mark.parametrize(
     "body",
     [
+        b'["a,12345678901234567890", 1]',  # looks like a number inside a string: read by the standard decoder
+        b'{"id": "x-123456789012345678901234567890"}',
+        b" \n-123456789012345678901",
+        b"[1, 0.123456789012345678901234567890123]",
+        b"[12345678901234567.5, 1234567890123456789e-3]",
         b"18446744073709551616",  # 2**64: a float to orjson, a whole number to JSON
         b"-9223372036854775809",
         b'{"id": 123456789012345678901234567890}',
