@@ -490,6 +490,9 @@ _STAGING_INPUT = (
     + f" FROM {_STAGING}"
 )
 JSON_BATCH = 100  # larger batches go through COPY into a staging table
+_PG_INSERT_STAGED = " ".join(
+    _PG_INSERT_NEW.format(input=_STAGING_INPUT, deltas=_GROUPED_DELTAS, delta_columns=", ".join(DELTA_COLUMNS)).split()
+)
 
 
 def _json_row(row: _Row, received_at: str) -> dict[str, Any]:
@@ -548,18 +551,18 @@ def _pg_insert_new(rows: list[_Row], received_at: dt.datetime) -> set[tuple[int,
         with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
             cursor.execute(_PG_INSERT_JSON, [body])
             return {(tenant_id, event_id) for tenant_id, event_id in cursor.fetchall()}
-    # Larger batches: COPY into a temporary table whose rows go at commit, then the same statement. The table
-    # lives with the database session, which a reconnect loses: it is declared every time.
+    # Larger batches: COPY into a temporary table whose rows go at commit, then the same statement, on a
+    # server-side binding cursor so that it is prepared like the others (planning it took ≈ 0.75 ms a batch). The
+    # table lives with the database session, which a reconnect loses: it is declared every time.
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(_STAGING_DDL)
         with cursor.cursor.copy(_STAGING_COPY) as copy:
             copy.set_types([_STAGING_TYPES[c] for c in _INPUT_COLUMNS])
             for value in _pg_input_rows(rows, received_at):
                 copy.write_row(value)
-        cursor.execute(
-            _PG_INSERT_NEW.format(input=_STAGING_INPUT, deltas=_GROUPED_DELTAS, delta_columns=", ".join(DELTA_COLUMNS))
-        )
-        return {(tenant_id, event_id) for tenant_id, event_id in cursor.fetchall()}
+        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as statement:
+            statement.execute(_PG_INSERT_STAGED)
+            return {(tenant_id, event_id) for tenant_id, event_id in statement.fetchall()}
 
 
 def _text_values(row: _Row, received_at: dt.datetime) -> list[str | None]:

@@ -155,6 +155,23 @@ def test_the_ingest_statement_stays_within_psycopgs_parse_cache() -> None:
     assert _PG_INSERT_JSON.count("%s") == 1 <= MAX_CACHED_STATEMENT_PARAMS
 
 
+def test_large_batches_run_a_prepared_statement(world, prices) -> None:
+    """The statement that moves a large batch from its staging table is planned once per database session: after
+    psycopg's threshold it runs as a prepared statement, each batch still stored whole."""
+    from metering.services import JSON_BATCH
+
+    moment = timezone.now() - dt.timedelta(minutes=5)
+    scope = IngestScope(kind="project_key", api_key=world.alpha_key)
+    threshold = connection.settings_dict["OPTIONS"]["prepare_threshold"]
+    for b in range(threshold + 1):
+        batch = [event_variant(f"prepared-{b}", n, moment) for n in range(JSON_BATCH + 1)]
+        assert events_ingest(scope=scope, raw_events=batch).accepted == JSON_BATCH + 1
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements WHERE statement LIKE '%meterline_ingest_rows%'")
+        assert len(cursor.fetchall()) == 1
+    assert UsageEvent.objects.filter(tenant=world.alpha).count() == (threshold + 1) * (JSON_BATCH + 1)
+
+
 def test_small_and_large_batches_store_the_same_rollups(world, prices) -> None:
     """Batches of up to 100 events travel as one JSON parameter, larger ones through COPY: both store every
     event once, with rollups equal to the sum of their events."""
