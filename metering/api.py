@@ -566,10 +566,12 @@ class PriceViewSet(
 
         from django.db.models import Q
 
+        from metering.selectors import prices_for_model
+
         prices = ModelPrice.objects.all().order_by("provider", "model", "-effective_from", "-id")
         params = self.request.query_params
         if params.get("model"):
-            prices = prices.filter(Q(model__iexact=params["model"]) | Q(aliases__contains=[params["model"]]))
+            prices = prices_for_model(prices, params["model"])
         if params.get("provider"):
             prices = prices.filter(provider__iexact=params["provider"])
         if params.get("at"):

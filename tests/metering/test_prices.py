@@ -27,6 +27,25 @@ def test_everyone_reads_prices_and_filters_by_model_and_date(world, prices) -> N
     assert world.key_client(world.alpha_key_secret).get("/api/v1/prices").status_code == 200
 
 
+def test_the_model_filter_finds_the_rows_rating_would_use(world, prices) -> None:
+    """`?model=` answers with the rows that price that name: the model itself or an exact alias, in any case;
+    a dated snapshot through a glob alias only when no row names it exactly."""
+    add_price("claude-x", "anthropic", input="3", output="15", aliases=["Claude-X-Latest", "claude-x-2025*"])
+    add_price("claude-x-20250101", "anthropic", input="4", output="16")
+    client = world.client("alpha_member")
+
+    def models(name: str) -> list[str]:
+        response = client.get("/api/v1/prices", {"model": name})
+        assert response.status_code == 200, response.content
+        return [row["model"] for row in response.json()["results"]]
+
+    assert models("CLAUDE-X") == ["claude-x"]
+    assert models("claude-x-latest") == ["claude-x"]  # an exact alias, in another case
+    assert models("claude-x-20250514") == ["claude-x"]  # through the glob alias
+    assert models("claude-x-20250101") == ["claude-x-20250101"]  # its own row wins over the glob
+    assert models("claude-y") == []
+
+
 def test_a_platform_admin_adds_a_new_price_that_closes_the_old_one(world, prices) -> None:
     client = world.client("platform")
     change = "2026-12-01T00:00:00Z"
