@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from django.contrib.auth import get_user_model
 
+from billing.money import quantize_money
 from invoices import services
 from invoices.models import Invoice
 
@@ -33,24 +34,28 @@ def seed() -> list[str]:
         invoice = services.invoice_approve(actor=finance2, invoice=invoice, issued_on=issued_on)
         state = "issued"
         if index == 0 or (index == 1 and slug in ("globex", "acme")):
-            amount = invoice.total if slug != "acme" or index == 0 else (invoice.total / 2).quantize(Decimal("0.01"))
-            services.payment_record(
-                actor=finance,
-                invoice=invoice,
-                amount=amount,
-                paid_on=issued_on + dt.timedelta(days=12),
-                reference=f"BANK-{invoice.number}",
-            )
-            state = "paid" if amount == invoice.total else "partly paid"
+            whole = slug != "acme" or index == 0
+            amount = invoice.total if whole else quantize_money(invoice.total / 2, invoice.currency)
+            if amount > 0:  # a short demo history can leave a month with nothing to pay
+                services.payment_record(
+                    actor=finance,
+                    invoice=invoice,
+                    amount=amount,
+                    paid_on=issued_on + dt.timedelta(days=12),
+                    reference=f"BANK-{invoice.number}",
+                )
+                state = "paid" if amount == invoice.total else "partly paid"
         if slug == "umbrella" and index == 1:
-            services.credit_note_create(
-                actor=finance,
-                invoice=invoice,
-                amount=Decimal(5000),
-                reason="Service credit for the 2026-09 translation outage / 服务中断补偿",
-                issued_on=issued_on + dt.timedelta(days=5),
-            )
-            state = "credited in part"
+            credit = min(Decimal(5000), quantize_money(invoice.total / 2, invoice.currency))
+            if credit > 0:
+                services.credit_note_create(
+                    actor=finance,
+                    invoice=invoice,
+                    amount=credit,
+                    reason="Service credit for the 2026-09 translation outage / 服务中断补偿",
+                    issued_on=issued_on + dt.timedelta(days=5),
+                )
+                state = "credited in part"
         if slug == "initech" and index == 1:
             state = "overdue"  # 14-day terms, never paid
         done.append(f"{slug} {invoice.period:%Y-%m}: {invoice.number} {state}")
