@@ -1,7 +1,8 @@
 """Crawl `make demo`'s configuration — SQLite, a local-memory cache, tasks run in-process — as its people do:
-every API endpoint the schema lists (lists, then one of each detail), and every portal page reachable by
-following links from the portal's home. Prints one JSON object: the requests made and every answer that was a
-server error, or an API answer that was not JSON, to the file named by its argument.
+every API endpoint the schema lists (lists, then one of each detail), every portal page reachable by following
+links from the portal's home, then every form found on those pages posted as it stands, left blank and filled
+with nonsense. Writes one JSON object — the requests made, and every answer that was a server error or an API
+answer that was not JSON — to the file named by its argument.
 
 Run by tests/test_demo_configuration.py in a process of its own (the suite itself runs on PostgreSQL and Redis):
     DATABASE_URL=sqlite:///<file> python tests/demo_crawl.py <result.json>
@@ -9,9 +10,11 @@ Run by tests/test_demo_configuration.py in a process of its own (the suite itsel
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,6 +25,7 @@ PEOPLE = ("admin", "finance", "am", "acme-owner", "acme-dev", "consultant")
 MAX_PAGES = 400
 _LINK = re.compile(r'href="(/[^"#]*)"')
 _SKIP = ("/accounts/logout", "/admin/", "/i18n/", "/static/", "/api/docs", "/api/schema")
+_NONSENSE = ("", "x" * 300, "-1", "1e999", "2026-02-30", "<script>", "😀")
 
 
 def main() -> int:
@@ -32,7 +36,7 @@ def main() -> int:
     from django.core.management import call_command
 
     call_command("migrate", "--noinput", verbosity=0)
-    call_command("seed_demo", "--days", "10", "--scale", "0.2", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    call_command("seed_demo", "--days", "10", "--scale", "0.2", stdout=io.StringIO())
 
     from django.contrib.auth import get_user_model
     from django.test import Client
@@ -41,6 +45,7 @@ def main() -> int:
     missing = sorted(set(PEOPLE) - set(users))
     failures: list[dict[str, Any]] = []
     visited: list[str] = []
+    answers: dict[str, int] = {}  # "<method> <status>": how many
     for username in PEOPLE:
         if username not in users:
             continue
@@ -48,8 +53,9 @@ def main() -> int:
         client.force_login(users[username])
         for path in _api_paths(client):
             visited.append(path)
-            _check(client, path, username, failures)
+            _count(answers, "GET", _check(client, path, username, failures))
         seen_shapes: set[str] = set()
+        forms: dict[str, tuple[str, str, dict[str, str], set[str]]] = {}
         queue = ["/"]
         while queue and len(seen_shapes) < MAX_PAGES:
             path = queue.pop(0)
@@ -59,10 +65,22 @@ def main() -> int:
                 continue
             seen_shapes.add(shape)
             visited.append(path)
-            response = _check(client, path, username, failures)
+            response = _count(answers, "GET", _check(client, path, username, failures))
             if response is not None and response.get("Content-Type", "").startswith("text/html"):
-                queue.extend(link.replace("&amp;", "&") for link in _LINK.findall(response.content.decode()))
-    Path(sys.argv[1]).write_text(json.dumps({"visited": visited, "missing_people": missing, "failures": failures}))
+                page = response.content.decode()
+                queue.extend(link.replace("&amp;", "&") for link in _LINK.findall(page))
+                for form in _forms(page, response.request["PATH_INFO"]):
+                    method, action, fields, _free = form
+                    shape = " ".join((method, re.sub(r"\d+", "N", action), *sorted(fields)))
+                    forms.setdefault(shape, form)
+        for method, action, fields, free in forms.values():
+            for filling in (None, *_NONSENSE):
+                body = fields if filling is None else {k: (filling if k in free else v) for k, v in fields.items()}
+                visited.append(f"{method.upper()} {action} {'as it stands' if filling is None else repr(filling)}")
+                _count(answers, method.upper(), _check(client, action, username, failures, data=body, method=method))
+    Path(sys.argv[1]).write_text(
+        json.dumps({"visited": visited, "answers": answers, "missing_people": missing, "failures": failures})
+    )
     return 0
 
 
@@ -101,15 +119,76 @@ def _api_paths(client: Any) -> list[str]:
     return found
 
 
-def _check(client: Any, path: str, username: str, failures: list[dict[str, Any]]) -> Any:
+def _count(answers: dict[str, int], method: str, response: Any) -> Any:
+    key = f"{method} {response.status_code if response is not None else 'raised'}"
+    answers[key] = answers.get(key, 0) + 1
+    return response
+
+
+class _FormParser(HTMLParser):
+    """The forms of a page: (method, action, every named field with its value, the fields a person types into)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.forms: list[tuple[str, str, dict[str, str], set[str]]] = []
+        self.select: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "form":
+            self.forms.append((a.get("method", "get").lower(), a.get("action", ""), {}, set()))
+            return
+        if not self.forms or not a.get("name"):
+            return
+        _method, _action, fields, free = self.forms[-1]
+        name = a["name"]
+        if tag == "input":
+            kind = a.get("type", "text").lower()
+            if kind in ("checkbox", "radio") and "checked" not in a:
+                return
+            fields[name] = a.get("value", "")
+            if kind not in ("hidden", "submit", "checkbox", "radio", "file"):
+                free.add(name)
+        elif tag == "textarea":
+            fields[name] = ""
+            free.add(name)
+        elif tag == "select":
+            self.select = name
+        elif tag == "option" and self.select is not None and self.select not in fields:
+            fields[self.select] = a.get("value", "")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "select":
+            self.select = None
+
+
+def _forms(page: str, here: str) -> list[tuple[str, str, dict[str, str], set[str]]]:
+    parser = _FormParser()
+    parser.feed(page)
+    found = []
+    for method, action, fields, free in parser.forms:
+        target = (action or here).replace("&amp;", "&")
+        if target.startswith("/") and not target.startswith(_SKIP):
+            found.append((method, target, fields, free))
+    return found
+
+
+def _check(
+    client: Any, path: str, username: str, failures: list[dict[str, Any]], data: Any = None, method: str = "get"
+) -> Any:
     try:
-        response = client.get(path, follow=not path.startswith("/api/"))
+        if method == "post":
+            response = client.post(path, data)
+        elif data is not None:
+            response = client.get(path, data)
+        else:
+            response = client.get(path, follow=not path.startswith("/api/"))
     except Exception as exc:  # noqa: BLE001 — reported, with the request that raised it
         failures.append({"who": username, "path": path, "error": repr(exc)})
         return None
     kind = response.get("Content-Type", "")
     if response.status_code >= 500:
-        failures.append({"who": username, "path": path, "status": response.status_code})
+        failures.append({"who": username, "path": path, "status": response.status_code, "posted": data})
     elif path.startswith("/api/") and response.status_code != 200 and "json" not in kind:
         failures.append({"who": username, "path": path, "status": response.status_code, "type": kind})
     return response

@@ -1,7 +1,8 @@
 """`make demo` runs embedded — SQLite, a local-memory cache, tasks in-process — while the rest of the suite runs on
 PostgreSQL and Redis. Here a short demo history is seeded in that configuration and crawled as its people use it
-(tests/demo_crawl.py): every API endpoint, filtered by its own fields, and every portal page reachable from the
-home page; none may answer with a server error or, on /api/, with anything but JSON."""
+(tests/demo_crawl.py): every API endpoint, filtered by its own fields, every portal page reachable from the home
+page, and every form on those pages sent as it stands, blank and filled with nonsense; none may answer with a server
+error or, on /api/, with anything but JSON."""
 
 import json
 import os
@@ -31,4 +32,7 @@ def test_the_embedded_demo_answers_every_page_and_endpoint(tmp_path: Path) -> No
     assert len(visited) > 500  # the portal's tenant and staff pages and every endpoint, for each person
     assert any(path.startswith("/t/acme/invoices/") and path.endswith("/pdf/") for path in visited)
     assert any(path.startswith("/api/v1/prices?model=") for path in visited)
+    answers = result["answers"]
+    assert answers.get("POST 302", 0) > 100  # forms that did what they are for
+    assert answers.get("POST 200", 0) > 100  # forms shown again with their errors
     assert result["failures"] == []
