@@ -1,21 +1,64 @@
-"""`make demo` runs embedded — SQLite, a local-memory cache, tasks in-process — while the rest of the suite runs on
-PostgreSQL and Redis. Here a short demo history is seeded in that configuration and crawled as its people use it
-(tests/demo_crawl.py): every API endpoint, filtered by its own fields, every portal page reachable from the home
-page, and every form on those pages sent as it stands, blank and filled with nonsense; none may answer with a server
-error or, on /api/, with anything but JSON."""
+"""A short demo history, seeded and crawled as its people use it (tests/demo_crawl.py): every API endpoint, filtered
+by its own fields, every portal page reachable from the home page, and every form on those pages sent as it stands,
+blank and filled with nonsense; none may answer with a server error or, on /api/, with anything but JSON.
+
+Twice: in `make demo`'s embedded configuration (SQLite, a local-memory cache, tasks in-process), which the rest of
+the suite never runs, and on the real stack (PostgreSQL, which enforces what SQLite lets through, and Redis), in a
+database of its own, with tasks run in-process."""
 
 import json
 import os
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
+
+import psycopg
+import pytest
+import redis as redis_lib
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_the_embedded_demo_answers_every_page_and_endpoint(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stack", ["embedded", "real"])
+def test_the_demo_answers_every_page_endpoint_and_form(stack: str, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")}
-    env |= {"DATABASE_URL": f"sqlite:///{tmp_path / 'demo.sqlite3'}", "DJANGO_SETTINGS_MODULE": "config.settings.base"}
+    env["DJANGO_SETTINGS_MODULE"] = "config.settings.base"
+    if stack == "embedded":
+        env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'demo.sqlite3'}"
+        result = _crawl(env, tmp_path)
+    else:
+        base = urllib.parse.urlparse(os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/meterline"))
+        name = (base.path.lstrip("/") or "meterline") + "_crawl"
+        admin = urllib.parse.urlunparse(base._replace(path="/postgres"))
+        redis = urllib.parse.urlparse(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/1"))
+        env |= {
+            "DATABASE_URL": urllib.parse.urlunparse(base._replace(path=f"/{name}")),
+            "REDIS_URL": urllib.parse.urlunparse(redis._replace(path="/14")),
+            "CELERY_TASK_ALWAYS_EAGER": "true",
+        }
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        redis_lib.Redis.from_url(env["REDIS_URL"]).flushdb()  # no counters from an earlier database's budgets
+        try:
+            result = _crawl(env, tmp_path)
+        finally:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    assert result["missing_people"] == []
+    visited = result["visited"]
+    assert len(visited) > 1000  # the portal's tenant and staff pages, every endpoint and form, for each person
+    assert any(path.startswith("/t/acme/invoices/") and path.endswith("/pdf/") for path in visited)
+    assert any(path.startswith("/api/v1/prices?model=") for path in visited)
+    answers = result["answers"]
+    assert answers.get("POST 302", 0) > 100  # forms that did what they are for
+    assert answers.get("POST 200", 0) > 100  # forms shown again with their errors
+    assert result["failures"] == []
+
+
+def _crawl(env: dict[str, str], tmp_path: Path) -> dict:
     result_file = tmp_path / "crawl.json"
     run = subprocess.run(
         [sys.executable, "tests/demo_crawl.py", str(result_file)],
@@ -23,16 +66,7 @@ def test_the_embedded_demo_answers_every_page_and_endpoint(tmp_path: Path) -> No
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
     )
     assert run.returncode == 0, run.stderr[-4000:]
-    result = json.loads(result_file.read_text())
-    assert result["missing_people"] == []
-    visited = result["visited"]
-    assert len(visited) > 500  # the portal's tenant and staff pages and every endpoint, for each person
-    assert any(path.startswith("/t/acme/invoices/") and path.endswith("/pdf/") for path in visited)
-    assert any(path.startswith("/api/v1/prices?model=") for path in visited)
-    answers = result["answers"]
-    assert answers.get("POST 302", 0) > 100  # forms that did what they are for
-    assert answers.get("POST 200", 0) > 100  # forms shown again with their errors
-    assert result["failures"] == []
+    return json.loads(result_file.read_text())
