@@ -2,6 +2,7 @@ import os
 from pathlib import Path
 
 import pytest
+from django.db import connections
 
 # Playwright's sync API runs an event loop in the test thread; the ORM calls made by fixtures there
 # are still synchronous and safe.
@@ -31,3 +32,6 @@ def browser_page():  # type: ignore[no-untyped-def]
         finally:
             context.close()
             browser.close()
+            # While Playwright's loop runs in this thread, the ORM calls made here hold a database connection of
+            # their own; closed here, it does not outlive the test (and hold the test database open).
+            connections.close_all()
