@@ -1,8 +1,9 @@
 """Crawl `make demo`'s configuration — SQLite, a local-memory cache, tasks run in-process — as its people do:
 every API endpoint the schema lists (lists, then one of each detail), every portal page reachable by following
 links from the portal's home, then every form found on those pages posted as it stands, left blank and filled
-with nonsense. Writes one JSON object — the requests made, and every answer that was a server error or an API
-answer that was not JSON — to the file named by its argument.
+with nonsense, and every POST and PATCH of the API sent nonsense bodies. Writes one JSON object — the requests
+made, and every answer that was a server error or an API answer that was not JSON — to the file named by its
+argument.
 
 Run by tests/test_demo_configuration.py in a process of its own (the suite itself runs on PostgreSQL and Redis):
     DATABASE_URL=sqlite:///<file> python tests/demo_crawl.py <result.json>
@@ -51,9 +52,14 @@ def main() -> int:
             continue
         client = Client(raise_request_exception=False)
         client.force_login(users[username])
-        for path in _api_paths(client):
+        reads, writes = _api_paths(client)
+        for path in reads:
             visited.append(path)
             _count(answers, "GET", _check(client, path, username, failures))
+        for method, path, first in writes:
+            for body in _nonsense_bodies(first):
+                visited.append(f"{method.upper()} {path} {json.dumps(body)[:60]}")
+                _count(answers, method.upper(), _check(client, path, username, failures, data=body, method=method))
         seen_shapes: set[str] = set()
         forms: dict[str, tuple[str, str, dict[str, str], set[str]]] = {}
         queue = ["/"]
@@ -84,14 +90,16 @@ def main() -> int:
     return 0
 
 
-def _api_paths(client: Any) -> list[str]:
+def _api_paths(client: Any) -> tuple[list[str], list[tuple[str, str, dict[str, Any]]]]:
     """Every GET path of the API schema: lists as they are and filtered by each query parameter that names a field
-    of their first row (with that row's value), details with an id from their list."""
+    of their first row (with that row's value), details with an id from their list. And every POST and PATCH, with
+    the first row of its collection (when there is one) as the shape of the nonsense to send."""
     from urllib.parse import urlencode
 
     schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
     paths = [p for p, ops in schema["paths"].items() if "get" in ops and p.startswith("/api/v1/")]
     found = []
+    writes: list[tuple[str, str, dict[str, Any]]] = []
     firsts: dict[str, Any] = {}
     for path in sorted(paths, key=lambda p: p.count("{")):
         if "{" not in path:
@@ -116,7 +124,32 @@ def _api_paths(client: Any) -> list[str]:
         value = first.get(name, first.get("id") if name in ("id", "pk") else first.get("slug"))
         if value is not None:
             found.append(re.sub(r"\{\w+\}", str(value), path))
-    return found
+    for path, operations in schema["paths"].items():
+        if not path.startswith("/api/v1/") or path.count("{") > 1:
+            continue
+        collection = path.split("{")[0].rstrip("/")
+        first = firsts.get(collection, {})
+        if "{" in path:
+            name = re.search(r"\{(\w+)\}", path).group(1)  # type: ignore[union-attr]
+            value = first.get(name, first.get("id") if name in ("id", "pk") else first.get("slug"))
+            if value is None:
+                continue
+            path = re.sub(r"\{\w+\}", str(value), path)
+        for method in ("post", "patch"):
+            if method in operations:
+                writes.append((method, path, first))
+    return found, writes
+
+
+def _nonsense_bodies(shape: dict[str, Any]) -> list[Any]:
+    """Bodies no endpoint should accept, and none may answer with a server error: not an object, empty, and the
+    first row of the collection with every value replaced by each kind of nonsense."""
+    bodies: list[Any] = [[], "x", {}]
+    for filling in _NONSENSE[1:]:
+        bodies.append({k: filling for k in shape if k != "id"})
+    bodies.append({k: -1 for k in shape if k != "id"})
+    bodies.append({k: [] for k in shape if k != "id"})
+    return bodies
 
 
 def _count(answers: dict[str, int], method: str, response: Any) -> Any:
@@ -177,7 +210,9 @@ def _check(
     client: Any, path: str, username: str, failures: list[dict[str, Any]], data: Any = None, method: str = "get"
 ) -> Any:
     try:
-        if method == "post":
+        if method in ("post", "patch") and path.startswith("/api/"):
+            response = client.generic(method.upper(), path, json.dumps(data), content_type="application/json")
+        elif method == "post":
             response = client.post(path, data)
         elif data is not None:
             response = client.get(path, data)
@@ -189,7 +224,7 @@ def _check(
     kind = response.get("Content-Type", "")
     if response.status_code >= 500:
         failures.append({"who": username, "path": path, "status": response.status_code, "posted": data})
-    elif path.startswith("/api/") and response.status_code != 200 and "json" not in kind:
+    elif path.startswith("/api/") and response.status_code not in (200, 204) and "json" not in kind:
         failures.append({"who": username, "path": path, "status": response.status_code, "type": kind})
     return response
 

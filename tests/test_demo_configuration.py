@@ -1,6 +1,7 @@
 """A short demo history, seeded and crawled as its people use it (tests/demo_crawl.py): every API endpoint, filtered
-by its own fields, every portal page reachable from the home page, and every form on those pages sent as it stands,
-blank and filled with nonsense; none may answer with a server error or, on /api/, with anything but JSON.
+by its own fields, every portal page reachable from the home page, every form on those pages sent as it stands,
+blank and filled with nonsense, and every API POST and PATCH sent nonsense bodies; none may answer with a server
+error or, on /api/, with anything but JSON.
 
 Twice: in `make demo`'s embedded configuration (SQLite, a local-memory cache, tasks in-process), which the rest of
 the suite never runs, and on the real stack (PostgreSQL, which enforces what SQLite lets through, and Redis), in a
@@ -55,6 +56,7 @@ def test_the_demo_answers_every_page_endpoint_and_form(stack: str, tmp_path: Pat
     answers = result["answers"]
     assert answers.get("POST 302", 0) > 100  # forms that did what they are for
     assert answers.get("POST 200", 0) > 100  # forms shown again with their errors
+    assert answers.get("POST 400", 0) > 100 and answers.get("PATCH 400", 0) > 10  # API bodies refused as §11 says
     assert result["failures"] == []
 
 
