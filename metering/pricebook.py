@@ -135,6 +135,11 @@ class PriceBook:
             self._preferred = (providers, tuple(p.lower() for p in providers))
         return self._current().ranked(model, provider or None, self._preferred[1])
 
+    def candidate_ids(self, model: str) -> list[int]:
+        """The ids of the rows that can price `model` at some time: its own name or an exact alias (any case), or
+        failing those a matching glob alias."""
+        return [row.id for row in self._current().candidates(model)]
+
     def lookup(self, *, model: str, at: dt.datetime, provider: str | None = None) -> PriceRow | None:
         for row in self._ranked(model, provider):
             if row.is_effective(at):

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, Max, Min, Q, QuerySet, Sum
+from django.db.models import Count, Max, Min, QuerySet, Sum
 
 from metering.models import EndUserRollup, UsageEvent, UsageRollup
 from tenants.models import ApiKey, Project, Tenant
@@ -200,20 +200,9 @@ def project_names(tenant: Tenant) -> dict[str, str]:
 
 
 def prices_for_model(prices: QuerySet[Any], model: str) -> QuerySet[Any]:
-    """The price-book rows that can price `model`, as rating finds them (metering.pricebook): the model's own
-    name or an exact alias, case-insensitively; failing those, the rows with a glob alias that matches it.
-    Aliases are compared here rather than in SQL, so that every database answers the same."""
-    import fnmatch
+    """The price-book rows that can price `model`, found as rating finds them (metering.pricebook): the model's own
+    name or an exact alias, case-insensitively; failing those, the rows with a glob alias that matches it. The same
+    on every database (aliases are matched by the price book, not in SQL)."""
+    from metering.pricebook import price_book
 
-    from metering.models import ModelPrice
-
-    name = model.lower()
-    exact_alias, glob_alias = [], []
-    for pk, aliases in ModelPrice.objects.exclude(aliases=[]).values_list("pk", "aliases"):
-        names = [str(alias).lower() for alias in aliases or []]
-        if name in names:
-            exact_alias.append(pk)
-        elif any(any(ch in alias for ch in "*?[") and fnmatch.fnmatchcase(name, alias) for alias in names):
-            glob_alias.append(pk)
-    exact = prices.filter(Q(model__iexact=model) | Q(pk__in=exact_alias))
-    return exact if exact.exists() else prices.filter(pk__in=glob_alias)
+    return prices.filter(pk__in=price_book.candidate_ids(model))
