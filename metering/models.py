@@ -115,7 +115,10 @@ class EventKey(models.Model):
     """Permanent idempotency of (tenant, event_id), kept outside the partitioned events table so that the
     rule holds across months. content_hash decides duplicate vs conflict."""
 
-    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    # No index of its own: the unique (tenant, event_id) index serves every look-up by tenant.
+    tenant = models.ForeignKey(
+        "tenants.Tenant", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+", db_index=False
+    )
     event_id = models.CharField(max_length=128)
     occurred_at = models.DateTimeField()
     content_hash = models.CharField(max_length=64)
@@ -214,6 +217,10 @@ class RollupDelta(RollupBase):
     wait on the same rollup row — and `rollups_flush` folds the queue into the rollups in one statement,
     under one lock: before every usage read, and every second from beat."""
 
+    # The queue is only ever taken whole (rollups_flush): no index beyond the key, whose upkeep every event pays.
+    tenant = models.ForeignKey(
+        "tenants.Tenant", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+", db_index=False
+    )
     # usage (a usage-rollup bucket: grain, bucket, day), end_user (day, end_user), or event: one event's
     # addition to all three of its buckets in one row (bucket = its UTC hour, hour_day = that hour's local date,
     # day_bucket = the start of its local day, day = that date) — the single-event path writes one row, not three.

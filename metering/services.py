@@ -10,10 +10,10 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.utils import timezone
 
-from core.pg import prepared_available, prepared_rows
+from core.pg import prepared_connection, prepared_rows
 from metering.events import CanonicalEvent, EventInvalid, event_parse
 from metering.models import ROLLUP_SUMS
 from metering.rating import RateCardResolver, event_cost, held_rate_cards
@@ -230,9 +230,25 @@ def _rate(row_parts: tuple[Tenant, Project, int | None], event: CanonicalEvent, 
     )
 
 
+@dataclass
+class IngestPlan:
+    """A request's events validated, resolved and rated, not yet stored: `result` holds the rejections and the
+    duplicates within the request, `rows` the events to store."""
+
+    result: IngestResult
+    rows: list[_Row]
+    now: dt.datetime
+
+
 def events_ingest(*, scope: IngestScope, raw_events: list[Any], now: dt.datetime | None = None) -> IngestResult:
     """Validate, rate and store a batch. Valid events are stored even when neighbours are rejected;
     (tenant, event_id) is stored once, forever; rollups change in the same transaction."""
+    return events_store(events_plan(scope=scope, raw_events=raw_events, now=now))
+
+
+def events_plan(*, scope: IngestScope, raw_events: list[Any], now: dt.datetime | None = None) -> IngestPlan:
+    """The first half of `events_ingest`, which writes nothing: each event validated, resolved to its tenant,
+    project and key, rated; repeats of an event_id within the request decided."""
     now = now or timezone.now()
     result = IngestResult()
     resolver = _Resolver(scope)
@@ -265,9 +281,14 @@ def events_ingest(*, scope: IngestScope, raw_events: list[Any], now: dt.datetime
         else:
             result.conflicts += 1
             result.outcomes[index] = "conflict"
-    if pending:
-        _store(list(pending.values()), now=now, result=result)
-    return result
+    return IngestPlan(result, list(pending.values()), now)
+
+
+def events_store(plan: IngestPlan) -> IngestResult:
+    """The second half of `events_ingest`: the planned events stored (each once), their outcomes counted."""
+    if plan.rows:
+        _store(plan.rows, now=plan.now, result=plan.result)
+    return plan.result
 
 
 # --- storage --------------------------------------------------------------------------------------
@@ -286,8 +307,10 @@ def _chunks(items: list, size: int) -> list[list]:
 
 def _store(rows: list[_Row], *, now: dt.datetime, result: IngestResult) -> None:
     # One order for every writer: concurrent batches never wait on each other in a cycle.
-    rows.sort(key=lambda r: r.key)
-    if connection.vendor == "postgresql":
+    if len(rows) > 1:
+        rows.sort(key=lambda r: r.key)
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.vendor == "postgresql":
         # New events, their keys and their rollup deltas in one statement, atomic by itself; then, in a
         # transaction of their own, the ids already stored (duplicates, conflicts, corrections of estimates).
         inserted = _pg_insert_new(rows, now)
@@ -295,7 +318,7 @@ def _store(rows: list[_Row], *, now: dt.datetime, result: IngestResult) -> None:
         for row in new:
             row.outcome = "accepted"
         if new:
-            _budgets_after_commit(_counted_facts(new), [])
+            _budgets_after_commit(_counted_facts(new), [], db)
         existing = [row for row in rows if row.key not in inserted]
         if existing:
             _store_existing(existing, now, inserted=[])
@@ -538,12 +561,12 @@ def _pg_insert_new(rows: list[_Row], received_at: dt.datetime) -> set[tuple[int,
     Larger batches are copied into a staging table first."""
     import psycopg
 
-    if len(rows) <= JSON_BATCH and prepared_available():
+    if len(rows) <= JSON_BATCH and (db := prepared_connection()) is not None:
         if len(rows) == 1:
-            found = prepared_rows("meterline_ingest_one", _PG_INSERT_ONE, _text_values(rows[0], received_at))
+            found = prepared_rows("meterline_ingest_one", _PG_INSERT_ONE, _text_values(rows[0], received_at), db)
         else:
             body = _json_text([_json_row(row, received_at.isoformat()) for row in rows])
-            found = prepared_rows("meterline_ingest_json", _PG_INSERT_JSON_LIBPQ, [body])
+            found = prepared_rows("meterline_ingest_json", _PG_INSERT_JSON_LIBPQ, [body], db)
         return {(int(tenant_id), event_id.decode()) for tenant_id, event_id in found}  # type: ignore[union-attr, arg-type]
     if len(rows) <= JSON_BATCH:
         body = _json_text([_json_row(row, received_at.isoformat()) for row in rows])
@@ -566,18 +589,19 @@ def _pg_insert_new(rows: list[_Row], received_at: dt.datetime) -> set[tuple[int,
 
 
 def _text_values(row: _Row, received_at: dt.datetime) -> list[str | None]:
-    """The _INPUT_COLUMNS values of a row as PostgreSQL reads them in text."""
-    return [_pg_text(value) for value in (*_event_values(row, received_at), row.event.content_hash)]
-
-
-def _pg_text(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    if value is True or value is False:
-        return "t" if value else "f"
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    return str(value)  # whole numbers and Decimal costs
+    """The _INPUT_COLUMNS values of a row as PostgreSQL reads them in text: strings and None as they are,
+    booleans t/f, datetimes in ISO 8601, whole numbers and Decimal costs by str (in one expression: the single-event
+    path runs it for every column of every event)."""
+    return [
+        value
+        if value is None or (kind := type(value)) is str
+        else ("t" if value else "f")
+        if kind is bool
+        else value.isoformat()
+        if kind is dt.datetime
+        else str(value)
+        for value in (*_event_values(row, received_at), row.event.content_hash)
+    ]
 
 
 def _pg_input_rows(rows: list[_Row], received_at: dt.datetime) -> list[tuple]:
@@ -741,11 +765,15 @@ def _sums(
     ]
 
 
-def _budgets_after_commit(added: list[dict[str, Any]], removed: list[dict[str, Any]]) -> None:
-    """Budget counters follow the stored events once they are committed (before the response is sent)."""
+def _budgets_after_commit(added: list[dict[str, Any]], removed: list[dict[str, Any]], db: Any = None) -> None:
+    """Budget counters follow the stored events once they are committed (before the response is sent): at once
+    when they already are (`db`, the connection, in autocommit)."""
     from billing.budgets import counters_apply
 
-    transaction.on_commit(lambda: counters_apply(added, removed))
+    if db is not None and not db.in_atomic_block:
+        counters_apply(added, removed)
+    else:
+        transaction.on_commit(lambda: counters_apply(added, removed))
 
 
 def _counted_facts(rows: list[_Row]) -> list[dict[str, Any]]:

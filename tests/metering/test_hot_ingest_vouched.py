@@ -38,6 +38,21 @@ def test_an_event_refused_by_the_rate_limit_is_not_stored(world, prices) -> None
     assert sorted(UsageEvent.objects.values_list("event_id", flat=True)) == ["one", "two"]
 
 
+@override_settings(METERLINE_RATE_LIMITS={"user": 1, "project_key": 1, "gateway": 1, "anonymous": 1})
+def test_the_rate_limit_answers_before_the_body_is_judged(world, prices) -> None:  # type: ignore[no-untyped-def]
+    """The events are worked out while Redis answers; what that work found wrong is answered only once the rate
+    limit allows the request."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {world.alpha_key_secret}")
+    invalid = {"event_id": "bad", "model": "gpt-4o", "usage": {"input_tokens": -1}}
+    first = client.post("/api/v1/events", invalid, format="json")
+    assert first.status_code == 400 and set(first.json()["error"]["fields"]) == {"timestamp", "usage.input_tokens"}
+    for body in (invalid, {"events": "not a list"}, {"events": [invalid]}):
+        refused = client.post("/api/v1/events", body, format="json")
+        assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limited"
+    assert not UsageEvent.objects.exists()
+
+
 def test_a_change_another_process_announced_decides_the_event(world, prices, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """The process still holds the contract terms of the previous event and read the generation a moment ago; the
     request's round trip shows the new generation, and the event is rated with the new terms."""

@@ -123,6 +123,22 @@ def test_events_land_in_their_months_partition(world, prices) -> None:
     assert partition == f"metering_usageevent_{timezone.now():%Y%m}"
 
 
+def test_the_tables_every_event_writes_keep_only_the_indexes_reads_need(db) -> None:
+    """Every index is upkeep on every stored event: the ids (looked up by tenant and event_id) and the rollup
+    queue (taken whole) carry their keys and nothing else."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT tablename, indexdef FROM pg_indexes "
+            "WHERE tablename IN ('metering_eventkey', 'metering_rollupdelta')"
+        )
+        found = {(table, definition.split(" USING ")[1]) for table, definition in cursor.fetchall()}
+    assert found == {
+        ("metering_eventkey", "btree (id)"),
+        ("metering_eventkey", "btree (tenant_id, event_id)"),
+        ("metering_rollupdelta", "btree (id)"),
+    }
+
+
 def test_a_large_batch_corrects_estimates_and_keeps_rollups_exact(world, prices) -> None:
     from metering.verification import rollups_verify
 
