@@ -125,6 +125,7 @@ def bench_world() -> dict[str, str]:
                 rerate=False,
                 prices={"input": D(p_in), "output": D(p_out)},
             )
+    bench_budgets(tenant)
     ApiKey.objects.filter(project=project).delete()
     _key, secret = services.api_key_create(actor=None, project=project, name="bench")
     from django.contrib.auth import get_user_model
@@ -135,6 +136,40 @@ def bench_world() -> dict[str, str]:
         user = get_user_model().objects.get(username="bench-owner")
     _token, user_token = services.personal_token_create(user=user)
     return {"key": secret, "user_token": user_token, "tenant_id": str(tenant.pk), "project_id": str(project.pk)}
+
+
+def bench_budgets(tenant: Any) -> None:
+    """The bench tenant's three budgets (tenant per month, project tokens per day, an environment per week): every
+    benchmark runs with them, as a customer's traffic would — an event moves their counters, a quota check reads
+    them."""
+    from billing.budgets import budget_create
+    from billing.models import Budget
+
+    if not Budget.objects.filter(tenant=tenant).exists():
+        budget_create(
+            actor=None, tenant=tenant, name="Bench monthly", scope="tenant", period="month", limit_amount=Decimal(10**9)
+        )
+        budget_create(
+            actor=None,
+            tenant=tenant,
+            name="Load project daily tokens",
+            scope="project",
+            scope_value="load",
+            period="day",
+            limit_tokens=10**12,
+            action_at_limit="block",
+        )
+        budget_create(
+            actor=None,
+            tenant=tenant,
+            name="Production",
+            scope="environment",
+            scope_value="production",
+            period="week",
+            limit_amount=Decimal(10**9),
+            action_at_limit="downgrade",
+            downgrade_map={"gpt-4o": "gpt-4o-mini"},
+        )
 
 
 class Server:
@@ -510,36 +545,6 @@ def bench_quota_check(world: dict[str, str]) -> None:
     inside Django (in-process, through the whole handler), and redis-benchmark's GET rate as the store's limit."""
     from django.test import Client
 
-    from billing.budgets import budget_create
-    from billing.models import Budget
-    from tenants.models import Tenant
-
-    tenant = Tenant.objects.get(slug="bench")
-    if not Budget.objects.filter(tenant=tenant).exists():
-        budget_create(
-            actor=None, tenant=tenant, name="Bench monthly", scope="tenant", period="month", limit_amount=Decimal(10**9)
-        )
-        budget_create(
-            actor=None,
-            tenant=tenant,
-            name="Load project daily tokens",
-            scope="project",
-            scope_value="load",
-            period="day",
-            limit_tokens=10**12,
-            action_at_limit="block",
-        )
-        budget_create(
-            actor=None,
-            tenant=tenant,
-            name="Production",
-            scope="environment",
-            scope_value="production",
-            period="week",
-            limit_amount=Decimal(10**9),
-            action_at_limit="downgrade",
-            downgrade_map={"gpt-4o": "gpt-4o-mini"},
-        )
     found = wrk_alternating(
         {
             "bare": ("/api/bench/bare", [world["key"], "/api/bench/bare"]),
