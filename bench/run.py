@@ -4,8 +4,9 @@ the same run, printed as one table.
 Runs against a separate database (`<DATABASE_URL name>_bench`) and a gunicorn server started here with
 the production-shaped settings (DEBUG off, 4 sync workers on 127.0.0.1). Load comes from wrk (Debian's
 `wrk`) and from Python threads for batch bodies. An endpoint and its bare-view baseline are measured in turns
-(three rounds each, after a short warm-up of each), so that a busier spell of the shared host weighs on both; batch
-ingest and its raw PostgreSQL rate alternate the same way, with the rollup flusher running as beat runs it.
+(three rounds each, six for single events, after a short warm-up of each), so that a busier spell of the shared
+host weighs on both; batch ingest and its raw PostgreSQL rate alternate the same way, with the rollup flusher running
+as beat runs it.
 The baseline is a bare JSON view through the whole middleware stack; the hot endpoints (quota check, ingest)
 answer bearer requests on a short route right after the security middleware (core.middleware.HotPathMiddleware),
 so the bare view served on that same route is measured too and printed as a reference beside them.
