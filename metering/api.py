@@ -27,7 +27,7 @@ from core.api import ApiError, Conflict, error_body
 from core.deferred import defer_until_response
 from core.hotcache import GENERATION_KEY, generation_seen, hot_clear
 from core.parsers import LimitedJSONParser
-from core.redis import redis_send, warn_unavailable
+from core.redis import redis_run, warn_unavailable
 from core.throttling import RateWindow
 from metering.events import MAX_BATCH
 from metering.models import Anomaly, ModelPrice
@@ -43,7 +43,7 @@ from metering.serializers import (
     UsageEventSerializer,
     UsageResponseSerializer,
 )
-from metering.services import IngestPlan, IngestScope, events_ingest, events_plan, events_store
+from metering.services import IngestScope, events_ingest
 from tenants.authentication import bearer_lookup, bearer_parse, bearer_verify, principal_identity
 from tenants.credential_cache import credential_peek
 from tenants.models import ApiKey, GatewayToken
@@ -103,11 +103,10 @@ def batch_of(data: Any) -> tuple[list[Any], bool]:
     raise ApiError(400, "invalid", 'Send one event object or {"events": [...]}.')
 
 
-def ingest_outcome(scope: IngestScope, data: Any, plan: IngestPlan | None = None) -> tuple[int, dict[str, Any]]:
-    """(status, body) of an ingest request (SPEC §5.1); `plan`: the request's events as `ingest_plan` worked them
-    out (only the storing is left)."""
+def ingest_outcome(scope: IngestScope, data: Any) -> tuple[int, dict[str, Any]]:
+    """(status, body) of an ingest request (SPEC §5.1)."""
     events, is_batch = batch_of(data)
-    result = events_store(plan if plan is not None else events_plan(scope=scope, raw_events=events))
+    result = events_ingest(scope=scope, raw_events=events)
     if is_batch:
         return 200, result.as_dict()
     outcome = result.outcomes.get(0, "rejected")
@@ -125,15 +124,7 @@ def ingest_outcome(scope: IngestScope, data: Any, plan: IngestPlan | None = None
     }
 
 
-def ingest_plan(scope: IngestScope, data: Any) -> IngestPlan:
-    """The events of a request validated, resolved and rated, nothing written yet."""
-    events, _is_batch = batch_of(data)
-    return events_plan(scope=scope, raw_events=events)
-
-
-def lean_json_endpoint(
-    request: HttpRequest, handle: Any, prefetch: Any = None, prepare: Any = None
-) -> HttpResponse | None:
+def lean_json_endpoint(request: HttpRequest, handle: Any, prefetch: Any = None) -> HttpResponse | None:
     """A hot path for bearer credentials without DRF's request/response machinery: authentication from the
     credentials this process holds, the per-credential rate limit, JSON parsing, then
     `handle(user, credential, data, planned) -> (status, body)`; errors in the §11 shape. Returns None to let the
@@ -141,10 +132,7 @@ def lean_json_endpoint(
 
     One Redis round trip carries the rate-limit count, the hot-path generation (which vouches for the held
     credential and budget index, core.hotcache) and the commands of `prefetch(user, credential, data)`, a plan
-    with `.commands` or None; `planned` is then (plan, its replies), or None when they must be read again.
-    Or, instead of a prefetch, `prepare(user, credential, data)`: work that needs no reply (validating, rating),
-    done while Redis answers; `planned` is then (its result, []) when the replies vouch for what it used and
-    allow the request, else None (the handler works it out again, and answers its errors)."""
+    with `.commands` or None; `planned` is then (plan, its replies), or None when they must be read again."""
     try:
         parsed = bearer_parse(request.META.get("HTTP_AUTHORIZATION", ""))
         if parsed is None:
@@ -166,10 +154,7 @@ def lean_json_endpoint(
     plan = prefetch(user, credential, data) if prefetch is not None and refused is None else None
     commands = [*window.commands, ("GET", GENERATION_KEY), *(plan.commands if plan is not None else [])]
     try:
-        sent = redis_send(commands)
-        if prepare is not None and refused is None:
-            plan = _prepared(prepare, user, credential, data)
-        replies: list[Any] | None = sent.get()
+        replies: list[Any] | None = redis_run(commands)
     except Exception:  # noqa: BLE001  (Redis down: answer from the database, without rate limits)
         warn_unavailable(logger, "Redis unavailable on the %s hot path; answering without it", request.path)
         hot_clear()
@@ -204,15 +189,6 @@ def lean_json_endpoint(
         }.get(type(exc), "permission_denied")
         return JsonResponse(error_body(code, str(exc.detail)), status=exc.status_code)
     return _json_response(body, status_code)
-
-
-def _prepared(prepare: Any, user: Any, credential: Any, data: Any) -> Any:
-    """What `prepare` works out, or None when it fails: the handler then works it out again once the rate limit
-    and the credential are decided, and answers the error in its place."""
-    try:
-        return prepare(user, credential, data)
-    except Exception:  # noqa: BLE001  (answered by the handler, after the checks that come first)
-        return None
 
 
 _ENCODER = DjangoJSONEncoder()
@@ -253,11 +229,7 @@ def _json_body(request: HttpRequest) -> tuple[Any, JsonResponse | None]:
 def events_hot(request: HttpRequest) -> HttpResponse | None:
     """`POST /api/v1/events` with a bearer credential, on the short route (settings.METERLINE_HOT_PATHS)."""
     return lean_json_endpoint(
-        request,
-        lambda user, credential, data, planned: ingest_outcome(
-            _scope_for(user, credential), data, planned[0] if planned is not None else None
-        ),
-        prepare=lambda user, credential, data: ingest_plan(_scope_for(user, credential), data),
+        request, lambda user, credential, data, planned: ingest_outcome(_scope_for(user, credential), data)
     )
 
 

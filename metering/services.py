@@ -767,10 +767,10 @@ def _sums(
 
 def _budgets_after_commit(added: list[dict[str, Any]], removed: list[dict[str, Any]], db: Any = None) -> None:
     """Budget counters follow the stored events once they are committed (before the response is sent): at once
-    when they already are (`db`, the connection, in autocommit)."""
+    when they already are (`db`, the connection, in autocommit outside any atomic block), as `on_commit` would."""
     from billing.budgets import counters_apply
 
-    if db is not None and not db.in_atomic_block:
+    if db is not None and not db.in_atomic_block and db.get_autocommit():
         counters_apply(added, removed)
     else:
         transaction.on_commit(lambda: counters_apply(added, removed))

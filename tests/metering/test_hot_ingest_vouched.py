@@ -40,8 +40,8 @@ def test_an_event_refused_by_the_rate_limit_is_not_stored(world, prices) -> None
 
 @override_settings(METERLINE_RATE_LIMITS={"user": 1, "project_key": 1, "gateway": 1, "anonymous": 1})
 def test_the_rate_limit_answers_before_the_body_is_judged(world, prices) -> None:  # type: ignore[no-untyped-def]
-    """The events are worked out while Redis answers; what that work found wrong is answered only once the rate
-    limit allows the request."""
+    """A refused request is refused whatever its body holds: what is wrong with the events is answered only once
+    the rate limit allows the request."""
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {world.alpha_key_secret}")
     invalid = {"event_id": "bad", "model": "gpt-4o", "usage": {"input_tokens": -1}}
