@@ -19,6 +19,12 @@ api_v1: list[URLPattern | URLResolver] = [
     path("", include("invoices.api_urls")),
 ]
 
+# Errors raised before any view (a refused Host header, say): §11 JSON under /api/, HTML pages elsewhere.
+handler400 = "core.error_views.bad_request"
+handler403 = "core.error_views.permission_denied"
+handler404 = "core.error_views.page_not_found"
+handler500 = "core.error_views.server_error"
+
 urlpatterns = [
     path("api/v1/", include((api_v1, "api"), namespace="api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

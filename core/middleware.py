@@ -5,6 +5,7 @@ import uuid
 from collections.abc import Callable
 
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.utils.module_loading import import_string
 
@@ -28,6 +29,9 @@ class RequestIdMiddleware:
             request_id_var.reset(token)
         response["X-Request-Id"] = request_id
         return response
+
+
+HOST_REFUSED = "The Host header does not name a host this server answers for."
 
 
 def is_api_path(path: str) -> bool:
@@ -113,6 +117,10 @@ class HotPathMiddleware:
         handler = self.handlers.get(request.path_info)
         if handler is None or request.method != "POST":
             return self.get_response(request)
+        try:
+            request.get_host()  # the Host header checked as the common middleware checks it on the whole stack
+        except DisallowedHost:
+            return error_response(400, "bad_request", HOST_REFUSED)
         try:
             response = handler(request)
         except Exception:  # noqa: BLE001  (every API error is JSON)

@@ -99,6 +99,26 @@ def test_portal_pages_keep_html_errors(world) -> None:
     assert not response["Content-Type"].startswith("application/json")
 
 
+@pytest.mark.parametrize("host", [";S", "evil.example.com", "a b"])
+def test_a_refused_host_header_is_a_json_400_under_api_and_a_page_elsewhere(world, prices, host: str) -> None:  # noqa: F811
+    """The common middleware refuses the Host header before any view runs: the answer is still §11 JSON."""
+    client = world.client("alpha_owner")
+    for url in (f"/api/v1/departments/{world.alpha_department.pk}", "/api/v1/no-such-thing", "/api/schema/"):
+        error = _assert_error(client.get(url, HTTP_HOST=host), 400, "bad_request")
+        assert "Host header" in error["message"]
+    # the gateways' short route too, where nothing is stored: the same event is new when sent as it should be
+    from tests.metering.test_ingest import event
+
+    gateway = world.key_client(world.alpha_key_secret)
+    for url, body in (("/api/v1/events", event("host-refused")), ("/api/v1/quota/check", {"model": "gpt-4o"})):
+        error = _assert_error(gateway.post(url, body, format="json", HTTP_HOST=host), 400, "bad_request")
+        assert "Host header" in error["message"]
+    assert gateway.post("/api/v1/events", event("host-refused"), format="json").status_code == 201
+    response = world.portal("alpha_owner").get("/", HTTP_HOST=host)
+    assert response.status_code == 400
+    assert response["Content-Type"].startswith("text/html")
+
+
 @pytest.mark.parametrize(
     ("body", "says"),
     [
