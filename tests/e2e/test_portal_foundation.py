@@ -1,6 +1,7 @@
 """Browser journey: log in, create an API key, see its secret once, reload — gone; switch to 简体中文."""
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.e2e.conftest import ARTIFACTS
 
@@ -31,8 +32,7 @@ def test_an_admin_creates_a_key_sees_the_secret_once_and_switches_to_chinese(wor
     assert secret.rsplit("_", 1)[0] in page.content()  # the prefix stays visible
 
     page.click("button[lang=zh-hans]")
-    page.wait_for_load_state()
-    assert page.locator("html").get_attribute("lang") == "zh-hans"
+    expect(page.locator("html")).to_have_attribute("lang", "zh-hans")
     nav = page.locator("nav.mainnav").inner_text()
     assert "项目与密钥" in nav and "成员" in nav
     assert page.locator("text=API 密钥").count() >= 1
