@@ -16,6 +16,19 @@ from tenants.roles import ACCOUNT_MANAGERS, FINANCE, PLATFORM_ADMINS
 from tests.factories import MembershipFactory, ProjectFactory, TenantFactory, UserFactory, api_key_for
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests that run for minutes go first, each followed by a short one: a parallel worker is handed its
+    next two tests at a time (pytest-xdist's `load` scheduling, one test per hand-out after the first), so that
+    every worker starts on a long test and takes the next one when it is done, and the short tests fill in
+    around them — the workers finish together."""
+    long = [item for item in items if item.get_closest_marker("long") is not None]
+    short = [item for item in items if item.get_closest_marker("long") is None]
+    ordered: list[pytest.Item] = []
+    for index, item in enumerate(long):
+        ordered += [item, *short[index : index + 1]]
+    items[:] = ordered + short[len(long) :]
+
+
 @pytest.fixture(autouse=True)
 def _clean_cache() -> None:
     """Rate-limit and login counters live in Redis: each test starts from zero, and so do the records the hot

@@ -21,6 +21,7 @@ import redis as redis_lib
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("stack", ["embedded", "real"])
 def test_the_demo_answers_every_page_endpoint_and_form(stack: str, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")}

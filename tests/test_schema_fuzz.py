@@ -45,6 +45,7 @@ def auth_headers(world) -> dict[str, dict[str, str]]:  # type: ignore[no-untyped
     }
 
 
+@pytest.mark.long
 @pytest.mark.django_db
 @schema.parametrize()
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))

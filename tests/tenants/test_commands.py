@@ -59,6 +59,7 @@ def test_create_api_key_for_an_unknown_project_fails() -> None:
         call_command("create_api_key", "--tenant", "acme", "--project", "nope", "--name", "gw")
 
 
+@pytest.mark.long
 def test_seed_demo_loads_tenants_people_and_keys_and_can_run_twice() -> None:
     call_command("seed_demo", stdout=StringIO())
     call_command("seed_demo", stdout=StringIO())
