@@ -204,11 +204,33 @@ def _tokens(fact: dict[str, Any]) -> int:
     return int(fact["input_tokens"] + fact["cached_input_tokens"] + fact["cache_write_tokens"] + fact["output_tokens"])
 
 
-def counters_apply(added: list[dict[str, Any]], removed: list[dict[str, Any]]) -> None:
-    """Add stored events to (and take removed estimates off) every matching budget's counter for the event's
-    period, in one Redis round trip; then fire the thresholds crossed (in a hot ingest request, once its response
-    is sent: core.deferred). Runs after the ingest commit. If Redis is down the events are stored anyway and the
-    counters are rebuilt from rollups when it is back."""
+@dataclass
+class CounterPlan:
+    """The increments a set of events makes to budget counters: one (cost in COST_UNIT, tokens) cell per (budget,
+    period start), the counters' keys, and the tenants' budget indexes they were worked out from."""
+
+    items: list[tuple[tuple[int, dt.date], list[int]]]
+    keys: dict[tuple[int, dt.date], str]
+    by_tenant: dict[int, TenantBudgets]
+
+    @property
+    def commands(self) -> list[tuple[Any, ...]]:
+        commands: list[tuple[Any, ...]] = []
+        for period, (cost_units, tokens) in self.items:
+            key = self.keys[period]
+            commands += [("HINCRBY", key, "cost", cost_units), ("HINCRBY", key, "tokens", tokens)]
+        return commands
+
+    @property
+    def periods(self) -> list[tuple[int, dt.date]]:
+        return [period for period, _sums in self.items]
+
+
+def counters_plan(
+    added: list[dict[str, Any]], removed: list[dict[str, Any]], *, peek: bool = False
+) -> CounterPlan | None:
+    """What `added` (and taking `removed` off) does to every matching budget's counter for each event's period;
+    None when no budget counts them. `peek`: the budget indexes as held (tenant_budgets)."""
     increments: dict[tuple[int, dt.date], list[int]] = defaultdict(lambda: [0, 0])
     by_tenant: dict[int, TenantBudgets] = {}
     # Events that budgets cannot tell apart (same key, project, environment, end user and local day) are summed
@@ -218,7 +240,7 @@ def counters_apply(added: list[dict[str, Any]], removed: list[dict[str, Any]]) -
         for fact in facts:
             tenant_id = fact["tenant_id"]
             if tenant_id not in by_tenant:
-                by_tenant[tenant_id] = tenant_budgets(tenant_id)
+                by_tenant[tenant_id] = tenant_budgets(tenant_id, peek=peek)
             budgets = by_tenant[tenant_id]
             if not budgets.rules:
                 continue
@@ -235,28 +257,60 @@ def counters_apply(added: list[dict[str, Any]], removed: list[dict[str, Any]]) -
             cell[0] += cost_units
             cell[1] += tokens
     if not increments:
+        return None
+    return CounterPlan(list(increments.items()), keys, by_tenant)
+
+
+def counters_apply(added: list[dict[str, Any]], removed: list[dict[str, Any]]) -> None:
+    """Add stored events to (and take removed estimates off) every matching budget's counter for the event's
+    period, in one Redis round trip; then fire the thresholds crossed (in a hot ingest request, once its response
+    is sent: core.deferred). Runs after the ingest commit. If Redis is down the events are stored anyway and the
+    counters are rebuilt from rollups when it is back."""
+    plan = counters_plan(added, removed)
+    if plan is None:
         return
-    items = list(increments.items())
-    commands: list[tuple[Any, ...]] = []
-    for period, (cost_units, tokens) in items:
-        key = keys[period]
-        commands += [("HINCRBY", key, "cost", cost_units), ("HINCRBY", key, "tokens", tokens)]
     try:
-        sent = redis_send(commands)
+        sent = redis_send(plan.commands)
     except Exception:  # noqa: BLE001  (Redis down: events are stored; counters are rebuilt later)
         warn_unavailable(logger, "budget counters not updated (Redis unavailable); they are rebuilt from rollups")
-        counters_mark_stale(list(increments))
+        counters_mark_stale(plan.periods)
         return
     # The replies (and the alerts they call for) are read once the ingest response is sent: Redis answers
     # while the response is written.
-    after_response(lambda: _counters_settle(items, sent, by_tenant))
+    after_response(lambda: _counters_settle(plan, sent))
 
 
-def _counters_settle(
-    items: list[tuple[tuple[int, dt.date], list[int]]], sent: Replies, by_tenant: dict[int, TenantBudgets]
-) -> None:
+def counters_counted_ahead(plan: CounterPlan, replies: list[Any]) -> None:
+    """The event whose increments were sent ahead of its write (in its request's first round trip) is stored:
+    its thresholds are checked once the response is sent, as `counters_apply` does."""
+    after_response(lambda: _counters_settle(plan, Replies(len(replies), replies)))
+
+
+def counters_take_back(plan: CounterPlan, replies: list[Any] | None) -> None:
+    """Increments sent ahead of an event that was then not stored (refused, a duplicate, a correction counted
+    its own way, a failed write) come off again. A counter they may have created is marked stale instead (the
+    next read rebuilds it from the rollups), as is every counter when it is unknown whether they were applied
+    (`replies` None: the round trip failed)."""
+    if replies is None:
+        counters_mark_stale(plan.periods)
+        return
+    commands: list[tuple[Any, ...]] = []
+    for index, (period, (cost_units, tokens)) in enumerate(plan.items):
+        key = plan.keys[period]
+        commands += [("HINCRBY", key, "cost", -cost_units), ("HINCRBY", key, "tokens", -tokens)]
+        if (replies[2 * index], replies[2 * index + 1]) == (cost_units, tokens):
+            commands += [("HSET", key, "stale", 1), ("EXPIRE", key, COUNTER_TTL)]
+    try:
+        redis_run(commands)
+    except Exception:  # noqa: BLE001  (Redis down: the counters are rebuilt from rollups)
+        warn_unavailable(logger, "budget counters not corrected (Redis unavailable); they are rebuilt from rollups")
+        counters_mark_stale(plan.periods)
+
+
+def _counters_settle(plan: CounterPlan, sent: Replies) -> None:
     """Complete the counters these increments created (with their expiry and the usage recorded before them), and
     fire the thresholds the increments crossed."""
+    items, by_tenant = plan.items, plan.by_tenant
     try:
         results = sent.get()
         # An increment that made the counter equal to itself may have created it: an expiry set now (NX: only
@@ -267,11 +321,11 @@ def _counters_settle(
             for index, (_period, (cost_units, tokens)) in enumerate(items)
             if (results[2 * index], results[2 * index + 1]) == (cost_units, tokens)
         ]
-        expired = redis_run([("EXPIRE", counter_key(*items[index][0]), COUNTER_TTL, "NX") for index in maybe_created])
+        expired = redis_run([("EXPIRE", plan.keys[items[index][0]], COUNTER_TTL, "NX") for index in maybe_created])
         created = {index for index, set_now in zip(maybe_created, expired, strict=True) if set_now}
     except Exception:  # noqa: BLE001  (Redis down: events are stored; counters are rebuilt later)
         warn_unavailable(logger, "budget counters not updated (Redis unavailable); they are rebuilt from rollups")
-        counters_mark_stale([period for period, _sums in items])
+        counters_mark_stale(plan.periods)
         return
     budget_index = {budget_id: (b, tenant) for tenant in by_tenant.values() for budget_id, b in tenant.budgets.items()}
     for index, ((budget_id, start), (cost_units, tokens)) in enumerate(items):

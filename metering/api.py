@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -43,7 +44,15 @@ from metering.serializers import (
     UsageEventSerializer,
     UsageResponseSerializer,
 )
-from metering.services import IngestScope, events_ingest
+from metering.services import (
+    IngestPlan,
+    IngestResult,
+    IngestScope,
+    events_counters_ahead,
+    events_ingest,
+    events_plan,
+    events_store,
+)
 from tenants.authentication import bearer_lookup, bearer_parse, bearer_verify, principal_identity
 from tenants.credential_cache import credential_peek
 from tenants.models import ApiKey, GatewayToken
@@ -109,6 +118,11 @@ def ingest_outcome(scope: IngestScope, data: Any) -> tuple[int, dict[str, Any]]:
     result = events_ingest(scope=scope, raw_events=events)
     if is_batch:
         return 200, result.as_dict()
+    return single_outcome(result, events[0])
+
+
+def single_outcome(result: IngestResult, event: Any) -> tuple[int, dict[str, Any]]:
+    """(status, body) of a single-event request, from its ingest result."""
     outcome = result.outcomes.get(0, "rejected")
     if outcome == "rejected":
         return 400, error_body("invalid", "The event was rejected.", result.rejected[0]["errors"])
@@ -119,7 +133,7 @@ def ingest_outcome(scope: IngestScope, data: Any) -> tuple[int, dict[str, Any]]:
             {"event_id": ["Already used."]},
         )
     return (201 if outcome == "accepted" else 200), result.as_dict() | {
-        "event_id": events[0].get("event_id"),
+        "event_id": event.get("event_id"),
         "outcome": outcome,
     }
 
@@ -132,7 +146,9 @@ def lean_json_endpoint(request: HttpRequest, handle: Any, prefetch: Any = None) 
 
     One Redis round trip carries the rate-limit count, the hot-path generation (which vouches for the held
     credential and budget index, core.hotcache) and the commands of `prefetch(user, credential, data)`, a plan
-    with `.commands` or None; `planned` is then (plan, its replies), or None when they must be read again."""
+    with `.commands` or None; `planned` is then (plan, its replies), or None when they must be read again. A plan
+    whose commands change something has `.unused(replies)` (replies None: unknown whether they ran), called when
+    the plan is not handed on — the rate limit refuses, or the generation shows what it was made from stale."""
     try:
         parsed = bearer_parse(request.META.get("HTTP_AUTHORIZATION", ""))
         if parsed is None:
@@ -162,6 +178,7 @@ def lean_json_endpoint(request: HttpRequest, handle: Any, prefetch: Any = None) 
     counted = len(window.commands)
     fresh = replies is not None and generation_seen(replies[counted])
     if not fresh:
+        _plan_unused(plan, replies[counted + 1 :] if replies is not None else None)
         plan = None
         if held is not None:
             try:
@@ -169,6 +186,7 @@ def lean_json_endpoint(request: HttpRequest, handle: Any, prefetch: Any = None) 
             except drf_exceptions.AuthenticationFailed as exc:
                 return _unauthorized(request, exc)
     if replies is not None and not window.allows(replies[:counted]):
+        _plan_unused(plan, replies[counted + 1 :])
         response = JsonResponse(
             error_body("rate_limited", f"Too many requests; retry in {int(window.wait)} s."), status=429
         )
@@ -189,6 +207,11 @@ def lean_json_endpoint(request: HttpRequest, handle: Any, prefetch: Any = None) 
         }.get(type(exc), "permission_denied")
         return JsonResponse(error_body(code, str(exc.detail)), status=exc.status_code)
     return _json_response(body, status_code)
+
+
+def _plan_unused(plan: Any, replies: list[Any] | None) -> None:
+    if plan is not None and plan.commands and hasattr(plan, "unused"):
+        plan.unused(replies)
 
 
 _ENCODER = DjangoJSONEncoder()
@@ -228,9 +251,57 @@ def _json_body(request: HttpRequest) -> tuple[Any, JsonResponse | None]:
 
 def events_hot(request: HttpRequest) -> HttpResponse | None:
     """`POST /api/v1/events` with a bearer credential, on the short route (settings.METERLINE_HOT_PATHS)."""
-    return lean_json_endpoint(
-        request, lambda user, credential, data, planned: ingest_outcome(_scope_for(user, credential), data)
-    )
+    return lean_json_endpoint(request, _events_answer, _events_prefetch)
+
+
+@dataclass
+class _EventPrefetch:
+    """A single event validated, resolved and rated from what this process holds, before the request's Redis
+    round trip, which then also carries the event's budget counter increments (counted ahead of the write)."""
+
+    event: dict[str, Any]
+    plan: IngestPlan
+    counters: Any  # billing.budgets.CounterPlan | None
+
+    @property
+    def commands(self) -> list[tuple[Any, ...]]:
+        return self.counters.commands if self.counters is not None else []
+
+    def unused(self, replies: list[Any] | None) -> None:
+        from billing.budgets import counters_take_back
+
+        counters_take_back(self.counters, replies)
+
+
+def _events_prefetch(user: Any, credential: Any, data: Any) -> _EventPrefetch | None:
+    """A single event's plan, for a project key, which names the event's tenant and project without a look-up:
+    with a gateway or personal token the event's tenant and project are read from the database, which waits until
+    the rate limit allows the request; batches count their budgets after the write, per group of events."""
+    if not isinstance(credential, ApiKey) or not isinstance(data, dict) or "events" in data:
+        return None
+    plan = events_plan(scope=_scope_for(user, credential), raw_events=[data])
+    return _EventPrefetch(data, plan, events_counters_ahead(plan))
+
+
+def _events_answer(user: Any, credential: Any, data: Any, planned: Any) -> tuple[int, dict[str, Any]]:
+    if planned is None:
+        return ingest_outcome(_scope_for(user, credential), data)
+    prefetched, replies = planned
+    counted_ahead = prefetched.counters is not None
+    try:
+        result = events_store(prefetched.plan, counted_ahead=counted_ahead)
+    except BaseException:
+        if counted_ahead:
+            prefetched.unused(replies)
+        raise
+    if counted_ahead:
+        if result.outcomes.get(0) == "accepted":
+            from billing.budgets import counters_counted_ahead
+
+            counters_counted_ahead(prefetched.counters, replies)
+        else:
+            prefetched.unused(replies)
+    return single_outcome(result, prefetched.event)
 
 
 def _scope_for(user: Any, credential: Any) -> IngestScope:

@@ -284,11 +284,22 @@ def events_plan(*, scope: IngestScope, raw_events: list[Any], now: dt.datetime |
     return IngestPlan(result, list(pending.values()), now)
 
 
-def events_store(plan: IngestPlan) -> IngestResult:
-    """The second half of `events_ingest`: the planned events stored (each once), their outcomes counted."""
+def events_store(plan: IngestPlan, *, counted_ahead: bool = False) -> IngestResult:
+    """The second half of `events_ingest`: the planned events stored (each once), their outcomes counted.
+    `counted_ahead`: budget counters already hold the events that turn out new (`events_counters_ahead`); the
+    caller settles or takes back those increments by the outcomes."""
     if plan.rows:
-        _store(plan.rows, now=plan.now, result=plan.result)
+        _store(plan.rows, now=plan.now, result=plan.result, counted_ahead=counted_ahead)
     return plan.result
+
+
+def events_counters_ahead(plan: IngestPlan) -> Any:
+    """The budget counter increments (billing.budgets.CounterPlan, or None) of a plan's events, worked out from
+    the budget indexes this process holds: a single event's are sent in its request's first Redis round trip,
+    ahead of the write, rather than in a round trip of their own after it."""
+    from billing.budgets import counters_plan
+
+    return counters_plan(_counted_facts(plan.rows), [], peek=True) if plan.rows else None
 
 
 # --- storage --------------------------------------------------------------------------------------
@@ -305,7 +316,7 @@ def _chunks(items: list, size: int) -> list[list]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _store(rows: list[_Row], *, now: dt.datetime, result: IngestResult) -> None:
+def _store(rows: list[_Row], *, now: dt.datetime, result: IngestResult, counted_ahead: bool = False) -> None:
     # One order for every writer: concurrent batches never wait on each other in a cycle.
     if len(rows) > 1:
         rows.sort(key=lambda r: r.key)
@@ -317,14 +328,14 @@ def _store(rows: list[_Row], *, now: dt.datetime, result: IngestResult) -> None:
         new = [row for row in rows if row.key in inserted]
         for row in new:
             row.outcome = "accepted"
-        if new:
+        if new and not counted_ahead:
             _budgets_after_commit(_counted_facts(new), [], db)
         existing = [row for row in rows if row.key not in inserted]
         if existing:
             _store_existing(existing, now, inserted=[])
     else:
         with transaction.atomic():  # the ids claimed and their events written together
-            _store_existing(rows, now, inserted=_insert_keys(rows))
+            _store_existing(rows, now, inserted=_insert_keys(rows), counted_ahead=counted_ahead)
     for row in rows:
         index = row.event.index
         if row.outcome == "accepted":
@@ -367,10 +378,11 @@ def _insert_keys(rows: list[_Row]) -> list[_Row]:
 
 
 @transaction.atomic
-def _store_existing(rows: list[_Row], now: dt.datetime, *, inserted: list[_Row]) -> None:
+def _store_existing(rows: list[_Row], now: dt.datetime, *, inserted: list[_Row], counted_ahead: bool = False) -> None:
     """Write `inserted` (rows whose ids were just claimed) and decide the others, whose ids were stored
     before: the same content is a duplicate, an estimate followed by real usage is corrected (the estimate is
-    removed), anything else a conflict (the first one is kept)."""
+    removed), anything else a conflict (the first one is kept). `counted_ahead`: budgets already count the
+    inserted rows."""
     claimed = {row.key for row in inserted}
     existing = [row for row in rows if row.key not in claimed]
     to_write = list(inserted)
@@ -391,7 +403,7 @@ def _store_existing(rows: list[_Row], now: dt.datetime, *, inserted: list[_Row])
                 row.outcome = "conflict"
         if to_write or removed:
             counted = [_row_facts(row) for row in to_write]
-            _budgets_after_commit(counted, removed)
+            _budgets_after_commit(counted[len(inserted) :] if counted_ahead else counted, removed)
             _insert_events(cursor, to_write, now)
             rollups_apply(cursor, counted, removed, {row.tenant.pk: row.tenant.timezone for row in rows})
 

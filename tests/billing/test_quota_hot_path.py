@@ -6,13 +6,11 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
-import redis
 from django.core.cache import cache
 from django.utils import timezone
 
 from billing.budgets import counter_key, period_bounds
 from billing.models import Budget
-from core import redis as core_redis
 from core.hotcache import GENERATION_KEY
 from core.redis import redis_client
 from tenants.models import ApiKey
@@ -20,41 +18,6 @@ from tenants.models import ApiKey
 pytestmark = pytest.mark.django_db
 
 CHECK = {"model": "gpt-4o", "estimated_tokens": 1200}
-
-
-@pytest.fixture
-def round_trips(monkeypatch):  # type: ignore[no-untyped-def]
-    """The batches of commands sent to Redis through the hot-path connection (a lone EXPIRE, which starts a new
-    rate-limit window once a minute, is left out)."""
-    sent: list[list[tuple]] = []
-    pack = core_redis._pack
-
-    def counting(connection, commands):  # type: ignore[no-untyped-def]
-        if [command[0] for command in commands] != ["EXPIRE"]:
-            sent.append([tuple(command) for command in commands])
-        return pack(connection, commands)
-
-    monkeypatch.setattr(core_redis, "_pack", counting)
-    return sent
-
-
-@pytest.fixture
-def redis_down(monkeypatch):  # type: ignore[no-untyped-def]
-    """Call it to make Redis unreachable: the hot paths' connection and the shared cache both fail."""
-    from tenants import credential_cache
-
-    def unreachable(client):  # type: ignore[no-untyped-def]
-        raise redis.ConnectionError("Redis is down")
-
-    class DownCache:
-        def __getattr__(self, name):  # type: ignore[no-untyped-def]
-            raise redis.ConnectionError("Redis is down")
-
-    def down() -> None:
-        monkeypatch.setattr(core_redis, "_thread_connection", unreachable)
-        monkeypatch.setattr(credential_cache, "cache", DownCache())
-
-    return down
 
 
 def spend_tokens(budget: Budget, tokens: int) -> None:
