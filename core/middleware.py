@@ -60,7 +60,7 @@ class ApiErrorMiddleware:
         content_type = response.get("Content-Type", "")
         if content_type.startswith("application/json") or content_type.startswith("application/problem"):
             return response
-        return _replacement(response.status_code)
+        return error_for_status(response.status_code)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if not is_api_path(request.path):
@@ -71,11 +71,7 @@ class ApiErrorMiddleware:
 def server_error(request: HttpRequest) -> HttpResponse:
     """The §11 answer to an unexpected exception on an API path (logged with its traceback)."""
     logger.exception("Unhandled error on %s %s", request.method, request.path)
-    return error_response(
-        500,
-        "server_error",
-        f"Something went wrong on our side. Quote request id {current_request_id()} to support.",
-    )
+    return error_for_status(500)
 
 
 _MESSAGES = {
@@ -90,7 +86,8 @@ _MESSAGES = {
 }
 
 
-def _replacement(status: int) -> HttpResponse:
+def error_for_status(status: int) -> HttpResponse:
+    """The §11 answer for an HTTP status, with its standard code and message (a 5xx quotes the request id)."""
     if status >= 500:
         return error_response(
             status,
