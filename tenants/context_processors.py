@@ -17,12 +17,14 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
     )
     resolver = getattr(request, "resolver_match", None)
     current = resolver.kwargs.get("tenant") if resolver else None
-    sees_billing = False
+    sees_billing, current_name = False, None
     if current:
         tenant = tenants_for_user(user).filter(slug=current).first()
         sees_billing = tenant is not None and can_see_billing(user, tenant)
+        current_name = tenant.name if tenant is not None else None
     return {
         "nav_sees_billing": sees_billing,
+        "nav_current_tenant_name": current_name,
         "nav_tenants": member_tenants,
         "nav_current_tenant": current,
         "nav_is_staff": bool(roles),

@@ -172,3 +172,45 @@ def test_staff_who_see_every_tenant_may_narrow_to_their_own(world) -> None:
     assert "<h1>My tenants</h1>" in mine.content.decode()
     finance = _client(world, "finance").get("/staff/tenants/")
     assert finance.context["waiting"] == [] and "Budget raises waiting" not in finance.content.decode()
+
+
+def _menus(html: str) -> dict[str, list[str]]:
+    """{aria-label of each <nav>: the texts of its links and labels, in order}."""
+    from html.parser import HTMLParser
+
+    menus: dict[str, list[str]] = {}
+
+    class Menus(HTMLParser):
+        current: str | None = None
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            if tag == "nav":
+                self.current = dict(attrs).get("aria-label") or ""
+                menus[self.current] = []
+
+        def handle_endtag(self, tag: str) -> None:
+            if tag == "nav":
+                self.current = None
+
+        def handle_data(self, data: str) -> None:
+            if self.current is not None and data.strip():
+                menus[self.current].append(data.strip())
+
+    Menus().feed(html)
+    return menus
+
+
+def test_a_tenant_member_has_one_menu_and_staff_see_the_tenant_in_a_bar_of_its_own(world) -> None:
+    owner = _menus(_client(world, "alpha_owner").get("/t/alpha/").content.decode())
+    assert list(owner) == ["Main"]
+    assert owner["Main"][:3] == ["Overview", "Usage", "Insights"] and "Members" in owner["Main"]
+    assert "All bills" not in owner["Main"]
+
+    for who, staff_first in (("am", "My tenants"), ("superuser", "All tenants")):
+        menus = _menus(_client(world, who).get("/t/alpha/").content.decode())
+        assert list(menus) == ["Main", "Tenant"], who
+        assert menus["Main"][0] == staff_first and "Overview" not in menus["Main"]
+        assert menus["Tenant"][:3] == ["Alpha Secret Co", "Overview", "Usage"] and "Contracts" in menus["Tenant"]
+
+    # Off a tenant's pages staff have the one menu.
+    assert list(_menus(_client(world, "finance").get("/staff/bills/").content.decode())) == ["Main"]
