@@ -47,20 +47,18 @@ def _breakdown(query: UsageQuery, dimension: str) -> dict[str, Any]:
     return {"dimension": dimension, "rows": top, "others": others, "total": total}
 
 
-def _exhaustion(state: Any, month_elapsed_days: Decimal) -> dt.date | None:
-    """When a budget runs out at the pace of its period so far (None when it will not within the period)."""
-    if not state.limit or state.spent <= 0:
+def _exhaustion(state: Any, now: dt.datetime, zone: dt.tzinfo) -> dt.date | None:
+    """The day, in the tenant's time zone, a budget runs out at the pace of its period so far; None when it will
+    not within the period, or when it already has (the page says so instead)."""
+    if not state.limit or state.spent <= 0 or state.spent >= state.limit:
         return None
     period_days = Decimal((state.period_end - state.period_start).days + 1)
-    start = dt.datetime.combine(state.period_start, dt.time(), tzinfo=timezone.get_current_timezone())
-    elapsed = max(Decimal((timezone.now() - start).total_seconds()) / 86400, Decimal("0.01"))
-    if state.spent >= state.limit:
-        return timezone.now().date()
-    rate = state.spent / elapsed
-    days_left = (state.limit - state.spent) / rate
+    start = dt.datetime.combine(state.period_start, dt.time(), tzinfo=zone)
+    elapsed = max(Decimal((now - start).total_seconds()) / 86400, Decimal("0.01"))
+    days_left = (state.limit - state.spent) / (state.spent / elapsed)
     if days_left > period_days - elapsed:
         return None
-    return (timezone.now() + dt.timedelta(days=float(days_left))).date()
+    return (now + dt.timedelta(days=float(days_left))).astimezone(zone).date()
 
 
 def dashboard(user: Any, tenant: Any, *, now: dt.datetime | None = None) -> dict[str, Any]:
@@ -104,12 +102,19 @@ def dashboard(user: Any, tenant: Any, *, now: dt.datetime | None = None) -> dict
         except BillBlocked:
             preview = None
         states = budget_states(list(Budget.objects.filter(tenant=tenant, active=True).select_related("tenant")))
-        elapsed = Decimal(today.day)
+        zone = zoneinfo.ZoneInfo(tenant.timezone)
         context.update(
             sees_billing=True,
             preview=preview,
             draft=preview.bills[0] if preview else None,
-            budgets=[{"state": s, "exhausted_on": _exhaustion(s, elapsed)} for s in states],
+            budgets=[
+                {
+                    "state": s,
+                    "used_up": bool(s.limit) and s.spent >= s.limit,
+                    "exhausted_on": _exhaustion(s, now, zone),
+                }
+                for s in states
+            ],
             alerts=list(BudgetAlert.objects.filter(budget__tenant=tenant).select_related("budget")[:5]),
             anomalies=list(Anomaly.objects.filter(tenant=tenant).order_by("-window_start")[:5]),
         )

@@ -59,3 +59,47 @@ def test_the_dashboard_shows_spend_budgets_and_breakdowns(world, prices, django_
     assert "$2.50" in developer and "model=gpt-4o" in developer
     assert "model=o3" not in developer and ">o3<" not in developer
     assert "Alpha cap" not in developer and "Month-end forecast" not in developer
+
+
+def test_a_budget_runs_out_on_a_day_of_the_tenants_calendar() -> None:
+    import zoneinfo
+    from decimal import Decimal
+    from types import SimpleNamespace
+
+    from metering.dashboard import _exhaustion
+
+    shanghai = zoneinfo.ZoneInfo("Asia/Shanghai")
+    now = dt.datetime(2026, 11, 10, 16, tzinfo=dt.UTC)  # midnight of 11 November in Shanghai: ten days gone
+
+    def budget(spent: str) -> SimpleNamespace:
+        return SimpleNamespace(
+            limit=Decimal(100),
+            spent=Decimal(spent),
+            period_start=dt.date(2026, 11, 1),
+            period_end=dt.date(2026, 11, 30),
+        )
+
+    # 40 in ten days: 4 a day, the other 60 last 15 days — to midnight of 26 November in Shanghai (25th in UTC).
+    assert _exhaustion(budget("40"), now, shanghai) == dt.date(2026, 11, 26)
+    assert _exhaustion(budget("10"), now, shanghai) is None  # 1 a day lasts beyond the month
+    assert _exhaustion(budget("100"), now, shanghai) is None  # already used up: the page says so
+
+
+def test_a_used_up_budget_says_so_on_the_dashboard(world, prices, django_capture_on_commit_callbacks) -> None:  # noqa: F811
+    world.alpha.billing_currency = "USD"
+    world.alpha.save()
+    budget_create(actor=None, tenant=world.alpha, name="Tiny cap", scope="tenant", period="month", limit_amount=1)
+    with django_capture_on_commit_callbacks(execute=True):
+        events_ingest(
+            scope=IngestScope(kind="project_key", api_key=world.alpha_key),
+            raw_events=[
+                {
+                    "event_id": "u1",
+                    "timestamp": (timezone.now() - dt.timedelta(minutes=2)).isoformat(),
+                    "model": "gpt-4o",
+                    "usage": {"input_tokens": 1_000_000},
+                }
+            ],
+        )
+    page = world.portal("alpha_member").get("/t/alpha/").content.decode()
+    assert "Tiny cap" in page and "250%" in page and "Used up" in page
