@@ -20,8 +20,10 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
     sees_billing, current_name = False, None
     if current:
         tenant = tenants_for_user(user).filter(slug=current).first()
-        sees_billing = tenant is not None and can_see_billing(user, tenant)
-        current_name = tenant.name if tenant is not None else None
+        if tenant is None:  # not theirs to see (the page answers 404): no menu for it either
+            current = None
+        else:
+            sees_billing, current_name = can_see_billing(user, tenant), tenant.name
     return {
         "nav_sees_billing": sees_billing,
         "nav_current_tenant_name": current_name,

@@ -212,5 +212,12 @@ def test_a_tenant_member_has_one_menu_and_staff_see_the_tenant_in_a_bar_of_its_o
         assert menus["Main"][0] == staff_first and "Overview" not in menus["Main"]
         assert menus["Tenant"][:3] == ["Alpha Secret Co", "Overview", "Usage"] and "Contracts" in menus["Tenant"]
 
+    # Another tenant's pages answer 404, with no menu for that tenant.
+    foreign = _client(world, "alpha_owner").get("/t/bravo/")
+    assert foreign.status_code == 404
+    assert "/t/bravo/usage/" not in foreign.content.decode() and "Bravo" not in foreign.content.decode()
+    foreign = _client(world, "am").get("/t/bravo/")
+    assert foreign.status_code == 404 and "Tenant" not in _menus(foreign.content.decode())
+
     # Off a tenant's pages staff have the one menu.
     assert list(_menus(_client(world, "finance").get("/staff/bills/").content.decode())) == ["Main"]
