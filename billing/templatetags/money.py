@@ -32,3 +32,13 @@ def tokens(value: Any) -> str:
     if value in (None, ""):
         return "—"
     return format_decimal(int(value), locale=_locale())
+
+
+@register.filter
+def price(value: Any) -> str:
+    """A price per 1M tokens exactly as stored (never rounded), with at least two decimals: 0.075, 2.50, 15.00."""
+    if value in (None, ""):
+        return "—"
+    exact = Decimal(str(value)).normalize()
+    decimals = max(2, -exact.as_tuple().exponent)  # type: ignore[operator]
+    return format_decimal(exact, format="#,##0." + "0" * decimals, locale=_locale(), decimal_quantization=False)

@@ -1,7 +1,11 @@
 """Portal: the usage explorer and events page (tenants), the price book and unpriced queue (platform)."""
 
+import datetime as dt
+import re
+
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from metering.models import UsageEvent
 from tests.metering.test_usage_api import usage  # noqa: F401  (fixture)
@@ -35,6 +39,23 @@ def test_the_explorer_filters_and_drills_down_to_events(world, usage) -> None:  
     events = client.get("/t/alpha/usage/events/" + by_feature["chat"]["events_url"])
     listed = [e.event_id for e in events.context["page"].object_list]
     assert listed == ["a1"]
+
+
+def test_the_events_page_shows_a_long_id_by_its_start_and_end(world, usage) -> None:  # noqa: F811
+    """Ids of one sender share a long prefix: the list keeps the end that tells them apart, the whole id on hover."""
+    from metering.services import IngestScope, events_ingest
+    from tests.metering.conftest import iso
+
+    long_id = "gateway-eu-west/chatbot-production-20261123-000417"
+    when = iso(timezone.now() - dt.timedelta(minutes=5))
+    result = events_ingest(
+        scope=IngestScope(kind="project_key", api_key=world.alpha_key),
+        raw_events=[{"event_id": long_id, "timestamp": when, "model": "gpt-4o", "usage": {"input_tokens": 5}}],
+    )
+    assert result.accepted == 1
+    html = _client(world, "alpha_owner").get("/t/alpha/usage/events/", {"preset": "7d"}).content.decode()
+    assert f'<code title="{long_id}">gateway-eu-…61123-000417</code>' in html
+    assert '<code title="a1">a1</code>' in html  # a short id as it is
 
 
 def test_a_developer_explores_only_their_projects(world, usage) -> None:  # noqa: F811
@@ -73,6 +94,17 @@ def test_platform_admins_see_the_price_book_and_unpriced_queue(world, usage) -> 
     response = client.post("/staff/prices/unpriced/rerate/", follow=True)
     assert "1 events priced" in response.content.decode()
     assert UsageEvent.objects.get(event_id="u-1").rating_status == "priced"
+
+
+def test_the_price_book_shows_each_price_exactly_with_two_decimals_at_least(world, prices) -> None:
+    from tests.metering.conftest import add_price
+
+    add_price("tiny-model", input="0.01875", cached_input="0.0046875", output="0.075")
+    html = _client(world, "platform").get("/staff/prices/").content.decode()
+    cells = re.findall(r'<td class="num">([^<]*)</td>', html)
+    assert cells[:5] == ["3.00", "0.30", "3.75", "15.00", "—"]  # claude-sonnet-4, first by provider
+    assert ["0.01875", "0.0046875", "—", "0.075", "—"] in [cells[i : i + 5] for i in range(0, len(cells), 5)]
+    assert "0.0188" not in html  # never rounded
 
 
 def test_tenant_users_cannot_open_the_price_book(world) -> None:
