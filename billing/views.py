@@ -53,6 +53,8 @@ def bills(request: HttpRequest, tenant: str) -> HttpResponse:
             "preview_error": preview_error,
             "page": page,
             "blocks": CloseBlock.objects.filter(tenant=tenant_obj),
+            "bucket_labels": dict(BillLine.Bucket.choices),
+            "kind_labels": dict(BillLine.Kind.choices),
         },
     )
 

@@ -33,6 +33,29 @@ def test_members_read_bills_and_their_lines(world, closed_bill) -> None:
     assert world.portal("alpha_owner").get(f"/t/alpha/bills/{closed_bill.pk + 999}/").status_code == 404
 
 
+def test_the_open_month_names_each_line_by_model_and_bucket_in_the_readers_language(world, prices) -> None:
+    from django.utils import timezone
+
+    world.alpha.billing_currency = "USD"
+    world.alpha.save()
+    import zoneinfo
+
+    now = timezone.now()
+    month_start = now.astimezone(zoneinfo.ZoneInfo(world.alpha.timezone)).replace(day=1, hour=0, minute=0, second=0)
+    when = max(now - dt.timedelta(minutes=5), month_start + dt.timedelta(seconds=1))  # in the open month
+    send(
+        world,
+        event("open-1", "gpt-4o", when, input_tokens=2000, cached_input_tokens=500),
+        now=now,
+    )
+    client = world.portal("alpha_owner")
+    page = client.get("/t/alpha/bills/").content.decode()
+    assert "<td>gpt-4o · Input</td>" in page and "<td>gpt-4o · Cached input</td>" in page
+    assert "cached_input<" not in page
+    client.post("/i18n/setlang/", {"language": "zh-hans", "next": "/"})
+    assert "<td>gpt-4o · 缓存输入</td>" in client.get("/t/alpha/bills/").content.decode()
+
+
 def test_bills_page_explains_a_blocked_month(world, prices) -> None:
     CloseBlock.objects.create(tenant=world.alpha, period=dt.date(2026, 10, 1), code="fx_rate_missing", detail="No rate")
     page = world.portal("alpha_owner").get("/t/alpha/bills/").content.decode()
