@@ -153,6 +153,7 @@ LANGUAGE_CODE = "en"
 LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
 # Overridable so that the catalogue test can regenerate it into a scratch copy.
 LOCALE_PATHS = [Path(env_str("METERLINE_LOCALE_DIR") or BASE_DIR / "locale")]
+FORMAT_MODULE_PATH = ["config.formats"]
 TIME_ZONE = "UTC"
 # Staff pages that list many tenants show times in this zone; a tenant's own pages use its time zone.
 METERLINE_STAFF_TIMEZONE = env_str("METERLINE_STAFF_TIMEZONE") or "UTC"

@@ -31,6 +31,17 @@ def test_the_explorer_shows_totals_chart_and_groups(world, usage) -> None:  # no
     assert "/api/v1/usage/export?format=xlsx" in html
 
 
+def test_numbers_are_grouped_by_thousands_in_chinese_too(world, usage) -> None:  # noqa: F811
+    """Token counts read 1,000 in both languages, as the amounts Babel formats on the same pages do."""
+    client = _client(world, "alpha_owner")
+    client.post("/i18n/setlang/", {"language": "zh-hans", "next": "/"})
+    page = client.get("/t/alpha/usage/", {"preset": "7d", "group_by": "model"})
+    totals = page.context["totals"]
+    tokens = totals["input_tokens"] + totals["cached_input_tokens"] + totals["cache_write_tokens"]
+    assert tokens >= 1000
+    assert "用量" in page.content.decode() and f'<p class="big">{tokens:,}</p>' in page.content.decode()
+
+
 def test_the_explorer_filters_and_drills_down_to_events(world, usage) -> None:  # noqa: F811
     client = _client(world, "alpha_owner")
     page = client.get("/t/alpha/usage/", {"preset": "7d", "group_by": "feature", "model": "gpt-4o"})
