@@ -472,18 +472,20 @@ f AS (
 d AS (INSERT INTO metering_rollupdelta ({{delta_columns}}) {{deltas}})
 SELECT tenant_id, event_id FROM k
 """
-# Large batches: one delta row per bucket (the flush has fewer rows to fold).
+# Large batches: one delta row per bucket (the flush has fewer rows to fold) — the hourly, the daily and the end-user
+# buckets as three grouping sets of one pass over the events (GROUPING() tells them apart), which costs PostgreSQL
+# about half of three GROUP BYs over the same rows joined together.
 _GROUPED_DELTAS = f"""
-    SELECT 'usage', tenant_id, 'hour', hour, project_id, key_id, model, feature, environment,
-        hour_day, '', {_DELTA_SUMS_SQL}
-    FROM f GROUP BY tenant_id, hour, project_id, key_id, model, feature, environment, hour_day
-    UNION ALL
-    SELECT 'usage', tenant_id, 'day', day_start, project_id, key_id, model, feature, environment,
-        local_day, '', {_DELTA_SUMS_SQL}
-    FROM f GROUP BY tenant_id, day_start, project_id, key_id, model, feature, environment, local_day
-    UNION ALL
-    SELECT 'end_user', tenant_id, '', NULL, 0, 0, '', '', '', local_day, end_user, {_DELTA_SUMS_SQL}
-    FROM f GROUP BY tenant_id, local_day, end_user
+    SELECT CASE WHEN GROUPING(end_user) = 0 THEN 'end_user' ELSE 'usage' END, tenant_id,
+        CASE WHEN GROUPING(hour) = 0 THEN 'hour' WHEN GROUPING(day_start) = 0 THEN 'day' ELSE '' END,
+        coalesce(hour, day_start), coalesce(project_id, 0), coalesce(key_id, 0), coalesce(model, ''),
+        coalesce(feature, ''), coalesce(environment, ''),
+        CASE WHEN GROUPING(hour) = 0 THEN hour_day ELSE local_day END, coalesce(end_user, ''), {_DELTA_SUMS_SQL}
+    FROM f GROUP BY GROUPING SETS (
+        (tenant_id, hour, project_id, key_id, model, feature, environment, hour_day),
+        (tenant_id, day_start, project_id, key_id, model, feature, environment, local_day),
+        (tenant_id, local_day, end_user)
+    )
 """
 # Up to JSON_BATCH events: one delta row per event and bucket, without the cost of grouping.
 _EVENT_SUMS_SQL = (

@@ -95,3 +95,41 @@ def test_a_failing_prepared_statement_raises_the_database_error_and_the_connecti
         prepared_rows("probe_insert", sql, ["1"])
     assert prepared_rows("probe_insert", sql, ["2"]) == [(b"2",)]
     assert prepared_rows("probe_select", "SELECT $1::text, $2::int", [None, "7"]) == [(None, b"7")]
+
+
+def test_a_copied_batch_queues_one_delta_per_bucket_on_the_tenants_calendar(world, prices) -> None:
+    """A batch over JSON_BATCH queues one delta row per hourly, daily and end-user bucket — in a time zone half an
+    hour off UTC, over two local midnights, with events of every kind — and the rollups they fold into are exact."""
+    import zoneinfo
+
+    world.alpha.timezone = "Asia/Kolkata"
+    world.alpha.save()
+    zone = zoneinfo.ZoneInfo("Asia/Kolkata")
+    moment = timezone.now() - dt.timedelta(minutes=5)
+    events = [
+        event_variant("spread", n, moment - dt.timedelta(minutes=23 * n)) | {"end_user": f"u{n % 4}"}
+        for n in range(JSON_BATCH + 20)
+    ]
+    scope = IngestScope(kind="project_key", api_key=world.alpha_key)
+    assert events_ingest(scope=scope, raw_events=events).accepted == len(events)
+
+    stored_events = list(UsageEvent.objects.filter(tenant=world.alpha))
+    assert len({e.occurred_at.astimezone(zone).date() for e in stored_events}) >= 3
+
+    def dims(e: UsageEvent) -> tuple:
+        return (e.project_id, e.api_key_id or 0, e.model, e.feature, e.environment)
+
+    hours = {(e.occurred_at.replace(minute=0, second=0, microsecond=0), *dims(e)) for e in stored_events}
+    days = {(e.occurred_at.astimezone(zone).date(), *dims(e)) for e in stored_events}
+    end_users = {(e.occurred_at.astimezone(zone).date(), e.end_user) for e in stored_events}
+    deltas = RollupDelta.objects.filter(tenant_id=world.alpha.pk)
+    assert deltas.filter(kind="usage", grain="hour").count() == len(hours)
+    assert deltas.filter(kind="usage", grain="day").count() == len(days)
+    assert deltas.filter(kind="end_user").count() == len(end_users)
+    assert not deltas.filter(kind="event").exists()
+    for row in deltas.filter(kind="usage", grain="hour"):  # an hour carries the local date it begins on
+        assert row.day == row.bucket.astimezone(zone).date()
+    for row in deltas.filter(kind="usage", grain="day"):  # a day's bucket is its local midnight
+        assert row.bucket.astimezone(zone).time() == dt.time() and row.day == row.bucket.astimezone(zone).date()
+    assert sum(row.requests for row in deltas.filter(kind="end_user")) == len(events)
+    assert rollups_verify() == []
