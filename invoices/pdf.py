@@ -17,6 +17,14 @@ from billing.money import money_str
 from invoices.models import CreditNote, Invoice
 
 FONT_FAMILY = "Noto Sans CJK SC"  # Debian fonts-noto-cjk
+# Token buckets as a bilingual invoice names them.
+BUCKET_LABELS = {
+    "input": "Input 输入",
+    "cached_input": "Cached input 缓存输入",
+    "cache_write": "Cache write 缓存写入",
+    "output": "Output 输出",
+    "reasoning": "Reasoning 推理",
+}
 
 
 @cache
@@ -40,12 +48,21 @@ def _amount(value: Any, currency: str) -> str:
     return money_str(value, currency) if value is not None else ""
 
 
+def _tax_caption(invoice: Invoice) -> str:
+    """The tax line's name with its rate, once: a label that already states the rate (增值税 6%) is kept as it is."""
+    percent = f"{invoice.tax_percent.normalize():f}%"
+    label = invoice.tax_label or "Tax 税"
+    return label if percent in label.replace(" ", "") else f"{label} · {percent}"
+
+
 def invoice_html(invoice: Invoice) -> str:
     lines = []
     for line in invoice.lines.all():
         lines.append(
             {
                 "line": line,
+                "bucket": BUCKET_LABELS.get(line.bucket, line.bucket),
+                "quantity": f"{line.quantity:,}" if line.quantity is not None else "",
                 "amount": _amount(line.amount, invoice.currency),
                 "amount_usd": f"{line.amount_usd:.6f}" if line.amount_usd is not None else "",
                 "unit_price": f"{line.unit_price.normalize():f}" if line.unit_price is not None else "",
@@ -60,10 +77,10 @@ def invoice_html(invoice: Invoice) -> str:
                 name: _amount(getattr(invoice, name), invoice.currency)
                 for name in ("usage_subtotal", "net", "tax", "total", "amount_paid", "amount_credited")
             },
-            "tax_percent": f"{invoice.tax_percent.normalize():f}",
+            "tax_caption": _tax_caption(invoice),
             "fx_rate": f"{invoice.fx_rate:.6f}",
             "total_usd": f"{invoice.total_usd:.6f}",
-            "by_project": invoice.bill.by_project,
+            "by_project": [{**row, "tokens": f"{row['tokens']:,}"} for row in invoice.bill.by_project],
         },
     )
 
@@ -78,7 +95,7 @@ def credit_note_html(note: CreditNote) -> str:
             "amount": _amount(note.amount, invoice.currency),
             "tax": _amount(note.tax, invoice.currency),
             "net": _amount(note.amount - note.tax, invoice.currency),
-            "tax_percent": f"{invoice.tax_percent.normalize():f}",
+            "tax_caption": _tax_caption(invoice),
         },
     )
 

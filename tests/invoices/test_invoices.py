@@ -55,8 +55,11 @@ def test_submit_approve_numbers_and_pdf(world, invoice, django_capture_on_commit
         "发票",
         "合计",
         "增值税",
+        "gpt-4o · Input 输入",
+        "1,000,000",  # tokens grouped by thousands
     ):
         assert expected in text, expected
+    assert "· input" not in text  # a bucket by its label, not its code
     [message] = mail.outbox
     assert message.to == ["ap@alpha.example"] and message.attachments[0][0] == f"{issued.number}.pdf"
 
@@ -186,3 +189,13 @@ def test_overdue_invoices_are_reminded_once_a_week(world, invoice) -> None:
     assert "Overdue" in mail.outbox[0].subject and invoice.number in mail.outbox[0].subject
     assert services.overdue_reminders_send(now=later + dt.timedelta(days=1)) == 0
     assert services.overdue_reminders_send(now=later + dt.timedelta(days=8)) == 1
+
+
+def test_the_pdf_states_the_tax_rate_once(world, invoice) -> None:
+    from invoices.pdf import _tax_caption
+
+    invoice.tax_percent = Decimal("6.0000")
+    expected = {"增值税 6%": "增值税 6%", "VAT 6 %": "VAT 6 %", "增值税": "增值税 · 6%", "": "Tax 税 · 6%"}
+    for label, caption in expected.items():
+        invoice.tax_label = label
+        assert _tax_caption(invoice) == caption
