@@ -5,6 +5,7 @@ and the stylesheet built once per worker process, and a template without remote 
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from typing import Any
 
@@ -50,9 +51,10 @@ def _amount(value: Any, currency: str) -> str:
 
 def _tax_caption(invoice: Invoice) -> str:
     """The tax line's name with its rate, once: a label that already states the rate (增值税 6%) is kept as it is."""
-    percent = f"{invoice.tax_percent.normalize():f}%"
+    number = f"{invoice.tax_percent.normalize():f}"
     label = invoice.tax_label or "Tax 税"
-    return label if percent in label.replace(" ", "") else f"{label} · {percent}"
+    states_it = re.search(rf"(?<![\d.]){re.escape(number)}\s*%", label)
+    return label if states_it else f"{label} · {number}%"
 
 
 def invoice_html(invoice: Invoice) -> str:

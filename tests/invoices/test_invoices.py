@@ -195,7 +195,14 @@ def test_the_pdf_states_the_tax_rate_once(world, invoice) -> None:
     from invoices.pdf import _tax_caption
 
     invoice.tax_percent = Decimal("6.0000")
-    expected = {"增值税 6%": "增值税 6%", "VAT 6 %": "VAT 6 %", "增值税": "增值税 · 6%", "": "Tax 税 · 6%"}
+    expected = {
+        "增值税 6%": "增值税 6%",
+        "VAT 6 %": "VAT 6 %",
+        "增值税": "增值税 · 6%",
+        "": "Tax 税 · 6%",
+        "增值税 16%": "增值税 16% · 6%",  # another rate in the label is not this one
+        "VAT 0.6%": "VAT 0.6% · 6%",
+    }
     for label, caption in expected.items():
         invoice.tax_label = label
         assert _tax_caption(invoice) == caption
