@@ -92,6 +92,9 @@ class ContractForm(forms.Form):
     @classmethod
     def initial_from(cls, contract: Contract) -> dict[str, Any]:
         data = {name: getattr(contract, name) for name in cls.base_fields}
+        for name, value in data.items():  # 15, not 15.0000, in the fields
+            if isinstance(value, Decimal):
+                data[name] = f"{value.normalize():f}"
         data["volume_tiers"] = tiers_text(contract.volume_tiers)
         data["rate_overrides"] = overrides_text(contract.rate_overrides)
         return data

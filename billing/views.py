@@ -101,7 +101,11 @@ def _contract_data(form: ContractForm, partial: bool = False, contract: Contract
 def contracts(request: HttpRequest, tenant: str) -> HttpResponse:
     tenant_obj = billing_tenant(request, tenant)
     can_edit = manages_as_staff(request.user, tenant_obj)
-    form = ContractForm(initial={"billing_currency": tenant_obj.billing_currency})
+    # A new contract usually changes a few terms of the one in force: it starts from them (all but the start date).
+    current = Contract.objects.filter(tenant=tenant_obj, status=Contract.Status.ACTIVE).order_by("-starts_on").first()
+    initial = ContractForm.initial_from(current) if current else {"billing_currency": tenant_obj.billing_currency}
+    initial.pop("starts_on", None)
+    form = ContractForm(initial=initial)
     if request.method == "POST":
         if not can_edit:
             raise PermissionDenied(_("Only the tenant's account manager edits its contracts."))
@@ -114,7 +118,7 @@ def contracts(request: HttpRequest, tenant: str) -> HttpResponse:
     return render(
         request,
         "billing/contracts.html",
-        {"tenant": tenant_obj, "contracts": history, "form": form, "can_edit": can_edit},
+        {"tenant": tenant_obj, "contracts": history, "form": form, "can_edit": can_edit, "current": current},
     )
 
 

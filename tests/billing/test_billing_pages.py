@@ -147,3 +147,26 @@ def test_finance_overview_closing_and_fx_rates(world, prices) -> None:
     assert manager.get("/staff/bills/").status_code == 200
     assert manager.post("/staff/bills/close/", {"period": "2026-10"}).status_code == 403
     assert manager.post("/staff/fx-rates/", {"quote": "CNY", "date": "2026-11-21", "rate": "7"}).status_code == 403
+
+
+def test_a_new_contract_starts_from_the_terms_in_force(world, prices) -> None:
+    from tests.billing.test_bills import activate
+
+    client = world.portal("am")
+    blank = client.get("/t/alpha/contracts/")
+    assert blank.context["form"].initial == {"billing_currency": world.alpha.billing_currency}
+    current = activate(
+        world,
+        billing_currency="CNY",
+        markup_percent=Decimal("12"),
+        discount_percent=Decimal("5"),
+        tax_percent=Decimal("6"),
+        tax_label="增值税",
+        rate_overrides=[{"model": "gpt-4o", "input": "2", "output": "8"}],
+    )
+    page = client.get("/t/alpha/contracts/")
+    initial = page.context["form"].initial
+    assert (initial["markup_percent"], initial["discount_percent"], initial["tax_label"]) == ("12", "5", "增值税")
+    assert initial["billing_currency"] == "CNY" and "gpt-4o" in initial["rate_overrides"]
+    assert "starts_on" not in initial  # the new contract's own date
+    assert f"Filled in with the terms of {current.number}" in page.content.decode()
