@@ -113,7 +113,8 @@ def _user(username: str, *, superuser: bool = False):  # type: ignore[no-untyped
     User = get_user_model()
     user, _created = User.objects.get_or_create(username=username, defaults={"email": f"{username}@example.com"})
     user.set_password(DEMO_PASSWORD)
-    user.is_superuser = user.is_staff = superuser or user.is_staff
+    user.is_superuser = superuser  # as the demo defines it, however often it is seeded
+    user.is_staff = superuser or user.is_staff
     user.save()
     return user
 

@@ -69,6 +69,14 @@ def test_seed_demo_loads_tenants_people_and_keys_and_can_run_twice() -> None:
     client = Client()
     assert client.login(username="acme-owner", password="meterline-demo")
     assert client.get("/t/acme/").status_code == 200
+    # Seeding twice keeps every staff role as defined: only admin is a superuser (staff had become ones).
+    from django.contrib.auth import get_user_model
+
+    superusers = set(get_user_model().objects.filter(is_superuser=True).values_list("username", flat=True))
+    assert superusers == {"admin"}
+    assert get_user_model().objects.get(username="am").is_staff
+    assert client.login(username="am", password="meterline-demo")
+    assert client.get("/staff/prices/").status_code == 403  # the price book is the platform admins'
     # Finance finds the two planted differences in the demo's provider statement, and nothing else.
     from metering.models import ProviderStatement
     from metering.reconciliation import reconcile
