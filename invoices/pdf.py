@@ -12,20 +12,26 @@ from typing import Any
 from django.core.mail import EmailMessage
 from django.db import transaction
 from django.template.loader import render_to_string
-from django.utils import timezone
+from django.utils import timezone, translation
 
+from billing.models import BillLine
 from billing.money import money_str
 from invoices.models import CreditNote, Invoice
 
 FONT_FAMILY = "Noto Sans CJK SC"  # Debian fonts-noto-cjk
-# Token buckets as a bilingual invoice names them.
-BUCKET_LABELS = {
-    "input": "Input 输入",
-    "cached_input": "Cached input 缓存输入",
-    "cache_write": "Cache write 缓存写入",
-    "output": "Output 输出",
-    "reasoning": "Reasoning 推理",
-}
+
+
+@cache
+def _bucket_label(bucket: str) -> str:
+    """A token bucket as the bilingual invoice names it (Cached input 缓存输入), from the bill line's own label and its
+    translation."""
+    if bucket not in BillLine.Bucket.values:
+        return bucket
+    label = BillLine.Bucket(bucket).label
+    with translation.override("en"):
+        english = str(label)
+    with translation.override("zh-hans"):
+        return f"{english} {label}"
 
 
 @cache
@@ -63,7 +69,7 @@ def invoice_html(invoice: Invoice) -> str:
         lines.append(
             {
                 "line": line,
-                "bucket": BUCKET_LABELS.get(line.bucket, line.bucket),
+                "bucket": _bucket_label(line.bucket),
                 "quantity": f"{line.quantity:,}" if line.quantity is not None else "",
                 "amount": _amount(line.amount, invoice.currency),
                 "amount_usd": f"{line.amount_usd:.6f}" if line.amount_usd is not None else "",
