@@ -39,7 +39,8 @@ def is_api_path(path: str) -> bool:
 
 
 class ApiErrorMiddleware:
-    """Turns Django's own HTML error pages into the §11 error body for API paths.
+    """Turns Django's own HTML error pages into the §11 error body for API paths (and, in the portal, the empty
+    405 of an action opened as a page into a page that says so).
 
     DRF views answer their own errors through `core.api.exception_handler`; this catches what
     happens outside them: unknown URLs, CSRF failures, oversized bodies and unhandled exceptions.
@@ -55,7 +56,16 @@ class ApiErrorMiddleware:
                 return error_response(400, "invalid", "Query parameters must not contain NUL characters.")
             return HttpResponseBadRequest("Query parameters must not contain NUL characters.")
         response = self.get_response(request)
-        if not is_api_path(request.path) or response.status_code < 400:
+        if response.status_code < 400:
+            return response
+        if not is_api_path(request.path):
+            if response.status_code == 405 and not response.content and not response.streaming:
+                from core.error_views import method_not_allowed
+
+                page = method_not_allowed(request)
+                if response.has_header("Allow"):
+                    page["Allow"] = response["Allow"]
+                return page
             return response
         content_type = response.get("Content-Type", "")
         if content_type.startswith("application/json") or content_type.startswith("application/problem"):

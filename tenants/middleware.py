@@ -1,5 +1,6 @@
 """Portal pages of a tenant (/t/<slug>/…) show times in that tenant's time zone; staff pages across
-tenants in METERLINE_STAFF_TIMEZONE. The API always answers ISO 8601 with the offset."""
+tenants, and a tenant's address the reader may not see, in METERLINE_STAFF_TIMEZONE. The API always answers
+ISO 8601 with the offset."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from core.middleware import is_api_path
-from tenants.models import Tenant
+from tenants.selectors import tenants_for_user
 
 
 class TenantTimezoneMiddleware:
@@ -31,7 +32,9 @@ class TenantTimezoneMiddleware:
         zone_name = settings.METERLINE_STAFF_TIMEZONE
         slug = kwargs.get("tenant")
         if isinstance(slug, str):
-            zone_name = Tenant.objects.filter(slug=slug).values_list("timezone", flat=True).first() or zone_name
+            # Only a tenant the reader may see: another tenant's page is a 404 that must not tell its zone.
+            visible = tenants_for_user(getattr(request, "user", None))
+            zone_name = visible.filter(slug=slug).values_list("timezone", flat=True).first() or zone_name
         try:
             timezone.activate(zoneinfo.ZoneInfo(zone_name))
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
