@@ -56,6 +56,16 @@ class MemberRoleForm(forms.Form):
     role = forms.ChoiceField(label=_("Role"), choices=Role.choices)
 
 
+class MemberProjectsForm(forms.Form):
+    """The projects a developer sees (other roles see every project)."""
+
+    projects = forms.ModelMultipleChoiceField(label=_("Projects"), queryset=Project.objects.none(), required=False)
+
+    def __init__(self, *args, tenant: Tenant, **kwargs):  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.fields["projects"].queryset = Project.objects.filter(tenant=tenant)  # type: ignore[attr-defined]
+
+
 class TenantForm(forms.ModelForm):
     class Meta:
         model = Tenant

@@ -16,7 +16,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from tenants import services
-from tenants.forms import ApiKeyForm, MemberForm, MemberRoleForm, ProjectForm, TenantForm
+from tenants.forms import ApiKeyForm, MemberForm, MemberProjectsForm, MemberRoleForm, ProjectForm, TenantForm
 from tenants.login_guard import client_address, login_failed, login_succeeded, login_wait_seconds
 from tenants.models import Membership, Role
 from tenants.roles import ACCOUNT_MANAGERS
@@ -147,6 +147,7 @@ def members(request: HttpRequest, tenant: str) -> HttpResponse:
             "can_manage": can_manage,
             "role_form": MemberRoleForm(),
             "roles": Role.choices,
+            "tenant_projects": list(tenant_obj.projects.order_by("name")) if can_manage else [],
         },
     )
 
@@ -165,6 +166,17 @@ def member_change(request: HttpRequest, tenant: str, pk: int) -> HttpResponse:
                 raise PermissionDenied
             services.member_remove(actor=request.user, membership=membership)
             messages.success(request, _("Member removed."))
+        elif request.POST.get("set_projects"):
+            projects_form = MemberProjectsForm(request.POST, tenant=tenant_obj)
+            if membership.role != Role.DEVELOPER or not projects_form.is_valid():
+                messages.error(request, _("Choose projects of this tenant for a developer."))
+                return redirect("portal:members", tenant=tenant_obj.slug)
+            services.member_update(
+                actor=request.user, membership=membership, projects=list(projects_form.cleaned_data["projects"])
+            )
+            messages.success(
+                request, _("%(user)s now sees the projects chosen.") % {"user": membership.user.get_username()}
+            )
         else:
             form = MemberRoleForm(request.POST)
             if not form.is_valid():
@@ -173,8 +185,15 @@ def member_change(request: HttpRequest, tenant: str, pk: int) -> HttpResponse:
             role = form.cleaned_data["role"]
             if Role.OWNER in (role, membership.role) and not may_touch_owner:
                 raise PermissionDenied
+            was_developer = membership.role == Role.DEVELOPER
             services.member_update(actor=request.user, membership=membership, role=role)
             messages.success(request, _("Role changed."))
+            if role == Role.DEVELOPER and not was_developer:
+                messages.info(
+                    request,
+                    _("A developer sees only the projects chosen for them: choose %(user)s's under Projects.")
+                    % {"user": membership.user.get_username()},
+                )
     except RuleViolation as exc:
         messages.error(request, str(exc))
     return redirect("portal:members", tenant=tenant_obj.slug)

@@ -98,6 +98,40 @@ def test_an_owner_adds_a_member_and_changes_a_role(world) -> None:
     assert membership.projects.count() == 0
 
 
+def test_an_owner_chooses_a_developers_projects(world) -> None:
+    """Made a developer from another role, a member sees nothing until their projects are chosen; the owner
+    chooses them on the members page, and the developer's pages follow."""
+    client = _client(world, "alpha_owner")
+    member = world.memberships["alpha_member"]
+    page = client.post(f"/t/alpha/members/{member.pk}/", {"role": "developer"}, follow=True).content.decode()
+    assert "choose alpha-member&#x27;s under Projects" in page
+    assert 'name="set_projects"' in page and f'value="{world.alpha_other_project.pk}"' in page
+    response = client.post(
+        f"/t/alpha/members/{member.pk}/", {"set_projects": "1", "projects": [world.alpha_other_project.pk]}
+    )
+    assert response.status_code == 302
+    assert list(member.projects.all()) == [world.alpha_other_project]
+    developer = _client(world, "alpha_member")
+    overview = developer.get("/t/alpha/").content.decode()
+    assert "Alpha Research" in overview and "Alpha Chatbot" not in overview
+    # another tenant's project is not a choice; nothing changes
+    page = client.post(
+        f"/t/alpha/members/{member.pk}/", {"set_projects": "1", "projects": [world.bravo_project.pk]}, follow=True
+    ).content.decode()
+    assert "Choose projects of this tenant" in page
+    assert list(member.projects.all()) == [world.alpha_other_project]
+    # a member who is not a developer has no projects to choose
+    admin_membership = world.memberships["alpha_admin"]
+    client.post(f"/t/alpha/members/{admin_membership.pk}/", {"set_projects": "1", "projects": [world.alpha_project.pk]})
+    assert admin_membership.projects.count() == 0
+    # nor can the developer, for themselves
+    response = _client(world, "alpha_member").post(
+        f"/t/alpha/members/{member.pk}/", {"set_projects": "1", "projects": [world.alpha_project.pk]}
+    )
+    assert response.status_code in (403, 404)
+    assert list(member.projects.all()) == [world.alpha_other_project]
+
+
 def test_the_last_owner_cannot_be_removed_in_the_portal(world) -> None:
     client = _client(world, "alpha_owner")
     response = client.post(f"/t/alpha/members/{world.memberships['alpha_owner'].pk}/", {"remove": "1"}, follow=True)
