@@ -156,6 +156,32 @@ def usage_aggregate(query: UsageQuery) -> dict[str, Any]:
     return {"currency": "USD", "rows": out_rows, "totals": totals}
 
 
+def project_month_usage(*, project: Project, user: Any) -> dict[str, Any]:
+    """A project's usage this month so far (the tenant's calendar), in all and per API key prefix (None: events
+    sent without a key), as the reader may see it."""
+    import zoneinfo
+
+    from django.utils import timezone
+
+    tenant = project.tenant
+    today = timezone.now().astimezone(zoneinfo.ZoneInfo(tenant.timezone)).date()
+    query = UsageQuery(
+        tenant=tenant,
+        start=today.replace(day=1),
+        end=today,
+        group_by=["api_key"],
+        filters={"project": project.slug},
+        project_ids=usage_scope_projects(tenant=tenant, user=user),
+    )
+    found = usage_aggregate(query)
+    return {
+        "start": query.start,
+        "end": query.end,
+        "totals": found["totals"],
+        "by_key": {row["api_key"]: row for row in found["rows"]},
+    }
+
+
 def events_for(
     query: UsageQuery, *, event_id: str | None = None, extra: dict[str, Any] | None = None
 ) -> QuerySet[UsageEvent]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
@@ -249,7 +250,12 @@ def project_detail(request: HttpRequest, tenant: str, project: str) -> HttpRespo
             request.session[_SECRET_SESSION_KEY] = {"id": api_key.pk, "key": secret}
             return redirect("portal:project", tenant=tenant_obj.slug, project=project_obj.slug)
     new_key = request.session.pop(_SECRET_SESSION_KEY, None)
-    keys = api_keys_for_user(request.user, tenant_obj).filter(project=project_obj).order_by("-created_at")
+    keys = list(api_keys_for_user(request.user, tenant_obj).filter(project=project_obj).order_by("-created_at"))
+    from metering.selectors import project_month_usage
+
+    usage = project_month_usage(project=project_obj, user=request.user)
+    for key in keys:
+        key.month_usage = usage["by_key"].get(key.prefix)  # type: ignore[attr-defined]
     response = render(
         request,
         "portal/project_detail.html",
@@ -260,6 +266,8 @@ def project_detail(request: HttpRequest, tenant: str, project: str) -> HttpRespo
             "form": form,
             "can_manage": can_manage,
             "new_key": new_key,
+            "usage": usage,
+            "usage_query": urlencode({"project": project_obj.slug, "preset": "mtd"}),
         },
     )
     response["Cache-Control"] = "no-store"

@@ -2,6 +2,8 @@ import pytest
 from django.test import Client, override_settings
 
 from tenants.models import ApiKey, Membership, Project, Tenant
+from tests.factories import api_key_for
+from tests.metering.conftest import prices  # noqa: F401  (the price-book fixture)
 
 pytestmark = pytest.mark.django_db
 
@@ -255,3 +257,27 @@ def test_a_tenant_member_has_one_menu_and_staff_see_the_tenant_in_a_bar_of_its_o
 
     # Off a tenant's pages staff have the one menu.
     assert list(_menus(_client(world, "finance").get("/staff/bills/").content.decode())) == ["Main"]
+
+
+def test_a_project_page_shows_this_months_usage_in_all_and_per_key(world, prices) -> None:  # noqa: F811
+    import datetime as dt
+
+    from tests.metering.test_ingest import event
+
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+    client = world.key_client(world.alpha_key_secret)
+    for n in range(3):
+        assert client.post("/api/v1/events", event(f"month-{n}", timestamp=now), format="json").status_code == 201
+    other = event("elsewhere", timestamp=now)  # the tenant's other project is not counted here
+    gateway = world.key_client(api_key_for(world.alpha_other_project)[1])
+    assert gateway.post("/api/v1/events", other, format="json").status_code == 201
+    # 86 × 2.5 + 1920 × 1.25 + 300 × 10 = 5,615 per 10⁶ tokens a request: 0.016845 for three
+    page = _client(world, "alpha_owner").get("/t/alpha/projects/chatbot/").content.decode()
+    month = page[page.index('data-testid="project-month"') : page.index("</section>", page.index("project-month"))]
+    assert ">3<" in month and ">0.02<" in month
+    row = page[page.index(f"<code>{world.alpha_key.prefix}</code>") :]
+    row = row[: row.index("</tr>")]
+    assert '<td class="num">3</td>' in row and '<td class="num">0.02</td>' in row
+    assert "project=chatbot&amp;preset=mtd" in page
+    # a developer of another project of the tenant does not see this one
+    assert _client(world, "alpha_dev").get("/t/alpha/projects/research/").status_code == 404
