@@ -1,4 +1,5 @@
-"""Portal pages: a tenant's budgets with gauges, alerts and anomalies; notification channels with a test send."""
+"""Portal pages: a tenant's budgets with gauges, alerts and anomalies; notification channels with a test send,
+turned off and on, removed."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
@@ -16,6 +18,7 @@ from billing.budgets import BudgetInvalid, budget_create, budget_states
 from billing.forms import BudgetForm, ChannelForm
 from billing.models import Budget, BudgetAlert, BudgetRaiseRequest, NotificationChannel
 from billing.serializers import BudgetSerializer, ChannelSerializer
+from core.audit import audit_record, audit_snapshot, audited_update
 from tenants.selectors import can_manage_tenant, full_access_tenant_ids, manages_as_staff, tenant_get_for_user
 
 
@@ -86,17 +89,56 @@ def channels(request: HttpRequest, tenant: str) -> HttpResponse:
             if body.is_valid():
                 data = dict(body.validated_data)
                 data.pop("tenant", None)
-                NotificationChannel.objects.create(tenant=tenant_obj, **data)
+                channel = NotificationChannel.objects.create(tenant=tenant_obj, **data)
+                audit_record(
+                    actor=request.user,
+                    action="create",
+                    instance=channel,
+                    after=audit_snapshot(channel),
+                    tenant=tenant_obj,
+                )
                 messages.success(request, _("Channel added."))
                 return redirect("portal:channels", tenant=tenant_obj.slug)
             for name, problems in body.errors.items():
                 form.add_error(name if name in form.fields else None, "; ".join(map(str, problems)))
-    rows = NotificationChannel.objects.filter(tenant=tenant_obj).prefetch_related("deliveries")
+    rows = (
+        NotificationChannel.objects.filter(tenant=tenant_obj)
+        .prefetch_related("deliveries")
+        .annotate(budget_count=Count("budgets", distinct=True))
+    )
     return render(
         request,
         "billing/channels.html",
         {"tenant": tenant_obj, "channels": rows, "form": form, "can_edit": can_edit},
     )
+
+
+@login_required
+@require_POST
+def channel_change(request: HttpRequest, tenant: str, pk: int) -> HttpResponse:
+    """Turn a channel off or on (kept, with its deliveries, for the budgets that name it), or remove it."""
+    tenant_obj = _tenant(request, tenant)
+    channel = get_object_or_404(NotificationChannel, tenant=tenant_obj, pk=pk)
+    if not can_manage_tenant(request.user, tenant_obj):
+        raise PermissionDenied(_("Channels are set by the tenant's owners, admins and account manager."))
+    action = request.POST.get("action")
+    if action == "remove":
+        audit_record(
+            actor=request.user, action="delete", instance=channel, before=audit_snapshot(channel), tenant=tenant_obj
+        )
+        channel.delete()
+        messages.success(request, _("Channel %(name)s removed.") % {"name": channel.name})
+    elif action in ("off", "on"):
+        audited_update(actor=request.user, instance=channel, changes={"enabled": action == "on"}, tenant=tenant_obj)
+        if channel.enabled:
+            messages.success(request, _("Channel %(name)s is on: alerts go to it again.") % {"name": channel.name})
+        else:
+            messages.success(
+                request, _("Channel %(name)s is off: no alerts go to it until it is on.") % {"name": channel.name}
+            )
+    else:
+        messages.error(request, _("Choose what to do with the channel."))
+    return redirect("portal:channels", tenant=tenant_obj.slug)
 
 
 @login_required

@@ -15,6 +15,7 @@ urlpatterns = [
         name="budget-raise-decide",
     ),
     path("t/<slug:tenant>/channels/", budget_views.channels, name="channels"),
+    path("t/<slug:tenant>/channels/<int:pk>/", budget_views.channel_change, name="channel-change"),
     path("t/<slug:tenant>/channels/<int:pk>/test/", budget_views.channel_test, name="channel-test"),
     path("staff/bills/", views.finance_bills, name="finance-bills"),
     path("staff/bills/close/", views.finance_bills_close, name="finance-bills-close"),

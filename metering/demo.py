@@ -12,6 +12,7 @@ import random
 import zoneinfo
 from typing import Any
 
+from django.db.models import Max, Min
 from django.utils import timezone
 
 from metering.models import ModelPrice, UsageEvent
@@ -148,6 +149,12 @@ def seed(*, days: int = 90, scale: float = 1.0, rng_seed: int = 2026) -> int:
                     scope=IngestScope(kind="project_key", api_key=key), raw_events=batch, now=min(arrival, now)
                 )
                 stored += result.accepted
+        # The key has been in use as long as its usage: created before its first event, last used at its last.
+        used = UsageEvent.objects.filter(api_key=key).aggregate(first=Min("occurred_at"), last=Max("occurred_at"))
+        if used["first"] is not None:
+            ApiKey.objects.filter(pk=key.pk).update(
+                created_at=min(key.created_at, used["first"] - dt.timedelta(days=1)), last_used_at=used["last"]
+            )
     return stored
 
 

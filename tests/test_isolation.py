@@ -143,6 +143,7 @@ OBJECT_KWARGS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "portal:channels": lambda w: {"tenant": w.alpha.slug},
     "portal:budget-raise-decide": lambda w: {"tenant": w.alpha.slug, "pk": w.alpha_raise.pk},
     "portal:channel-test": lambda w: {"tenant": w.alpha.slug, "pk": w.alpha_channel.pk},
+    "portal:channel-change": lambda w: {"tenant": w.alpha.slug, "pk": w.alpha_channel.pk},
     "portal:bills": lambda w: {"tenant": w.alpha.slug},
     "portal:bill": lambda w: {"tenant": w.alpha.slug, "pk": w.alpha_bill.pk},
     "portal:contracts": lambda w: {"tenant": w.alpha.slug},

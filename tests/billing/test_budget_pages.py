@@ -57,6 +57,46 @@ def test_channels_page_adds_a_channel_and_sends_a_test(world) -> None:
     assert world.portal("alpha_member").post(f"/t/alpha/channels/{channel.pk}/test/").status_code == 403
 
 
+def test_a_channel_is_turned_off_and_on_and_removed_in_the_portal(world, prices) -> None:
+    from billing.budgets import budget_create
+    from billing.channels import deliveries_queue
+    from core.models import AuditEntry
+
+    admin = world.portal("alpha_admin")
+    admin.post("/t/alpha/channels/", {"name": "Ops", "kind": "email", "target": "ops@alpha.example"})
+    channel = NotificationChannel.objects.get(tenant=world.alpha, name="Ops")
+    budget = budget_create(actor=None, tenant=world.alpha, name="Cap", scope="tenant", period="month", limit_amount=5)
+    budget.channels.add(channel)
+    page = admin.get("/t/alpha/channels/").content.decode()
+    assert "used by 1 budget" in page and "The budget that sends alerts to it will no longer do so." in page
+
+    page = admin.post(f"/t/alpha/channels/{channel.pk}/", {"action": "off"}, follow=True).content.decode()
+    channel.refresh_from_db()
+    assert channel.enabled is False and "is off" in page and ">Turn on<" in page
+    assert deliveries_queue(channels=[channel], payload={"type": "test"}, subject="test") == []  # nothing goes out
+    admin.post(f"/t/alpha/channels/{channel.pk}/", {"action": "on"})
+    channel.refresh_from_db()
+    assert channel.enabled is True
+
+    # only those who set channels, and only their tenant's
+    assert world.portal("alpha_member").post(f"/t/alpha/channels/{channel.pk}/", {"action": "off"}).status_code == 403
+    assert world.portal("bravo_owner").post(f"/t/alpha/channels/{channel.pk}/", {"action": "remove"}).status_code == 404
+    assert world.portal("bravo_owner").post(f"/t/bravo/channels/{channel.pk}/", {"action": "remove"}).status_code == 404
+    assert admin.post(f"/t/alpha/channels/{channel.pk}/", {"action": "explode"}).status_code == 302
+    assert NotificationChannel.objects.filter(pk=channel.pk).exists()
+
+    page = admin.post(f"/t/alpha/channels/{channel.pk}/", {"action": "remove"}, follow=True).content.decode()
+    assert "Channel Ops removed." in page
+    assert not NotificationChannel.objects.filter(pk=channel.pk).exists()
+    assert list(budget.channels.all()) == []
+    actions = list(
+        AuditEntry.objects.filter(object_type__icontains="notificationchannel", object_id=str(channel.pk))
+        .order_by("id")
+        .values_list("action", flat=True)
+    )
+    assert actions == ["create", "update", "update", "delete"]
+
+
 def test_the_account_manager_decides_raises_and_sees_tenants_spend(
     world, prices, django_capture_on_commit_callbacks
 ) -> None:

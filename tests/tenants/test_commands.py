@@ -66,6 +66,13 @@ def test_seed_demo_loads_tenants_people_and_keys_and_can_run_twice() -> None:
     assert set(Tenant.objects.values_list("slug", flat=True)) >= {"acme", "globex", "initech", "umbrella"}
     assert Tenant.objects.get(slug="meterline-lab").is_internal
     assert ApiKey.objects.filter(tenant__slug="acme").count() == 3
+    # A key that sent the demo's usage reads as one in use since before it, last used at its latest event.
+    from metering.models import UsageEvent
+
+    key = ApiKey.objects.get(tenant__slug="acme", project__slug="chatbot")
+    events = UsageEvent.objects.filter(api_key=key)
+    assert key.last_used_at == events.latest("occurred_at").occurred_at
+    assert key.created_at < events.earliest("occurred_at").occurred_at
     client = Client()
     assert client.login(username="acme-owner", password="meterline-demo")
     assert client.get("/t/acme/").status_code == 200
