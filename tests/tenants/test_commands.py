@@ -73,6 +73,10 @@ def test_seed_demo_loads_tenants_people_and_keys_and_can_run_twice() -> None:
     events = UsageEvent.objects.filter(api_key=key)
     assert key.last_used_at == events.latest("occurred_at").occurred_at
     assert key.created_at < events.earliest("occurred_at").occurred_at
+    # Each budget's alerts go to its tenant's finance mailbox.
+    from billing.models import Budget
+
+    assert not Budget.objects.filter(channels=None).exists()
     client = Client()
     assert client.login(username="acme-owner", password="meterline-demo")
     assert client.get("/t/acme/").status_code == 200
