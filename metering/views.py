@@ -13,10 +13,13 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
@@ -286,6 +289,45 @@ def price_book(request: HttpRequest) -> HttpResponse:
             "unpriced_count": len(unpriced_models()),
         },
     )
+
+
+@login_required
+def price_new(request: HttpRequest) -> HttpResponse:
+    """Add a price: a new effective-dated row (history is never edited); unpriced events of the model are
+    re-rated once it is stored."""
+    _require_platform_admin(request)
+    from metering.forms import PriceForm
+    from metering.prices import PriceRuleViolation, price_add
+
+    if request.method == "POST":
+        form = PriceForm(request.POST)
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                with transaction.atomic():
+                    price = price_add(
+                        actor=request.user,
+                        provider=data["provider"],
+                        model=data["model"],
+                        prices=form.prices,
+                        effective_from=data["effective_from"],
+                        aliases=data["aliases"],
+                    )
+            except PriceRuleViolation as exc:
+                form.add_error("effective_from", str(exc))
+            else:
+                messages.success(
+                    request,
+                    _("Price of %(model)s added, in force from %(start)s; its unpriced events are being re-rated.")
+                    % {
+                        "model": f"{price.provider}/{price.model}",
+                        "start": date_format(timezone.localtime(price.effective_from), "SHORT_DATETIME_FORMAT"),
+                    },
+                )
+                return redirect(f"{reverse('portal:price-book')}?{urlencode({'q': price.model, 'current': '0'})}")
+    else:
+        form = PriceForm(initial=PriceForm.initial_from(request.GET))
+    return render(request, "metering/price_new.html", {"form": form})
 
 
 @login_required

@@ -44,6 +44,7 @@ STAFF_ONLY = {
 # Staff portal pages: a tenant user is refused (403) whatever they send.
 STAFF_PAGES = {
     "portal:price-book",
+    "portal:price-new",
     "portal:price-book-import",
     "portal:unpriced",
     "portal:unpriced-rerate",

@@ -161,3 +161,107 @@ def test_the_explorer_filters_by_department_environment_and_key(world, usage) ->
     assert by_department.context["totals"]["requests"] == 3  # the chatbot project's events
     by_key = client.get("/t/alpha/usage/", {"preset": "7d", "api_key": world.alpha_key.prefix})
     assert by_key.context["totals"]["requests"] == 3
+
+
+def test_a_platform_admin_adds_a_price_for_an_unpriced_model_and_its_events_are_priced(
+    world, prices, django_capture_on_commit_callbacks
+) -> None:
+    from metering.models import ModelPrice
+    from metering.services import IngestScope, events_ingest
+    from tests.metering.conftest import iso
+
+    seen = timezone.now().replace(microsecond=0) - dt.timedelta(hours=2, seconds=17)
+    events_ingest(
+        scope=IngestScope(kind="project_key", api_key=world.alpha_key),
+        raw_events=[
+            {
+                "event_id": f"house-{n}",
+                "timestamp": iso(seen + dt.timedelta(minutes=n)),
+                "model": "house-7b",
+                "usage": {"input_tokens": 1000, "output_tokens": 500},
+            }
+            for n in range(3)
+        ],
+    )
+    client = _client(world, "platform")
+    queue = client.get("/staff/prices/unpriced/").content.decode()
+    link = re.search(r'href="(/staff/prices/new/\?model=house-7b[^"]*)"', queue)
+    assert link, queue
+    form = client.get(link.group(1).replace("&amp;", "&"))
+    assert form.status_code == 200
+    start = form.context["form"].initial["effective_from"]
+    assert start <= seen and seen - start < dt.timedelta(minutes=1)  # from its first event, to the minute
+    assert form.context["form"].initial["model"] == "house-7b"
+
+    body = {
+        "provider": "house",
+        "model": "house-7b",
+        "aliases": "house-7b-*, House 7B",
+        "effective_from": timezone.localtime(start).strftime("%Y-%m-%dT%H:%M"),
+        "input": "0.5",
+        "output": "1.5",
+    }
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/staff/prices/new/", body)
+    assert response.status_code == 302 and response["Location"] == "/staff/prices/?q=house-7b&current=0"
+    price = ModelPrice.objects.get(model="house-7b")
+    assert (price.provider, price.input, price.output, price.aliases) == ("house", 0.5, 1.5, ["house-7b-*", "House 7B"])
+    assert price.effective_from == start and price.source == "manual"
+    events = UsageEvent.objects.filter(event_id__startswith="house-")
+    assert {e.rating_status for e in events} == {"priced"}
+    # 1,000 × 0.5 + 500 × 1.5 = 1,250 per 10⁶
+    assert {str(e.cost.normalize()) for e in events} == {"0.00125"}
+    assert "<code>house-7b</code>" not in client.get("/staff/prices/unpriced/").content.decode()
+
+    # the same start again is refused on the form, nothing stored
+    again = client.post("/staff/prices/new/", body)
+    assert again.status_code == 200 and "already has a price starting" in again.content.decode()
+    assert ModelPrice.objects.filter(model="house-7b").count() == 1
+
+
+def test_a_changed_price_starts_from_the_one_in_force_and_closes_it(world, prices) -> None:
+    from metering.models import ModelPrice
+
+    client = _client(world, "platform")
+    book = client.get("/staff/prices/", {"q": "gpt-4o"}).content.decode()
+    assert 'href="/staff/prices/new/?model=gpt-4o&amp;provider=openai"' in book
+    initial = client.get("/staff/prices/new/", {"model": "gpt-4o", "provider": "openai"}).context["form"].initial
+    assert (initial["input"], initial["cached_input"], initial["output"]) == ("2.5", "1.25", "10")
+    assert initial["aliases"] == "gpt-4o-2024-*"
+    start = timezone.localtime(timezone.now() + dt.timedelta(days=1)).replace(second=0, microsecond=0)
+    response = client.post(
+        "/staff/prices/new/",
+        {
+            "provider": "openai",
+            "model": "gpt-4o",
+            "aliases": initial["aliases"],
+            "effective_from": start.strftime("%Y-%m-%dT%H:%M"),
+            "input": "2",
+            "cached_input": "1",
+            "output": "8",
+        },
+    )
+    assert response.status_code == 302
+    old, new = ModelPrice.objects.filter(model="gpt-4o").order_by("effective_from")
+    assert old.effective_to == start == new.effective_from and new.effective_to is None
+    assert (old.input, new.input) == (2.5, 2)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("input", "-1"), ("output", "abc"), ("input", "1.123456789"), ("model", ""), ("effective_from", "tomorrow")],
+)
+def test_a_price_with_a_bad_value_is_refused_on_the_form(world, prices, field: str, value: str) -> None:
+    from metering.models import ModelPrice
+
+    body = {"provider": "x", "model": "x-1", "effective_from": "2026-11-01T00:00", "input": "1", "output": "2"}
+    response = _client(world, "platform").post("/staff/prices/new/", {**body, field: value})
+    assert response.status_code == 200
+    assert field in response.context["form"].errors
+    assert not ModelPrice.objects.filter(model="x-1").exists()
+
+
+def test_only_platform_admins_add_prices(world) -> None:
+    for who in ("alpha_owner", "finance", "am"):
+        assert _client(world, who).get("/staff/prices/new/").status_code == 403
+        assert _client(world, who).post("/staff/prices/new/", {}).status_code == 403
