@@ -101,3 +101,24 @@ def fx_rate_in_force(*, base: str, quote: str, on: dt.date, max_age_days: int | 
     if max_age_days is not None:
         rates = rates.filter(date__gte=on - dt.timedelta(days=max_age_days))
     return rates.order_by("-date").first()
+
+
+def fx_closing_needs(*, quotes: list[str], today: dt.date, max_age_days: int) -> list[dict[str, Any]]:
+    """For each billing currency, what closing this month needs: a USD rate dated within `max_age_days` before the
+    month's last day. Lists the currencies whose latest rate is older than that window's start."""
+    import calendar
+
+    last = today.replace(day=calendar.monthrange(today.year, today.month)[1])
+    window_start = last - dt.timedelta(days=max_age_days)
+    latest = {
+        quote: FxRate.objects.filter(base=PRICE_CURRENCY, quote=quote)
+        .order_by("-date")
+        .values_list("date", flat=True)
+        .first()
+        for quote in quotes
+    }
+    return [
+        {"quote": quote, "latest": on, "age_days": (today - on).days if on else None, "from": window_start, "to": last}
+        for quote, on in latest.items()
+        if on is None or on < window_start
+    ]

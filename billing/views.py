@@ -265,10 +265,24 @@ def fx_rates(request: HttpRequest) -> HttpResponse:
     quote = (request.GET.get("quote") or (in_use[0] if in_use else "EUR")).upper()[:3]
     rates = FxRate.objects.filter(base=PRICE_CURRENCY, quote=quote).order_by("-date")
     page = Paginator(rates, 31).get_page(request.GET.get("page"))
+    from django.utils import timezone
+
+    from billing.bills import FX_MAX_AGE_DAYS
+    from billing.fx import fx_closing_needs
+
+    needs = fx_closing_needs(quotes=in_use, today=timezone.localdate(), max_age_days=FX_MAX_AGE_DAYS)
     return render(
         request,
         "billing/fx_rates.html",
-        {"page": page, "quote": quote, "quotes": quotes, "in_use": in_use, "form": form, "can_add": can_add},
+        {
+            "page": page,
+            "quote": quote,
+            "quotes": quotes,
+            "in_use": in_use,
+            "form": form,
+            "can_add": can_add,
+            "closing_needs": needs,
+        },
     )
 
 

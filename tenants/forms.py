@@ -37,6 +37,14 @@ class ApiKeyForm(forms.Form):
     )
 
 
+class GatewayTokenForm(ApiKeyForm):
+    name = forms.CharField(
+        label=_("Token name"),
+        max_length=200,
+        help_text=_("Say which gateway uses it, e.g. “LiteLLM proxy, production”."),
+    )
+
+
 class MemberForm(forms.Form):
     username = forms.RegexField(label=_("Username"), regex=r"^[\w.@+-]{1,150}\Z", max_length=150)
     email = forms.EmailField(

@@ -349,20 +349,20 @@ _GATEWAY_SECRET_SESSION_KEY = "meterline_new_gateway_token"
 @login_required
 def gateway_tokens(request: HttpRequest) -> HttpResponse:
     """Platform admins: the provider-wide gateway tokens (create — the secret shown once — and revoke)."""
-    from tenants.forms import ApiKeyForm
+    from tenants.forms import GatewayTokenForm
     from tenants.models import GatewayToken
     from tenants.roles import PLATFORM_ADMINS
 
     if not has_staff_role(request.user, PLATFORM_ADMINS):
         raise PermissionDenied
-    form = ApiKeyForm()
+    form = GatewayTokenForm()
     if request.method == "POST":
         if request.POST.get("revoke"):
             token = get_object_or_404(GatewayToken, pk=request.POST["revoke"])
             services.gateway_token_revoke(actor=request.user, token=token)
             messages.success(request, _("Token %(prefix)s revoked.") % {"prefix": token.prefix})
             return redirect("portal:gateway-tokens")
-        form = ApiKeyForm(request.POST)
+        form = GatewayTokenForm(request.POST)
         if form.is_valid():
             token, secret = services.gateway_token_create(
                 actor=request.user, name=form.cleaned_data["name"], expires_at=form.cleaned_data["expires_at"]

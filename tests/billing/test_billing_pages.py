@@ -170,3 +170,26 @@ def test_a_new_contract_starts_from_the_terms_in_force(world, prices) -> None:
     assert initial["billing_currency"] == "CNY" and "gpt-4o" in initial["rate_overrides"]
     assert "starts_on" not in initial  # the new contract's own date
     assert f"Filled in with the terms of {current.number}" in page.content.decode()
+
+
+def test_the_fx_page_says_which_rates_this_months_close_still_needs(world, prices) -> None:
+    from unittest import mock
+
+    from tests.billing.test_bills import activate, rate
+
+    activate(world, billing_currency="CNY")
+    rate("CNY", "2026-10-30", "7.1")
+    rate("EUR", "2026-11-20", "0.92")  # not a contract's currency: not listed
+    finance = world.portal("finance")
+    with mock.patch("django.utils.timezone.localdate", return_value=dt.date(2026, 11, 23)):
+        page = finance.get("/staff/fx-rates/", {"quote": "EUR"}).content.decode()
+    needs = page[
+        page.index('data-testid="fx-closing-needs"') : page.index("</section>", page.index("fx-closing-needs"))
+    ]
+    assert "USD→CNY: the latest rate is from 2026-10-30 (24 days ago)" in needs
+    assert "2026-11-23 – 2026-11-30" in needs and "EUR" not in needs
+    # a rate in the closing window: nothing more is needed
+    rate("CNY", "2026-11-23", "7.2")
+    with mock.patch("django.utils.timezone.localdate", return_value=dt.date(2026, 11, 23)):
+        page = finance.get("/staff/fx-rates/").content.decode()
+    assert "fx-closing-needs" not in page

@@ -18,6 +18,8 @@ def test_platform_admin_creates_and_revokes_a_gateway_token(world) -> None:
     assert world.key_client(secret).get("/api/v1/prices").status_code == 200
     again = admin.get("/staff/gateway-tokens/").content.decode()
     assert secret not in again and token.prefix in again
+    assert "Token name" in again and "Key name" not in again  # a gateway's token, not a project key
+    assert f"Revoke edge eu-1 ({token.prefix})?" in again  # asked before it is done
     admin.post("/staff/gateway-tokens/", {"revoke": token.pk})
     token.refresh_from_db()
     assert token.revoked_at is not None
