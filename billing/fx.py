@@ -110,12 +110,11 @@ def fx_closing_needs(*, quotes: list[str], today: dt.date, max_age_days: int) ->
 
     last = today.replace(day=calendar.monthrange(today.year, today.month)[1])
     window_start = last - dt.timedelta(days=max_age_days)
+    rates = FxRate.objects.filter(base=PRICE_CURRENCY).order_by("-date")
     latest = {
-        quote: FxRate.objects.filter(base=PRICE_CURRENCY, quote=quote)
-        .order_by("-date")
-        .values_list("date", flat=True)
-        .first()
+        quote: rates.filter(quote=quote).values_list("date", flat=True).first()
         for quote in quotes
+        if quote != PRICE_CURRENCY  # prices are in USD: a USD bill needs no rate
     }
     return [
         {"quote": quote, "latest": on, "age_days": (today - on).days if on else None, "from": window_start, "to": last}

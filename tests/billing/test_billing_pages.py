@@ -175,9 +175,12 @@ def test_a_new_contract_starts_from_the_terms_in_force(world, prices) -> None:
 def test_the_fx_page_says_which_rates_this_months_close_still_needs(world, prices) -> None:
     from unittest import mock
 
+    from billing.contracts import contract_activate, contract_create
     from tests.billing.test_bills import activate, rate
 
     activate(world, billing_currency="CNY")
+    usd = contract_create(actor=None, tenant=world.bravo, starts_on=dt.date(2026, 1, 1), billing_currency="USD")
+    contract_activate(actor=None, contract=usd)
     rate("CNY", "2026-10-30", "7.1")
     rate("EUR", "2026-11-20", "0.92")  # not a contract's currency: not listed
     finance = world.portal("finance")
@@ -188,6 +191,7 @@ def test_the_fx_page_says_which_rates_this_months_close_still_needs(world, price
     ]
     assert "USD→CNY: the latest rate is from 2026-10-30 (24 days ago)" in needs
     assert "2026-11-23 – 2026-11-30" in needs and "EUR" not in needs
+    assert "USD→USD" not in needs  # prices are in USD already
     # a rate in the closing window: nothing more is needed
     rate("CNY", "2026-11-23", "7.2")
     with mock.patch("django.utils.timezone.localdate", return_value=dt.date(2026, 11, 23)):
