@@ -103,3 +103,15 @@ def test_a_used_up_budget_says_so_on_the_dashboard(world, prices, django_capture
         )
     page = world.portal("alpha_member").get("/t/alpha/").content.decode()
     assert "Tiny cap" in page and "250%" in page and "Used up" in page
+
+
+def test_the_month_to_date_call_count_is_grouped_by_thousands(world, prices) -> None:  # noqa: F811
+    now = timezone.now() - dt.timedelta(minutes=2)
+    raw = [
+        {"event_id": f"c-{n}", "timestamp": now.isoformat(), "model": "gpt-4o", "usage": {"input_tokens": 10}}
+        for n in range(1001)
+    ]
+    events_ingest(scope=IngestScope(kind="project_key", api_key=world.alpha_key), raw_events=raw[:1000])
+    events_ingest(scope=IngestScope(kind="project_key", api_key=world.alpha_key), raw_events=raw[1000:])
+    page = world.portal("alpha_member").get("/t/alpha/").content.decode()
+    assert "1,001 calls" in page

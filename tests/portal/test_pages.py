@@ -78,6 +78,10 @@ def test_a_developer_sees_only_their_projects_and_no_member_list(world) -> None:
     assert "Alpha Chatbot" in overview and "Alpha Research" not in overview
     assert client.get("/t/alpha/projects/research/").status_code == 404
     assert client.get("/t/alpha/members/").status_code == 403
+    assert 'href="/t/alpha/members/"' not in overview  # nor a menu entry or card leading to it
+    assert ">Members<" not in overview
+    owner = _client(world, "alpha_owner").get("/t/alpha/").content.decode()
+    assert 'href="/t/alpha/members/"' in owner
 
 
 def test_an_owner_adds_a_member_and_changes_a_role(world) -> None:
