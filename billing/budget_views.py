@@ -113,14 +113,20 @@ def channels(request: HttpRequest, tenant: str) -> HttpResponse:
     )
 
 
-@login_required
-@require_POST
-def channel_change(request: HttpRequest, tenant: str, pk: int) -> HttpResponse:
-    """Turn a channel off or on (kept, with its deliveries, for the budgets that name it), or remove it."""
+def _channel_to_manage(request: HttpRequest, tenant: str, pk: int) -> tuple[Any, NotificationChannel]:
+    """(tenant, channel) for someone who sets the tenant's channels; another tenant's channel is a 404."""
     tenant_obj = _tenant(request, tenant)
     channel = get_object_or_404(NotificationChannel, tenant=tenant_obj, pk=pk)
     if not can_manage_tenant(request.user, tenant_obj):
         raise PermissionDenied(_("Channels are set by the tenant's owners, admins and account manager."))
+    return tenant_obj, channel
+
+
+@login_required
+@require_POST
+def channel_change(request: HttpRequest, tenant: str, pk: int) -> HttpResponse:
+    """Turn a channel off or on (kept, with its deliveries, for the budgets that name it), or remove it."""
+    tenant_obj, channel = _channel_to_manage(request, tenant, pk)
     action = request.POST.get("action")
     if action == "remove":
         audit_record(
@@ -146,10 +152,7 @@ def channel_change(request: HttpRequest, tenant: str, pk: int) -> HttpResponse:
 def channel_test(request: HttpRequest, tenant: str, pk: int) -> HttpResponse:
     from billing.channels import deliveries_queue, delivery_attempt
 
-    tenant_obj = _tenant(request, tenant)
-    channel = get_object_or_404(NotificationChannel, tenant=tenant_obj, pk=pk)
-    if not can_manage_tenant(request.user, tenant_obj):
-        raise PermissionDenied(_("Channels are set by the tenant's owners, admins and account manager."))
+    tenant_obj, channel = _channel_to_manage(request, tenant, pk)
     queued = deliveries_queue(
         channels=[channel], payload={"type": "test", "tenant": tenant_obj.slug, "channel": channel.name}, subject="test"
     )
