@@ -20,6 +20,18 @@ def _price_field(label: Any, *, required: bool) -> forms.DecimalField:
     )
 
 
+def _aliases_parse(text: str) -> list[str]:
+    aliases = list(dict.fromkeys(a.strip() for a in text.split(",") if a.strip()))
+    if len(aliases) > 50:
+        raise forms.ValidationError(_("At most 50 aliases."))
+    if any(len(a) > 200 for a in aliases):
+        raise forms.ValidationError(_("An alias has at most 200 characters."))
+    return aliases
+
+
+_ALIASES_HELP = _("Other names events use for it, comma-separated; * matches any text, e.g. gpt-4o-2024-*")
+
+
 class PriceForm(forms.Form):
     """A new effective-dated price row (USD per 1M tokens); the row in force until then ends where it starts.
     Rating charges tokens only (SPEC §5.4), so a per-request price is not asked for here."""
@@ -30,7 +42,7 @@ class PriceForm(forms.Form):
         label=_("Aliases"),
         required=False,
         max_length=2000,
-        help_text=_("Other names events use for it, comma-separated; * matches any text, e.g. gpt-4o-2024-*"),
+        help_text=_ALIASES_HELP,
     )
     effective_from = forms.DateTimeField(
         label=_("In force from"),
@@ -50,12 +62,7 @@ class PriceForm(forms.Form):
         return self.cleaned_data["model"].strip()
 
     def clean_aliases(self) -> list[str]:
-        aliases = [a.strip() for a in self.cleaned_data["aliases"].split(",") if a.strip()]
-        if len(aliases) > 50:
-            raise forms.ValidationError(_("At most 50 aliases."))
-        if any(len(a) > 200 for a in aliases):
-            raise forms.ValidationError(_("An alias has at most 200 characters."))
-        return aliases
+        return _aliases_parse(self.cleaned_data["aliases"])
 
     @property
     def prices(self) -> dict[str, Decimal | None]:
@@ -94,3 +101,12 @@ class PriceForm(forms.Form):
             if moment is not None and moment.tzinfo is not None:
                 initial["effective_from"] = timezone.localtime(moment).replace(second=0, microsecond=0)
         return initial
+
+
+class AliasesForm(forms.Form):
+    """The other names a price row answers to (the only part of a price that changes in place)."""
+
+    aliases = forms.CharField(label=_("Aliases"), required=False, max_length=2000, help_text=_ALIASES_HELP)
+
+    def clean_aliases(self) -> list[str]:
+        return _aliases_parse(self.cleaned_data["aliases"])

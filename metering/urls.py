@@ -13,6 +13,7 @@ urlpatterns = [
     path("staff/reconciliation/<int:pk>/", views.reconciliation_report, name="reconciliation-report"),
     path("staff/prices/", views.price_book, name="price-book"),
     path("staff/prices/new/", views.price_new, name="price-new"),
+    path("staff/prices/<int:pk>/aliases/", views.price_aliases, name="price-aliases"),
     path("staff/prices/import/", views.price_book_import, name="price-book-import"),
     path("staff/prices/unpriced/", views.unpriced_queue, name="unpriced"),
     path("staff/prices/unpriced/rerate/", views.unpriced_rerate, name="unpriced-rerate"),

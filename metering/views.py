@@ -16,7 +16,7 @@ from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import date_format
@@ -328,6 +328,28 @@ def price_new(request: HttpRequest) -> HttpResponse:
     else:
         form = PriceForm(initial=PriceForm.initial_from(request.GET))
     return render(request, "metering/price_new.html", {"form": form})
+
+
+@login_required
+@require_POST
+def price_aliases(request: HttpRequest, pk: int) -> HttpResponse:
+    """Change the other names a price row answers to; events those names now price are re-rated."""
+    _require_platform_admin(request)
+    from metering.forms import AliasesForm
+    from metering.prices import price_update_aliases
+
+    price = get_object_or_404(ModelPrice, pk=pk)
+    form = AliasesForm(request.POST)
+    if form.is_valid():
+        price_update_aliases(actor=request.user, price=price, aliases=form.cleaned_data["aliases"])
+        messages.success(
+            request,
+            _("Aliases of %(model)s saved; unpriced events they name are being re-rated.")
+            % {"model": f"{price.provider}/{price.model}"},
+        )
+    else:
+        messages.error(request, "; ".join(str(problem) for problem in form.errors["aliases"]))
+    return redirect(f"{reverse('portal:price-book')}?{urlencode({'q': price.model, 'current': '0'})}")
 
 
 @login_required

@@ -45,6 +45,7 @@ STAFF_ONLY = {
 STAFF_PAGES = {
     "portal:price-book",
     "portal:price-new",
+    "portal:price-aliases",
     "portal:price-book-import",
     "portal:unpriced",
     "portal:unpriced-rerate",
@@ -309,7 +310,7 @@ def test_the_outsider_cannot_write_usage_into_alpha(world: Any) -> None:
 @pytest.mark.parametrize("name", sorted(STAFF_PAGES))
 def test_staff_pages_refuse_tenant_users(world: Any, name: str) -> None:
     client = _outsider_clients(world)["portal"]
-    url = reverse(name, kwargs={"pk": 1} if name.endswith("-report") else {})
+    url = reverse(name, kwargs={"pk": 1} if name.endswith(("-report", "-aliases")) else {})
     for method in ("get", "post"):
         assert getattr(client, method)(url).status_code in (403, 405)
 

@@ -265,3 +265,44 @@ def test_only_platform_admins_add_prices(world) -> None:
     for who in ("alpha_owner", "finance", "am"):
         assert _client(world, who).get("/staff/prices/new/").status_code == 403
         assert _client(world, who).post("/staff/prices/new/", {}).status_code == 403
+
+
+def test_a_platform_admin_edits_a_prices_aliases_and_the_events_they_name_are_priced(
+    world, prices, django_capture_on_commit_callbacks
+) -> None:
+    from metering.models import ModelPrice
+    from metering.services import IngestScope, events_ingest
+    from tests.metering.conftest import iso
+
+    events_ingest(
+        scope=IngestScope(kind="project_key", api_key=world.alpha_key),
+        raw_events=[
+            {
+                "event_id": "snapshot-1",
+                "timestamp": iso(timezone.now() - dt.timedelta(minutes=5)),
+                "model": "gpt-4o-latest",
+                "usage": {"input_tokens": 1000, "output_tokens": 100},
+            }
+        ],
+    )
+    assert UsageEvent.objects.get(event_id="snapshot-1").rating_status == "unpriced"
+    price = prices["gpt-4o"]
+    client = _client(world, "platform")
+    book = client.get("/staff/prices/", {"q": "gpt-4o"}).content.decode()
+    assert f'action="/staff/prices/{price.pk}/aliases/"' in book and 'value="gpt-4o-2024-*"' in book
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            f"/staff/prices/{price.pk}/aliases/", {"aliases": "gpt-4o-2024-*, gpt-4o-latest, gpt-4o-latest"}
+        )
+    assert response.status_code == 302
+    price.refresh_from_db()
+    assert price.aliases == ["gpt-4o-2024-*", "gpt-4o-latest"]  # a name given twice is kept once
+    event = UsageEvent.objects.get(event_id="snapshot-1")
+    assert event.rating_status == "priced" and event.price_id == price.pk
+    # 1,000 × 2.5 + 100 × 10 = 3,500 per 10⁶
+    assert str(event.cost.normalize()) == "0.0035"
+    # an alias too long is refused, the row unchanged; tenant users cannot reach it
+    page = client.post(f"/staff/prices/{price.pk}/aliases/", {"aliases": "x" * 201}, follow=True).content.decode()
+    assert "at most 200 characters" in page
+    assert ModelPrice.objects.get(pk=price.pk).aliases == ["gpt-4o-2024-*", "gpt-4o-latest"]
+    assert _client(world, "alpha_owner").post(f"/staff/prices/{price.pk}/aliases/", {"aliases": ""}).status_code == 403
