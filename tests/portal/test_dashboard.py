@@ -115,3 +115,22 @@ def test_the_month_to_date_call_count_is_grouped_by_thousands(world, prices) -> 
     events_ingest(scope=IngestScope(kind="project_key", api_key=world.alpha_key), raw_events=raw[1000:])
     page = world.portal("alpha_member").get("/t/alpha/").content.decode()
     assert "1,001 calls" in page
+
+
+def test_an_internal_tenant_is_told_its_usage_is_metered_but_never_billed(world, prices) -> None:  # noqa: F811
+    world.alpha.is_internal = True
+    world.alpha.legal_name = ""
+    world.alpha.billing_currency = "USD"
+    world.alpha.save()
+    now = timezone.now() - dt.timedelta(minutes=2)
+    events_ingest(
+        scope=IngestScope(kind="project_key", api_key=world.alpha_key),
+        raw_events=[
+            {"event_id": "i-1", "timestamp": now.isoformat(), "model": "gpt-4o", "usage": {"input_tokens": 10**6}}
+        ],
+    )
+    page = world.portal("alpha_owner").get("/t/alpha/").content.decode()
+    # 1,000,000 × 2.5 = 2.50 USD metered; the bill is nothing
+    assert "Internal: metered ($2.50 at contract prices) but never billed" in page
+    head = page[page.index('<div class="page-head">') : page.index("</div>", page.index('<div class="page-head">'))]
+    assert "· <span" not in head  # no separator before the badge when there is no legal name
