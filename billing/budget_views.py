@@ -35,12 +35,13 @@ def budgets(request: HttpRequest, tenant: str) -> HttpResponse:
 
     tenant_obj = _tenant(request, tenant)
     can_edit = can_manage_tenant(request.user, tenant_obj)
-    form = BudgetForm()
+    form = BudgetForm(tenant=tenant_obj)
     if request.method == "POST":
         if not can_edit:
             raise PermissionDenied(_("Budgets are set by the tenant's owners, admins and account manager."))
-        form = BudgetForm(request.POST)
+        form = BudgetForm(request.POST, tenant=tenant_obj)
         if form.is_valid():
+            chosen = list(form.cleaned_data.pop("channels"))
             data = {k: v for k, v in form.cleaned_data.items() if v not in (None, "")}
             body = BudgetSerializer(data=data)
             if body.is_valid():
@@ -48,7 +49,7 @@ def budgets(request: HttpRequest, tenant: str) -> HttpResponse:
                 fields.pop("channels", None)
                 fields.pop("tenant", None)
                 try:
-                    budget_create(actor=request.user, tenant=tenant_obj, **fields)
+                    budget_create(actor=request.user, tenant=tenant_obj, channels=chosen, **fields)
                 except BudgetInvalid as exc:
                     for name, problems in exc.fields.items():
                         form.add_error(name if name in form.fields else None, "; ".join(problems))
@@ -58,7 +59,14 @@ def budgets(request: HttpRequest, tenant: str) -> HttpResponse:
             else:
                 for name, problems in body.errors.items():
                     form.add_error(name if name in form.fields else None, "; ".join(map(str, problems)))
-    states = budget_states(list(Budget.objects.filter(tenant=tenant_obj).select_related("tenant").order_by("name")))
+    states = budget_states(
+        list(
+            Budget.objects.filter(tenant=tenant_obj)
+            .select_related("tenant")
+            .prefetch_related("channels")
+            .order_by("name")
+        )
+    )
     return render(
         request,
         "billing/budgets.html",

@@ -139,11 +139,22 @@ class BudgetForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 2, "placeholder": "gpt-4o gpt-4o-mini"}),
         help_text=_("One pair per line: model and the cheaper model to use instead."),
     )
+    channels: Any = forms.ModelMultipleChoiceField(
+        label=_("Send alerts to"),
+        queryset=None,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text=_("Alerts always show here and on the dashboard; channels are set up under Alert channels."),
+    )
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        from billing.models import Budget
+    def __init__(self, *args: Any, tenant: Any, **kwargs: Any) -> None:
+        from billing.models import Budget, NotificationChannel
 
         super().__init__(*args, **kwargs)
+        channels: Any = self.fields["channels"]
+        channels.queryset = NotificationChannel.objects.filter(tenant=tenant, enabled=True).order_by("name")
+        if not self.is_bound:
+            channels.initial = list(channels.queryset)  # a new budget alerts every channel in use unless unticked
         for name, choices in (
             ("scope", Budget.Scope.choices),
             ("period", Budget.Period.choices),

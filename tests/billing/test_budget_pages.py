@@ -45,6 +45,37 @@ def test_admins_create_budgets_members_read_them(world, prices) -> None:
     assert world.portal("alpha_dev").get("/t/alpha/budgets/").status_code == 403
 
 
+def test_a_budget_made_in_the_portal_sends_its_alerts_to_the_channels_ticked(world, prices) -> None:
+    ops = NotificationChannel.objects.create(tenant=world.alpha, name="Ops", kind="email", target="ops@alpha.example")
+    NotificationChannel.objects.create(
+        tenant=world.alpha, name="Old hook", kind="webhook", target="https://hooks.example/x", enabled=False
+    )
+    NotificationChannel.objects.create(tenant=world.bravo, name="Bravo mail", kind="email", target="b@bravo.example")
+    admin = world.portal("alpha_admin")
+    page = admin.get("/t/alpha/budgets/").content.decode()
+    # the tenant's channels in use are offered, ticked; one turned off and another tenant's are not
+    assert f'name="channels" value="{ops.pk}"' in page and "checked" in page.split(f'value="{ops.pk}"')[1][:40]
+    assert "Old hook" not in page.split("New budget")[1] and "Bravo mail" not in page
+    body = {
+        "name": "Cap",
+        "scope": "tenant",
+        "period": "month",
+        "limit_amount": "100",
+        "thresholds": "80, 100",
+        "action_at_limit": "notify",
+        "downgrade_map": "",
+    }
+    assert admin.post("/t/alpha/budgets/", {**body, "channels": [ops.pk]}).status_code == 302
+    assert list(Budget.objects.get(name="Cap").channels.all()) == [ops]
+    assert admin.post("/t/alpha/budgets/", {**body, "name": "Quiet"}).status_code == 302  # none ticked
+    assert not Budget.objects.get(name="Quiet").channels.exists()
+    bravo = NotificationChannel.objects.get(name="Bravo mail")
+    refused = admin.post("/t/alpha/budgets/", {**body, "name": "Sneaky", "channels": [bravo.pk]})
+    assert refused.status_code == 200 and not Budget.objects.filter(name="Sneaky").exists()
+    listing = admin.get("/t/alpha/budgets/").content.decode()
+    assert "Alerts to" in listing and "this page only" in listing
+
+
 def test_channels_page_adds_a_channel_and_sends_a_test(world) -> None:
     admin = world.portal("alpha_admin")
     added = admin.post("/t/alpha/channels/", {"name": "Ops", "kind": "email", "target": "ops@alpha.example"})
