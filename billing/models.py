@@ -4,6 +4,7 @@ import datetime as dt
 
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 
 class FxRate(models.Model):
@@ -245,9 +246,9 @@ class Budget(models.Model):
         END_USER = "end_user", _("End user")
 
     class Period(models.TextChoices):
-        DAY = "day", _("Day")
-        WEEK = "week", _("Week")
-        MONTH = "month", _("Month")
+        DAY = "day", pgettext_lazy("budget period", "Day")
+        WEEK = "week", pgettext_lazy("budget period", "Week")
+        MONTH = "month", pgettext_lazy("budget period", "Month")
 
     class Action(models.TextChoices):
         NOTIFY = "notify", _("Notify")

@@ -176,3 +176,13 @@ def test_the_account_manager_decides_raises_and_sees_tenants_spend(
     tenants = manager.get("/staff/tenants/").content.decode()
     # 1,000,000 × 2.5 = 2.50 USD this month; 2.50 of 5 + 5 raised = 25 %
     assert "2.50" in tenants and "25%" in tenants
+
+
+def test_a_budgets_period_reads_as_a_period_in_chinese(world, prices) -> None:
+    from billing.budgets import budget_create
+
+    budget_create(actor=None, tenant=world.alpha, name="Cap", scope="tenant", period="month", limit_amount=5)
+    page = world.portal("alpha_admin").get("/t/alpha/budgets/", HTTP_ACCEPT_LANGUAGE="zh-CN").content.decode()
+    row = page[page.index("<td>Cap</td>") :]
+    assert "每月" in row[: row.index("</tr>")]  # per month, not 月份 (the month of a bill)
+    assert '<option value="day">每日</option>' in page
