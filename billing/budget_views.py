@@ -14,8 +14,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from billing.budgets import BudgetInvalid, budget_create, budget_states
-from billing.forms import BudgetForm, ChannelForm
+from billing.budgets import BudgetInvalid, budget_create, budget_states, budget_update
+from billing.forms import BudgetEditForm, BudgetForm, ChannelForm
 from billing.models import Budget, BudgetAlert, BudgetRaiseRequest, NotificationChannel
 from billing.serializers import BudgetSerializer, ChannelSerializer
 from core.audit import audit_record, audit_snapshot, audited_update
@@ -119,6 +119,38 @@ def channels(request: HttpRequest, tenant: str) -> HttpResponse:
         "billing/channels.html",
         {"tenant": tenant_obj, "channels": rows, "form": form, "can_edit": can_edit},
     )
+
+
+@login_required
+def budget_edit(request: HttpRequest, tenant: str, pk: int) -> HttpResponse:
+    """Change a budget's limit, thresholds, action, channels, or pause it; the counters follow at once."""
+    tenant_obj = _tenant(request, tenant)
+    budget = get_object_or_404(Budget, tenant=tenant_obj, pk=pk)
+    if not can_manage_tenant(request.user, tenant_obj):
+        raise PermissionDenied(_("Budgets are set by the tenant's owners, admins and account manager."))
+    form = BudgetEditForm(initial=BudgetEditForm.initial_for(budget), tenant=tenant_obj, all_channels=True)
+    if request.method == "POST":
+        form = BudgetEditForm(request.POST, tenant=tenant_obj, all_channels=True)
+        if form.is_valid():
+            data = dict(form.cleaned_data)
+            chosen = list(data.pop("channels"))
+            body = BudgetSerializer(budget, data=data, partial=True)
+            if body.is_valid():
+                fields = dict(body.validated_data)
+                fields.pop("channels", None)
+                fields.pop("tenant", None)
+                try:
+                    budget_update(actor=request.user, budget=budget, channels=chosen, **fields)
+                except BudgetInvalid as exc:
+                    for name, problems in exc.fields.items():
+                        form.add_error(name if name in form.fields else None, "; ".join(problems))
+                else:
+                    messages.success(request, _("Budget %(name)s saved.") % {"name": fields.get("name", budget.name)})
+                    return redirect("portal:budgets", tenant=tenant_obj.slug)
+            else:
+                for name, problems in body.errors.items():
+                    form.add_error(name if name in form.fields else None, "; ".join(map(str, problems)))
+    return render(request, "billing/budget_edit.html", {"tenant": tenant_obj, "budget": budget, "form": form})
 
 
 def _channel_to_manage(request: HttpRequest, tenant: str, pk: int) -> tuple[Any, NotificationChannel]:

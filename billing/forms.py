@@ -147,13 +147,14 @@ class BudgetForm(forms.Form):
         help_text=_("Alerts always show here and on the dashboard; channels are set up under Alert channels."),
     )
 
-    def __init__(self, *args: Any, tenant: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, tenant: Any, all_channels: bool = False, **kwargs: Any) -> None:
         from billing.models import Budget, NotificationChannel
 
         super().__init__(*args, **kwargs)
         channels: Any = self.fields["channels"]
-        channels.queryset = NotificationChannel.objects.filter(tenant=tenant, enabled=True).order_by("name")
-        if not self.is_bound:
+        offered = NotificationChannel.objects.filter(tenant=tenant).order_by("name")
+        channels.queryset = offered if all_channels else offered.filter(enabled=True)
+        if not self.is_bound and "channels" not in self.initial:
             channels.initial = list(channels.queryset)  # a new budget alerts every channel in use unless unticked
         for name, choices in (
             ("scope", Budget.Scope.choices),
@@ -179,6 +180,27 @@ class BudgetForm(forms.Form):
                 raise forms.ValidationError(_("Each line: a model and its cheaper replacement."))
             mapping[parts[0]] = parts[1]
         return mapping
+
+
+class BudgetEditForm(BudgetForm):
+    active = forms.BooleanField(label=_("Active (counted, alerting and enforced)"), required=False, initial=True)
+
+    @classmethod
+    def initial_for(cls, budget: Any) -> dict[str, Any]:
+        return {
+            "name": budget.name,
+            "scope": budget.scope,
+            "scope_value": budget.scope_value,
+            "period": budget.period,
+            # 300, not 300.0000 or 3E+2
+            "limit_amount": f"{budget.limit_amount.normalize():f}" if budget.limit_amount is not None else None,
+            "limit_tokens": budget.limit_tokens,
+            "thresholds": ", ".join(str(t) for t in budget.thresholds),
+            "action_at_limit": budget.action_at_limit,
+            "downgrade_map": "\n".join(f"{model} {cheaper}" for model, cheaper in budget.downgrade_map.items()),
+            "channels": list(budget.channels.all()),
+            "active": budget.active,
+        }
 
 
 class ChannelForm(forms.Form):

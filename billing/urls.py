@@ -9,6 +9,7 @@ urlpatterns = [
     path("t/<slug:tenant>/estimate/", views.estimate_page, name="estimate"),
     path("t/<slug:tenant>/contracts/<int:pk>/", views.contract_detail, name="contract"),
     path("t/<slug:tenant>/budgets/", budget_views.budgets, name="budgets"),
+    path("t/<slug:tenant>/budgets/<int:pk>/edit/", budget_views.budget_edit, name="budget-edit"),
     path(
         "t/<slug:tenant>/budget-raises/<int:pk>/decide/",
         budget_views.budget_raise_decide,

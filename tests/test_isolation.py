@@ -144,6 +144,7 @@ OBJECT_KWARGS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "portal:budgets": lambda w: {"tenant": w.alpha.slug},
     "portal:channels": lambda w: {"tenant": w.alpha.slug},
     "portal:budget-raise-decide": lambda w: {"tenant": w.alpha.slug, "pk": w.alpha_raise.pk},
+    "portal:budget-edit": lambda w: {"tenant": w.alpha.slug, "pk": w.alpha_budget.pk},
     "portal:channel-test": lambda w: {"tenant": w.alpha.slug, "pk": w.alpha_channel.pk},
     "portal:channel-change": lambda w: {"tenant": w.alpha.slug, "pk": w.alpha_channel.pk},
     "portal:bills": lambda w: {"tenant": w.alpha.slug},

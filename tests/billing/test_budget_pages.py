@@ -183,6 +183,60 @@ def test_a_budgets_period_reads_as_a_period_in_chinese(world, prices) -> None:
 
     budget_create(actor=None, tenant=world.alpha, name="Cap", scope="tenant", period="month", limit_amount=5)
     page = world.portal("alpha_admin").get("/t/alpha/budgets/", HTTP_ACCEPT_LANGUAGE="zh-CN").content.decode()
-    row = page[page.index("<td>Cap</td>") :]
+    row = page[page.index("<td>Cap") :]
     assert "每月" in row[: row.index("</tr>")]  # per month, not 月份 (the month of a bill)
     assert '<option value="day">每日</option>' in page
+
+
+def test_a_budget_is_changed_and_paused_in_the_portal(world, prices, django_capture_on_commit_callbacks) -> None:
+    from billing.budgets import budget_create
+
+    ops = NotificationChannel.objects.create(tenant=world.alpha, name="Ops", kind="email", target="ops@alpha.example")
+    budget = budget_create(
+        actor=None,
+        tenant=world.alpha,
+        name="Cap",
+        scope="tenant",
+        period="month",
+        limit_amount=300,
+        thresholds=[50, 80, 95, 100],
+        channels=[ops],
+    )
+    admin = world.portal("alpha_admin")
+    listing = admin.get("/t/alpha/budgets/").content.decode()
+    assert f'href="/t/alpha/budgets/{budget.pk}/edit/"' in listing
+    form = admin.get(f"/t/alpha/budgets/{budget.pk}/edit/").context["form"]
+    assert form.initial["limit_amount"] == "300" and form.initial["thresholds"] == "50, 80, 95, 100"
+    assert form.initial["channels"] == [ops] and form.initial["active"] is True
+    body = {
+        "name": "Token cap",
+        "scope": "project",
+        "scope_value": world.alpha_project.slug,
+        "period": "day",
+        "limit_amount": "",
+        "limit_tokens": "250000",
+        "thresholds": "90, 100",
+        "action_at_limit": "downgrade",
+        "downgrade_map": "gpt-4o gpt-4o-mini",
+        "active": "",
+    }
+    with django_capture_on_commit_callbacks(execute=True):
+        saved = admin.post(f"/t/alpha/budgets/{budget.pk}/edit/", body)
+    assert saved.status_code == 302
+    budget.refresh_from_db()
+    assert (budget.name, budget.scope, budget.scope_value, budget.period) == ("Token cap", "project", "chatbot", "day")
+    assert (budget.limit_amount, budget.limit_tokens, budget.thresholds) == (None, 250_000, [90, 100])
+    assert budget.downgrade_map == {"gpt-4o": "gpt-4o-mini"} and budget.active is False
+    assert list(budget.channels.all()) == []  # none ticked: unattached
+    assert "Paused" in admin.get("/t/alpha/budgets/").content.decode()
+    # both limits at once, or a scope that names nothing, are refused on the form and change nothing
+    both = admin.post(f"/t/alpha/budgets/{budget.pk}/edit/", {**body, "limit_amount": "10"})
+    assert both.status_code == 200 and "not both" in both.content.decode()
+    nowhere = admin.post(f"/t/alpha/budgets/{budget.pk}/edit/", {**body, "scope_value": "no-such-project"})
+    assert nowhere.status_code == 200
+    budget.refresh_from_db()
+    assert (budget.limit_tokens, budget.scope_value) == (250_000, "chatbot")
+    # members read budgets but do not change them; another tenant's budget is not there
+    assert world.portal("alpha_member").get(f"/t/alpha/budgets/{budget.pk}/edit/").status_code == 403
+    assert world.portal("bravo_owner").get(f"/t/alpha/budgets/{budget.pk}/edit/").status_code == 404
+    assert world.portal("bravo_owner").get(f"/t/bravo/budgets/{budget.pk}/edit/").status_code == 404
