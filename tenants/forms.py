@@ -52,7 +52,10 @@ class MemberForm(forms.Form):
     )
     role = forms.ChoiceField(label=_("Role"), choices=Role.choices, initial=Role.MEMBER)
     projects = forms.ModelMultipleChoiceField(
-        label=_("Projects (developers only)"), queryset=Project.objects.none(), required=False
+        label=_("Projects (developers only)"),
+        queryset=Project.objects.none(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
     )
 
     def __init__(self, *args, tenant: Tenant, **kwargs):  # type: ignore[no-untyped-def]
