@@ -3,6 +3,7 @@ turned off and on, removed."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import messages
@@ -43,22 +44,14 @@ def budgets(request: HttpRequest, tenant: str) -> HttpResponse:
         if form.is_valid():
             chosen = list(form.cleaned_data.pop("channels"))
             data = {k: v for k, v in form.cleaned_data.items() if v not in (None, "")}
-            body = BudgetSerializer(data=data)
-            if body.is_valid():
-                fields = dict(body.validated_data)
-                fields.pop("channels", None)
-                fields.pop("tenant", None)
-                try:
-                    budget_create(actor=request.user, tenant=tenant_obj, channels=chosen, **fields)
-                except BudgetInvalid as exc:
-                    for name, problems in exc.fields.items():
-                        form.add_error(name if name in form.fields else None, "; ".join(problems))
-                else:
-                    messages.success(request, _("Budget created."))
-                    return redirect("portal:budgets", tenant=tenant_obj.slug)
-            else:
-                for name, problems in body.errors.items():
-                    form.add_error(name if name in form.fields else None, "; ".join(map(str, problems)))
+            saved = _budget_save(
+                form,
+                BudgetSerializer(data=data),
+                lambda fields: budget_create(actor=request.user, tenant=tenant_obj, channels=chosen, **fields),
+            )
+            if saved is not None:
+                messages.success(request, _("Budget created."))
+                return redirect("portal:budgets", tenant=tenant_obj.slug)
     states = budget_states(
         list(
             Budget.objects.filter(tenant=tenant_obj)
@@ -121,6 +114,24 @@ def channels(request: HttpRequest, tenant: str) -> HttpResponse:
     )
 
 
+def _budget_save(form: Any, body: BudgetSerializer, save: Callable[[dict[str, Any]], Budget]) -> Budget | None:
+    """The budget saved through the API's rules (the serializer, then the budget service), or None with every
+    problem put on the form's fields."""
+    if not body.is_valid():
+        for name, problems in body.errors.items():
+            form.add_error(name if name in form.fields else None, "; ".join(map(str, problems)))
+        return None
+    fields = dict(body.validated_data)
+    fields.pop("channels", None)
+    fields.pop("tenant", None)
+    try:
+        return save(fields)
+    except BudgetInvalid as exc:
+        for name, problems in exc.fields.items():
+            form.add_error(name if name in form.fields else None, "; ".join(problems))
+        return None
+
+
 @login_required
 def budget_edit(request: HttpRequest, tenant: str, pk: int) -> HttpResponse:
     """Change a budget's limit, thresholds, action, channels, or pause it; the counters follow at once."""
@@ -134,22 +145,14 @@ def budget_edit(request: HttpRequest, tenant: str, pk: int) -> HttpResponse:
         if form.is_valid():
             data = dict(form.cleaned_data)
             chosen = list(data.pop("channels"))
-            body = BudgetSerializer(budget, data=data, partial=True)
-            if body.is_valid():
-                fields = dict(body.validated_data)
-                fields.pop("channels", None)
-                fields.pop("tenant", None)
-                try:
-                    budget_update(actor=request.user, budget=budget, channels=chosen, **fields)
-                except BudgetInvalid as exc:
-                    for name, problems in exc.fields.items():
-                        form.add_error(name if name in form.fields else None, "; ".join(problems))
-                else:
-                    messages.success(request, _("Budget %(name)s saved.") % {"name": fields.get("name", budget.name)})
-                    return redirect("portal:budgets", tenant=tenant_obj.slug)
-            else:
-                for name, problems in body.errors.items():
-                    form.add_error(name if name in form.fields else None, "; ".join(map(str, problems)))
+            saved = _budget_save(
+                form,
+                BudgetSerializer(budget, data=data, partial=True),
+                lambda fields: budget_update(actor=request.user, budget=budget, channels=chosen, **fields),
+            )
+            if saved is not None:
+                messages.success(request, _("Budget %(name)s saved.") % {"name": saved.name})
+                return redirect("portal:budgets", tenant=tenant_obj.slug)
     return render(request, "billing/budget_edit.html", {"tenant": tenant_obj, "budget": budget, "form": form})
 
 
