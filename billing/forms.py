@@ -9,6 +9,7 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from billing.models import Contract
+from core.forms import decimal_for_field
 from tenants.validators import validate_currency
 
 OVERRIDE_BUCKETS = ("input", "output", "cached_input", "cache_write", "reasoning")
@@ -92,9 +93,9 @@ class ContractForm(forms.Form):
     @classmethod
     def initial_from(cls, contract: Contract) -> dict[str, Any]:
         data = {name: getattr(contract, name) for name in cls.base_fields}
-        for name, value in data.items():  # 15, not 15.0000, in the fields
+        for name, value in data.items():
             if isinstance(value, Decimal):
-                data[name] = f"{value.normalize():f}"
+                data[name] = decimal_for_field(value)
         data["volume_tiers"] = tiers_text(contract.volume_tiers)
         data["rate_overrides"] = overrides_text(contract.rate_overrides)
         return data
@@ -192,8 +193,7 @@ class BudgetEditForm(BudgetForm):
             "scope": budget.scope,
             "scope_value": budget.scope_value,
             "period": budget.period,
-            # 300, not 300.0000 or 3E+2
-            "limit_amount": f"{budget.limit_amount.normalize():f}" if budget.limit_amount is not None else None,
+            "limit_amount": decimal_for_field(budget.limit_amount) if budget.limit_amount is not None else None,
             "limit_tokens": budget.limit_tokens,
             "thresholds": ", ".join(str(t) for t in budget.thresholds),
             "action_at_limit": budget.action_at_limit,

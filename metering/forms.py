@@ -10,6 +10,7 @@ from django import forms
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from core.forms import decimal_for_field
 from metering.models import ModelPrice
 from metering.prices import PRICE_FIELDS
 
@@ -91,7 +92,7 @@ class PriceForm(forms.Form):
             for name in PRICE_FIELDS:
                 value = getattr(current, name)
                 if value is not None and name in cls.base_fields:
-                    initial[name] = f"{value.normalize():f}"  # 15, 0.075 — not 15.00000000
+                    initial[name] = decimal_for_field(value)
         since = params.get("from", "")
         if since:
             try:
