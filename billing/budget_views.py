@@ -9,6 +9,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -90,14 +91,15 @@ def channels(request: HttpRequest, tenant: str) -> HttpResponse:
             if body.is_valid():
                 data = dict(body.validated_data)
                 data.pop("tenant", None)
-                channel = NotificationChannel.objects.create(tenant=tenant_obj, **data)
-                audit_record(
-                    actor=request.user,
-                    action="create",
-                    instance=channel,
-                    after=audit_snapshot(channel),
-                    tenant=tenant_obj,
-                )
+                with transaction.atomic():
+                    channel = NotificationChannel.objects.create(tenant=tenant_obj, **data)
+                    audit_record(
+                        actor=request.user,
+                        action="create",
+                        instance=channel,
+                        after=audit_snapshot(channel),
+                        tenant=tenant_obj,
+                    )
                 messages.success(request, _("Channel added."))
                 return redirect("portal:channels", tenant=tenant_obj.slug)
             for name, problems in body.errors.items():
@@ -172,10 +174,11 @@ def channel_change(request: HttpRequest, tenant: str, pk: int) -> HttpResponse:
     tenant_obj, channel = _channel_to_manage(request, tenant, pk)
     action = request.POST.get("action")
     if action == "remove":
-        audit_record(
-            actor=request.user, action="delete", instance=channel, before=audit_snapshot(channel), tenant=tenant_obj
-        )
-        channel.delete()
+        with transaction.atomic():  # the audit entry and the removal stand or fall together
+            audit_record(
+                actor=request.user, action="delete", instance=channel, before=audit_snapshot(channel), tenant=tenant_obj
+            )
+            channel.delete()
         messages.success(request, _("Channel %(name)s removed.") % {"name": channel.name})
     elif action in ("off", "on"):
         audited_update(actor=request.user, instance=channel, changes={"enabled": action == "on"}, tenant=tenant_obj)
