@@ -1,5 +1,6 @@
 -- wrk script: one usage event per request, each with its own event_id.
 -- usage: wrk -s single_event.lua URL -- <bearer key> <timestamp> <id prefix> [path]
+dofile("histogram.lua")  -- run from bench/: prints every latency for the pooled percentiles
 local counter = 0
 local threads = 0
 
