@@ -450,7 +450,7 @@ _DELTA_SUMS_SQL = (
 # the local date of their hour. Data-modifying CTEs all run to completion, read or not. The new events (n) are
 # joined to their claimed ids once and read twice (a second join cost PostgreSQL ≈ 2 ms per 1,000 events).
 _PG_INSERT_NEW = f"""
-WITH src AS ({{input}}),
+WITH src AS {{read_twice}}({{input}}),
 k AS (
     INSERT INTO metering_eventkey (tenant_id, event_id, occurred_at, content_hash, estimated)
     SELECT tenant_id, event_id, occurred_at, content_hash, estimated FROM src ORDER BY tenant_id, event_id
@@ -502,13 +502,17 @@ _JSON_INPUT = (
 # Whitespace folded: psycopg keeps the parsed form of statements up to 4 KiB (a test holds it there).
 _EVENT_DELTA_COLUMNS = ", ".join((*DELTA_COLUMNS, "day_bucket", "hour_day"))
 _PG_INSERT_JSON = " ".join(
-    _PG_INSERT_NEW.format(input=_JSON_INPUT, deltas=_EVENT_DELTAS, delta_columns=_EVENT_DELTA_COLUMNS).split()
+    _PG_INSERT_NEW.format(
+        read_twice="", input=_JSON_INPUT, deltas=_EVENT_DELTAS, delta_columns=_EVENT_DELTA_COLUMNS
+    ).split()
 )
 _PG_INSERT_JSON_LIBPQ = _PG_INSERT_JSON.replace("%s::jsonb", "$1::jsonb")
 # One event (through libpq): its values as plain text parameters, without a JSON document to parse.
 _ONE_INPUT = "SELECT " + ", ".join(f"${n}::{_PG_TYPES[c]} AS {c}" for n, c in enumerate(_INPUT_COLUMNS, 1))
 _PG_INSERT_ONE = " ".join(
-    _PG_INSERT_NEW.format(input=_ONE_INPUT, deltas=_EVENT_DELTAS, delta_columns=_EVENT_DELTA_COLUMNS).split()
+    _PG_INSERT_NEW.format(
+        read_twice="", input=_ONE_INPUT, deltas=_EVENT_DELTAS, delta_columns=_EVENT_DELTA_COLUMNS
+    ).split()
 )
 # Larger batches are copied in PostgreSQL's binary format (no text to format here or to parse there); JSON
 # travels as text and becomes jsonb in the statement.
@@ -526,8 +530,15 @@ _STAGING_INPUT = (
     + f" FROM {_STAGING}"
 )
 JSON_BATCH = 100  # larger batches go through COPY into a staging table
+# The staging table is read twice where the others' input is held once: PostgreSQL scans a table cheaper than it
+# writes and reads back a copy of it (≈ 1.4 ms per 1,000 events).
 _PG_INSERT_STAGED = " ".join(
-    _PG_INSERT_NEW.format(input=_STAGING_INPUT, deltas=_GROUPED_DELTAS, delta_columns=", ".join(DELTA_COLUMNS)).split()
+    _PG_INSERT_NEW.format(
+        read_twice="NOT MATERIALIZED ",
+        input=_STAGING_INPUT,
+        deltas=_GROUPED_DELTAS,
+        delta_columns=", ".join(DELTA_COLUMNS),
+    ).split()
 )
 
 
