@@ -37,7 +37,7 @@ services:
 
 lint: install-dev
 	$(BIN)/ruff check .
-	$(BIN)/mypy core tenants metering billing invoices config
+	$(BIN)/mypy core tenants metering billing invoices config bench/run.py
 	$(BIN)/mypy clients/python/src
 
 pytest: install-dev messages services

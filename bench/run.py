@@ -681,9 +681,10 @@ def ensure_usage_volume(world: dict[str, str]) -> int:
 
     tenant_id = int(world["tenant_id"])
     with psycopg.connect(BENCH_URL, autocommit=True) as conn:
-        have = conn.execute(
+        counted = conn.execute(
             "SELECT count(*) FROM metering_usageevent WHERE tenant_id = %s AND event_id LIKE 'gen-%%'", [tenant_id]
-        ).fetchone()[0]
+        ).fetchone()
+        have = counted[0] if counted else 0
         if have >= USAGE_EVENTS:
             return have
         log(f"generating {USAGE_EVENTS:,} events for the usage benchmark (once; kept for later runs)…")
@@ -885,7 +886,7 @@ def ensure_close_world() -> list[int]:
             for n, t in enumerate(tenants)
         ]
     )
-    by_tenant = {}
+    by_tenant: dict[int, list[int]] = {}
     for project in projects:
         by_tenant.setdefault(project.tenant_id, []).append(project.pk)
     rows = [(t.pk, by_tenant[t.pk][0], by_tenant[t.pk][1], t.timezone, 500 + (t.pk * 7919) % 5500) for t in tenants]
@@ -982,6 +983,7 @@ def bench_invoice_pdf(world: dict[str, str]) -> None:
     if bill is None:  # September not closed yet in this database
         bench_month_close(world)
         bill = Bill.objects.filter(lines__kind="usage", period=CLOSE_PERIOD, currency="CNY").order_by("pk").first()
+    assert bill is not None, "the month close made no CNY bill with usage"
     invoice = Invoice.objects.filter(bill=bill).first() or invoice_create_for_bill(bill)
     html = invoice_html(invoice)
     html_to_pdf(html)  # warm-up: the worker's first render loads the font
