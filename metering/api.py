@@ -422,7 +422,7 @@ class UsageView(APIView):
 
         result = usage_aggregate(usage_query_from(request))
         for row in [*result["rows"], result["totals"]]:
-            row["cost"] = str(row["cost"].quantize(COST_DIGITS))
+            row["cost"] = f"{row['cost'].quantize(COST_DIGITS):f}"  # plain digits: str() writes a zero as 0E-10
         return Response(result)
 
 

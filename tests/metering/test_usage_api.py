@@ -152,7 +152,28 @@ def test_bad_usage_queries_are_400_with_fields(world, usage) -> None:
     response = client.get("/api/v1/usage", {"start": "2026-13-01", "group_by": "model,colour", "estimated": "yes"})
     assert response.status_code == 400
     assert set(response.json()["error"]["fields"]) == {"start", "end", "group_by", "estimated"}
-    assert client.get("/api/v1/usage", {"start": usage["end"], "end": usage["start"]}).status_code in (200, 400)
+    reversed_range = client.get("/api/v1/usage", {"start": usage["end"], "end": usage["start"]})
+    assert reversed_range.status_code == 400
+    assert set(reversed_range.json()["error"]["fields"]) == {"end"}
+
+
+def test_costs_of_nothing_are_plain_digits(world, usage) -> None:
+    """A row of an unpriced model and the totals of an empty selection cost 0.0000000000, not 0E-10."""
+    now = timezone.now()
+    result = events_ingest(
+        scope=IngestScope(kind="project_key", api_key=world.alpha_key),
+        raw_events=[
+            {"event_id": "free-1", "timestamp": iso(now), "model": "no-such-model", "usage": {"input_tokens": 5}}
+        ],
+    )
+    assert result.unpriced == 1
+    client = world.client("alpha_owner")
+    rows = client.get("/api/v1/usage", {"start": usage["start"], "end": usage["end"], "group_by": "model"}).json()[
+        "rows"
+    ]
+    assert {r["model"]: r["cost"] for r in rows}["no-such-model"] == "0.0000000000"
+    empty = client.get("/api/v1/usage", {"start": usage["start"], "end": usage["end"], "model": "none-of-these"}).json()
+    assert empty["rows"] == [] and empty["totals"]["cost"] == "0.0000000000"
 
 
 def test_another_tenants_usage_is_404(world, usage) -> None:
