@@ -64,8 +64,11 @@ def export_render(
         raise ExportTooLarge(limit)
     resource = UsageEventResource()
     detailed = tablib.Dataset(headers=resource.get_export_headers(), title="Detailed")
+    # A spreadsheet gets numbers, booleans and empty cells (the library's native values, as its admin exports binary
+    # formats), so that costs and tokens add up in it; CSV gets their text.
+    native = kind == "xlsx"
     for count, event in enumerate(resource.iter_queryset(events), start=1):
-        detailed.append(resource.export_resource(event))
+        detailed.append(resource.export_resource(event, force_native_type=native))
         if progress is not None and count % PROGRESS_EVERY == 0:
             progress(count)
     if progress is not None:

@@ -215,6 +215,14 @@ def test_xlsx_export_has_summary_and_detailed_sheets(world, usage) -> None:
     assert summary[0][:3] == ("department", "project", "requests")
     assert {(row[1], row[2]) for row in summary[1:]} == {("chatbot", 3), ("research", 1)}
     assert book["Detailed"].max_row == 5
+    # Numbers are numbers (a finance sheet sums them), not text.
+    header, *rows = book["Detailed"].values
+    by_id = {row[0]: dict(zip(header, row, strict=True)) for row in rows}
+    a1 = by_id["a1"]
+    assert (a1["input_tokens"], a1["output_tokens"], a1["billable"], a1["estimated"]) == (1000, 100, True, False)
+    stored = UsageEvent.objects.get(tenant=world.alpha, event_id="a1").cost
+    assert isinstance(a1["cost"], float | int) and Decimal(str(a1["cost"])) == stored
+    assert a1["timestamp"].endswith("+00:00") and a1["latency_ms"] is None
 
 
 @pytest.mark.parametrize("bad", ["9999-12-31", "0001-01-01", "2026-02-30", "2026-1-1x"])
