@@ -206,3 +206,31 @@ def test_the_pdf_states_the_tax_rate_once(world, invoice) -> None:
     for label, caption in expected.items():
         invoice.tax_label = label
         assert _tax_caption(invoice) == caption
+
+
+def test_a_usual_months_invoice_fits_on_one_page(world, prices) -> None:
+    """Five models with input, cached input and output over two projects — fifteen lines and ten by-project rows,
+    a usual month — print on one A4 page, payment instructions included."""
+    from weasyprint import HTML
+
+    from invoices.pdf import _weasy, invoice_html
+    from tests.billing.test_bills import close, event, send
+    from tests.factories import api_key_for
+    from tests.invoices.conftest import alpha_invoices_in_cny
+    from tests.metering.conftest import add_price
+
+    alpha_invoices_in_cny(world)
+    add_price("gpt-4o-mini", input="0.15", cached_input="0.075", output="0.6")
+    add_price("gemini-2.5-flash", input="0.3", cached_input="0.075", output="2.5")
+    research_key, _secret = api_key_for(world.alpha_other_project)
+    models = ["gpt-4o", "claude-sonnet-4", "o3", "gpt-4o-mini", "gemini-2.5-flash"]
+    for n, model in enumerate(models):
+        usage = {"input_tokens": 1_000_000 + n, "cached_input_tokens": 100_000, "output_tokens": 300_000}
+        send(world, event(f"c-{model}", model, **usage))
+        send(world, event(f"r-{model}", model, **usage), key=research_key)
+    [bill] = close(world).bills
+    usual = bill.invoice
+    assert usual.lines.count() == 15 and len(bill.by_project) == 10
+    fonts, css = _weasy()
+    document = HTML(string=invoice_html(usual)).render(stylesheets=[css], font_config=fonts)
+    assert len(document.pages) == 1
