@@ -975,7 +975,7 @@ def bench_invoice_pdf(world: dict[str, str]) -> None:
 
     from billing.models import Bill
     from invoices.models import Invoice
-    from invoices.pdf import _weasy, html_to_pdf, invoice_html
+    from invoices.pdf import html_to_document, html_to_pdf, invoice_html
     from invoices.services import invoice_create_for_bill
 
     ensure_close_world()
@@ -987,8 +987,7 @@ def bench_invoice_pdf(world: dict[str, str]) -> None:
     invoice = Invoice.objects.filter(bill=bill).first() or invoice_create_for_bill(bill)
     html = invoice_html(invoice)
     html_to_pdf(html)  # warm-up: the worker's first render loads the font
-    fonts_held, css_held = _weasy()
-    pages = len(HTML(string=html).render(stylesheets=[css_held], font_config=fonts_held).pages)
+    pages = len(html_to_document(html).pages)
     lines = invoice.lines.count()
     warm = []
     for _ in range(10):

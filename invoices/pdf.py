@@ -44,11 +44,17 @@ def _weasy() -> tuple[Any, Any]:
     return fonts, css
 
 
-def html_to_pdf(html: str) -> bytes:
+def html_to_document(html: str) -> Any:
+    """The laid-out document (weasyprint.Document: its pages, then its PDF), with the fonts and stylesheet this
+    process holds."""
     from weasyprint import HTML
 
     fonts, css = _weasy()
-    return HTML(string=html).write_pdf(stylesheets=[css], font_config=fonts)
+    return HTML(string=html).render(stylesheets=[css], font_config=fonts)
+
+
+def html_to_pdf(html: str) -> bytes:
+    return html_to_document(html).write_pdf()
 
 
 def _amount(value: Any, currency: str) -> str:
