@@ -104,6 +104,9 @@ class IngestResult:
         self.outcomes[index] = "rejected"
 
 
+_NO_COST = Decimal(0)
+
+
 @dataclass(slots=True)
 class _Row:
     """A validated event, resolved to its tenant, project and key, rated."""
@@ -215,19 +218,13 @@ class _Resolver:
 def _rate(row_parts: tuple[Tenant, Project, int | None], event: CanonicalEvent, resolver: _Resolver) -> _Row:
     tenant, project, api_key_id = row_parts
     card = resolver.rate_cards(tenant).card(model=event.model, provider=event.provider, at=event.occurred_at)
-    cost = event_cost(card, event.buckets) if card is not None else Decimal(0)
-    return _Row(
-        event=event,
-        tenant=tenant,
-        project=project,
-        api_key_id=api_key_id,
-        environment=event.dimensions["environment"] or project.environment,
-        cost=cost,
-        price_id=card.price_id if card else None,
-        priced=card is not None,
-        billable=not (tenant.is_internal or project.is_internal),
-        provider=event.provider or (card.provider if card else ""),
-    )
+    environment = event.dimensions["environment"] or project.environment
+    billable = not (tenant.is_internal or project.is_internal)
+    if card is None:
+        return _Row(event, tenant, project, api_key_id, environment, _NO_COST, None, False, billable, event.provider)
+    cost = event_cost(card, event.buckets)
+    provider = event.provider or card.provider
+    return _Row(event, tenant, project, api_key_id, environment, cost, card.price_id, True, billable, provider)
 
 
 @dataclass
