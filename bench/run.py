@@ -307,6 +307,14 @@ def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat()
 
 
+BATCH_MODELS = ("gpt-4o", "o3", "gpt-4o-mini")
+
+
+def batch_usage(n: int) -> dict[str, Any]:
+    """The usage of the n-th event of a batch, as OpenAI's chat API reports it."""
+    return {"prompt_tokens": 1000 + n, "completion_tokens": 200, "prompt_tokens_details": {"cached_tokens": 256}}
+
+
 def batch_bodies(prefix: str, batches: int, size: int = 1000) -> list[bytes]:
     stamp = now_iso()
     bodies = []
@@ -315,14 +323,10 @@ def batch_bodies(prefix: str, batches: int, size: int = 1000) -> list[bytes]:
             {
                 "event_id": f"{prefix}-{b}-{n}",
                 "timestamp": stamp,
-                "model": ("gpt-4o", "o3", "gpt-4o-mini")[n % 3],
+                "model": BATCH_MODELS[n % 3],
                 "feature": f"f{n % 7}",
                 "end_user": f"u{n % 97}",
-                "usage": {
-                    "prompt_tokens": 1000 + n,
-                    "completion_tokens": 200,
-                    "prompt_tokens_details": {"cached_tokens": 256},
-                },
+                "usage": batch_usage(n),
             }
             for n in range(size)
         ]
@@ -371,72 +375,77 @@ def post_all(bodies: list[bytes], key: str, concurrency: int) -> float:
 # --- benchmarks -----------------------------------------------------------------------------------
 
 
-RAW_STAGING_DDL = (
-    "CREATE TEMP TABLE IF NOT EXISTS staging (tenant_id bigint, project_id bigint, "
-    "event_id text, occurred_at timestamptz, received_at timestamptz, provider text, "
-    "model text, input_tokens bigint, cached_input_tokens bigint, cache_write_tokens "
-    "bigint, output_tokens bigint, reasoning_tokens bigint, feature text, end_user text, "
-    "session_id text, prompt_template text, environment text, latency_ms int, status "
-    "text, cost numeric, price_id bigint, rating_status text, estimated bool, "
-    "estimate_method text, billable bool, raw_usage jsonb, metadata jsonb, "
-    "content_hash text) ON COMMIT DELETE ROWS"
+RAW_COLUMNS = (
+    "tenant_id bigint, project_id bigint, api_key_id bigint, event_id text, occurred_at timestamptz, "
+    "received_at timestamptz, provider text, model text, input_tokens bigint, cached_input_tokens bigint, "
+    "cache_write_tokens bigint, output_tokens bigint, reasoning_tokens bigint, feature text, end_user text, "
+    "session_id text, prompt_template text, environment text, latency_ms int, status text, cost numeric, "
+    "price_id bigint, rating_status text, estimated bool, estimate_method text, billable bool, raw_usage jsonb, "
+    "metadata jsonb, content_hash text"
 )
+RAW_STAGING_DDL = f"CREATE TEMP TABLE IF NOT EXISTS staging ({RAW_COLUMNS}) ON COMMIT DELETE ROWS"
+_RAW_EVENT_COLUMNS = ", ".join(column.split()[0] for column in RAW_COLUMNS.split(", ") if column != "content_hash text")
 RAW_INSERT = (
     "WITH k AS (INSERT INTO metering_eventkey (tenant_id, event_id, occurred_at, content_hash, "
     "estimated) SELECT tenant_id, event_id, occurred_at, content_hash, estimated FROM staging "
     "ON CONFLICT DO NOTHING RETURNING event_id) "
-    "INSERT INTO metering_usageevent (tenant_id, project_id, event_id, occurred_at, received_at, "
-    "provider, model, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, "
-    "reasoning_tokens, feature, end_user, session_id, prompt_template, environment, latency_ms, "
-    "status, cost, price_id, rating_status, estimated, estimate_method, billable, raw_usage, "
-    "metadata) SELECT s.tenant_id, s.project_id, s.event_id, s.occurred_at, s.received_at, "
-    "s.provider, s.model, s.input_tokens, s.cached_input_tokens, s.cache_write_tokens, "
-    "s.output_tokens, s.reasoning_tokens, s.feature, s.end_user, s.session_id, "
-    "s.prompt_template, s.environment, s.latency_ms, s.status, s.cost, s.price_id, "
-    "s.rating_status, s.estimated, s.estimate_method, s.billable, s.raw_usage, s.metadata "
-    "FROM staging s JOIN k USING (event_id)"
+    f"INSERT INTO metering_usageevent ({_RAW_EVENT_COLUMNS}) "
+    f"SELECT {', '.join('s.' + c for c in _RAW_EVENT_COLUMNS.split(', '))} FROM staging s JOIN k USING (event_id)"
 )
 
 
 def raw_rows(world: dict[str, str], prefix: str, batches: int) -> list[list[tuple]]:
-    """The rows the HTTP batches store, ready for COPY (the same widths and values)."""
+    """The rows the HTTP batches of `batch_bodies` store, ready for COPY: the same values in every column (the
+    key, the price and the cost the API rates them at, the usage object as sent) but the event ids."""
+    from metering.models import ModelPrice
+    from tenants.models import ApiKey
+
+    api_key_id = ApiKey.objects.get(project_id=int(world["project_id"])).pk
+    prices = {
+        price.model: price
+        for price in ModelPrice.objects.filter(provider="bench", model__in=BATCH_MODELS, effective_to=None)
+    }
     stamp = dt.datetime.now(dt.UTC)
-    return [
-        [
-            (
-                int(world["tenant_id"]),
-                int(world["project_id"]),
-                f"{prefix}-{b}-{n}",
-                stamp,
-                stamp,
-                "openai",
-                ("gpt-4o", "o3", "gpt-4o-mini")[n % 3],
-                744 + n,
-                256,
-                0,
-                200,
-                0,
-                f"f{n % 7}",
-                f"u{n % 97}",
-                "",
-                "",
-                "production",
-                None,
-                "success",
-                Decimal("0.0030"),
-                None,
-                "priced",
-                False,
-                "",
-                True,
-                json.dumps({"prompt_tokens": 1000 + n}),
-                "{}",
-                "h" * 64,
-            )
-            for n in range(1000)
-        ]
-        for b in range(batches)
-    ]
+
+    def row(b: int, n: int) -> tuple:
+        usage = batch_usage(n)
+        price = prices[BATCH_MODELS[n % 3]]
+        cached = usage["prompt_tokens_details"]["cached_tokens"]
+        uncached, output = usage["prompt_tokens"] - cached, usage["completion_tokens"]
+        cost = (uncached * price.input + cached * (price.cached_input or price.input) + output * price.output) / 10**6
+        return (
+            int(world["tenant_id"]),
+            int(world["project_id"]),
+            api_key_id,
+            f"{prefix}-{b}-{n}",
+            stamp,
+            stamp,
+            price.provider,
+            price.model,
+            uncached,
+            cached,
+            0,
+            output,
+            0,
+            f"f{n % 7}",
+            f"u{n % 97}",
+            "",
+            "",
+            "production",
+            None,
+            "success",
+            cost.quantize(Decimal("1E-10")),
+            price.pk,
+            "priced",
+            False,
+            "",
+            True,
+            json.dumps(usage),
+            "{}",
+            "h" * 64,
+        )
+
+    return [[row(b, n) for n in range(1000)] for b in range(batches)]
 
 
 def copy_all(batches: list[list[tuple]], concurrency: int) -> float:
