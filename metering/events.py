@@ -314,6 +314,8 @@ def _no_floats(container: Any) -> bool:
     """No float anywhere in a dict or list (exact types: subclasses take the standard encoder anyway)."""
     for value in container.values() if type(container) is dict else container:
         kind = type(value)
+        if kind is str or kind is int:  # most values: decided in one step
+            continue
         if kind is float or ((kind is dict or kind is list) and not _no_floats(value)):
             return False
     return True
