@@ -160,8 +160,10 @@ def event_parse(raw: Any, *, index: int, now: dt.datetime) -> CanonicalEvent:
         model = model.strip()
     if not isinstance(model, str) or not 1 <= len(model) <= 200:
         _error(errors, "model", "Required: a string of 1–200 characters.")
-    provider = get("provider") or ""
-    if not isinstance(provider, str) or len(provider) > 100:
+    provider = get("provider")
+    if provider is None:
+        provider = ""
+    elif not isinstance(provider, str) or len(provider) > 100:
         _error(errors, "provider", "A string of at most 100 characters.")
 
     tenant, project, api_key = get("tenant"), get("project"), get("api_key")

@@ -22,6 +22,9 @@ CASES = [
     ({"timestamp": iso(timezone.now() - dt.timedelta(days=36))}, "timestamp"),
     ({"model": ""}, "model"),
     ({"model": "m" * 201}, "model"),
+    ({"provider": "p" * 101}, "provider"),
+    ({"provider": 0.0}, "provider"),  # not a name, even if empty-looking
+    ({"provider": False}, "provider"),
     ({"usage": {"prompt_tokens": "12"}}, "usage.prompt_tokens"),
     ({"usage": {"input_tokens": 5, "output_tokens": 1, "reasoning_tokens": 2}}, "usage.output_tokens"),
     ({"usage": [1, 2]}, "usage"),
