@@ -76,6 +76,10 @@ def prepare_database() -> None:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DB]).fetchone():
             conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=ENV, check=True)
+    with psycopg.connect(BENCH_URL, autocommit=True) as conn:  # the write probe's table (core.bench_views)
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS bench_probe (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text)"
+        )
 
 
 def settle() -> None:
@@ -545,15 +549,20 @@ def bench_batch_ingest(world: dict[str, str]) -> None:
 
 def bench_single_event(world: dict[str, str]) -> None:
     """Single events beside the bare view (16 connections, in turns), with the rollup flusher folding the deltas
-    every second as beat does in production. Six rounds rather than three (twice the time): on a shared host the
-    rates of the same build swing by a third from one five-second stretch to the next, and this ratio is read
-    against its target to the second decimal."""
+    every second as beat does in production; beside them too, for reference, the bare view on the short route and
+    that view with the least a durable event needs (one Redis round trip, one committed one-row INSERT). Six rounds
+    rather than three (twice the time): on a shared host the rates of the same build swing by a third from one
+    five-second stretch to the next, and this ratio is read against its target to the second decimal."""
     stamp, run = now_iso(), int(time.time())
     with Flusher():
         found = wrk_alternating(
             {
                 "bare": ("/api/bench/bare", lambda r: [world["key"], stamp, f"bare-{run}-{r}"]),
                 "bare, short route": ("/api/bench/bare-short", lambda r: [world["key"], stamp, f"short-{run}-{r}"]),
+                "write, short route": (
+                    "/api/bench/bare-write-short",
+                    lambda r: [world["key"], stamp, f"write-{run}-{r}"],
+                ),
                 "ingest": ("/api/v1/events", lambda r: [world["key"], stamp, f"single-{run}-{r}"]),
             },
             16,
@@ -582,6 +591,21 @@ def bench_single_event(world: dict[str, str]) -> None:
         f"{ingest.rps:,.0f}",
         f"{short_rps:,.0f}",
         ingest.rps / short_rps,
+        "(reference)",
+    )
+    write_rps = found["write, short route"].rps
+    record(
+        "bare view + one Redis GET + one committed INSERT, short route (req/s)",
+        f"{write_rps:,.0f}",
+        f"{bare.rps:,.0f}",
+        write_rps / bare.rps,
+        "what a durable write costs (reference)",
+    )
+    record(
+        "  single-event ingest beside it (req/s)",
+        f"{ingest.rps:,.0f}",
+        f"{write_rps:,.0f}",
+        ingest.rps / write_rps,
         "(reference)",
     )
     time.sleep(3)  # let requests still queued at the server when wrk stopped finish

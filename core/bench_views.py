@@ -3,6 +3,7 @@ Meterline's endpoints against, under the same server and middleware."""
 
 import json
 
+from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -20,4 +21,15 @@ def bare_json_redis(request: HttpRequest) -> JsonResponse:
     """The bare view plus one Redis round trip (one GET): the least any check that reads Redis can cost."""
     body = json.loads(request.body or b"{}")
     [value] = redis_run([("GET", "bench-bare")])
+    return JsonResponse({"ok": True, "keys": len(body), "value": value is not None})
+
+
+@csrf_exempt
+def bare_json_write(request: HttpRequest) -> JsonResponse:
+    """The bare view plus the least a durable write costs: one Redis round trip (one GET) and one committed one-row
+    INSERT of the body into the bench database's own table (`bench_probe`, created by `make bench`)."""
+    body = json.loads(request.body or b"{}")
+    [value] = redis_run([("GET", "bench-bare")])
+    with connection.cursor() as cursor:
+        cursor.execute("INSERT INTO bench_probe (body) VALUES (%s)", [request.body.decode()])
     return JsonResponse({"ok": True, "keys": len(body), "value": value is not None})

@@ -231,8 +231,9 @@ METERLINE_HOT_PATHS = {
     "/api/v1/quota/check": "billing.api.quota_check_hot",
     "/api/v1/events": "metering.api.events_hot",
 }
-if env_bool("METERLINE_BENCH_VIEWS", default=False):  # `make bench`: the bare view on the same short route
+if env_bool("METERLINE_BENCH_VIEWS", default=False):  # `make bench`: bare views on the same short route
     METERLINE_HOT_PATHS["/api/bench/bare-short"] = "core.bench_views.bare_json"
+    METERLINE_HOT_PATHS["/api/bench/bare-write-short"] = "core.bench_views.bare_json_write"
 
 # Failed logins (portal and token endpoint) allowed per username and per client address in 15 minutes.
 METERLINE_LOGIN_ATTEMPTS = env_int("METERLINE_LOGIN_ATTEMPTS", 10)
