@@ -110,13 +110,11 @@ _CHAR_FIELD_SET = frozenset(_CHAR_FIELDS)
 _NO_CHARS = dict.fromkeys(_CHAR_FIELDS, 0)
 
 
-def _accepted_window(now: dt.datetime) -> tuple[dt.datetime, dt.datetime, dt.datetime]:
-    """(now, earliest, latest accepted timestamp); a batch shares one `now`, so the last answer is kept."""
+def _window_at(now: dt.datetime) -> tuple[dt.datetime, dt.datetime, dt.datetime]:
+    """(now, earliest, latest accepted timestamp), kept: the events of a batch share one `now` and read it in place."""
     global _window
-    window = _window
-    if window is None or window[0] is not now:
-        window = _window = (now, now - MAX_AGE, now + FUTURE_TOLERANCE)
-    return window
+    _window = (now, now - MAX_AGE, now + FUTURE_TOLERANCE)
+    return _window
 
 
 def _error(errors: dict[str, list[str]], name: str, message: str) -> None:
@@ -144,7 +142,7 @@ def event_parse(raw: Any, *, index: int, now: dt.datetime) -> CanonicalEvent:
     occurred_at = parse_timestamp(timestamp)
     window = _window
     if window is None or window[0] is not now:
-        window = _accepted_window(now)
+        window = _window_at(now)
     if occurred_at is None:
         if timestamp is None:
             _error(errors, "timestamp", "This field is required.")
