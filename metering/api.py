@@ -30,7 +30,7 @@ from core.hotcache import GENERATION_KEY, generation_seen, hot_clear
 from core.parsers import LimitedJSONParser
 from core.redis import redis_run, warn_unavailable
 from core.throttling import RateWindow
-from metering.events import MAX_BATCH
+from metering.events import MAX_BATCH, parse_day, parse_timestamp
 from metering.models import Anomaly, ModelPrice
 from metering.serializers import (
     AnomalySerializer,
@@ -370,11 +370,11 @@ def usage_query_from(request: Request, *, need_dates: bool = True, default_days:
             if need_dates:
                 errors[name] = ["Required: a date YYYY-MM-DD."]
             continue
-        try:
-            dates[name] = dt.date.fromisoformat(raw)
-        except ValueError:
+        day = parse_day(raw)
+        if day is None:
             errors[name] = ["A date YYYY-MM-DD."]
             continue
+        dates[name] = day
         if not 2000 <= dates[name].year <= 2100:
             errors[name] = ["A date between the years 2000 and 2100."]
     import zoneinfo
@@ -431,6 +431,15 @@ class UsageEventsPagination(CursorPagination):
     page_size = 100
     page_size_query_param = "page_size"
     max_page_size = 1000
+
+    def decode_cursor(self, request: Request) -> Any:
+        """A cursor this API did not hand out is a bad request (400), not a missing page."""
+        try:
+            return super().decode_cursor(request)
+        except drf_exceptions.NotFound:
+            raise ApiError(
+                400, "invalid", "The query has invalid parameters.", {"cursor": ["Use a next or previous link."]}
+            ) from None
 
 
 class UsageEventsView(ListAPIView):
@@ -647,21 +656,15 @@ class PriceViewSet(
             prices = prices.filter(provider__iexact=params["provider"])
         if params.get("at"):
             raw = params["at"]
-            try:
-                moment = (
-                    dt.datetime.fromisoformat(raw)
-                    if "T" in raw
-                    else dt.datetime.combine(dt.date.fromisoformat(raw), dt.time())
-                )
-            except ValueError:
+            day = parse_day(raw)
+            moment = parse_timestamp(raw) if day is None else dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+            if moment is None:
                 raise ApiError(
                     400,
                     "invalid",
                     "The query has invalid parameters.",
                     {"at": ["A date YYYY-MM-DD or an RFC 3339 timestamp."]},
-                ) from None
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=dt.UTC)
+                )
             prices = prices.filter(
                 Q(effective_from__lte=moment), Q(effective_to__isnull=True) | Q(effective_to__gt=moment)
             )
@@ -794,8 +797,6 @@ class InsightsView(APIView):
         responses=OpenApiTypes.OBJECT,
     )
     def get(self, request: Request) -> Response:
-        import datetime as dt
-
         from django.utils import timezone as django_timezone
 
         from metering.insights import last_month, suggestion_json, suggestions
@@ -803,14 +804,11 @@ class InsightsView(APIView):
         tenant, project_ids = _usage_tenant(request, request.query_params)
         raw = request.query_params.get("period")
         if raw:
-            try:
-                period = dt.date.fromisoformat(f"{raw}-01")
-                if not 2000 <= period.year <= 2100:
-                    raise ValueError
-            except ValueError:
+            period = parse_day(f"{raw}-01")
+            if period is None or not 2000 <= period.year <= 2100:
                 raise ApiError(
                     400, "invalid", "The query has invalid parameters.", {"period": ["A month YYYY-MM, 2000–2100."]}
-                ) from None
+                )
         else:
             period = last_month(tenant, django_timezone.now())
         found = suggestions(tenant, period, project_ids=project_ids)

@@ -84,18 +84,36 @@ def _whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+# RFC 3339's date-time: seconds required, a decimal point before any fraction, an offset with its colon (Python's
+# own parser also takes ISO 8601's other forms: week dates, basic format, minutes only, offsets without colons).
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})\Z"
+)
+
+
 def parse_timestamp(value: Any) -> dt.datetime | None:
-    if not isinstance(value, str) or not 20 <= len(value) <= 40 or ("T" not in value and "t" not in value):
+    """An RFC 3339 date-time with an offset as an aware UTC datetime (a fraction beyond microseconds is cut), or None
+    for anything else, including a moment outside the years 1–9999 once in UTC."""
+    if not isinstance(value, str) or not 20 <= len(value) <= 40 or _RFC3339.match(value) is None:
         return None
     try:
         parsed = dt.datetime.fromisoformat(value.replace("z", "Z") if "z" in value else value)
+        return parsed if parsed.tzinfo is dt.UTC else parsed.astimezone(dt.UTC)
+    except (ValueError, OverflowError):
+        return None
+
+
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
+
+
+def parse_day(value: Any) -> dt.date | None:
+    """A calendar date written YYYY-MM-DD, or None for anything else (ISO 8601's week and basic forms included)."""
+    if not isinstance(value, str) or _DAY.match(value) is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
     except ValueError:
         return None
-    if parsed.tzinfo is dt.UTC:  # the usual case: already in UTC
-        return parsed
-    if parsed.tzinfo is None:
-        return None
-    return parsed.astimezone(dt.UTC)
 
 
 def estimate_tokens(chars: int, cjk_chars: int) -> int:

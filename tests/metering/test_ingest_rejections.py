@@ -11,6 +11,7 @@ from tests.metering.conftest import iso
 from tests.metering.test_ingest import WHEN, event
 
 pytestmark = pytest.mark.django_db
+RECENT = timezone.now() - dt.timedelta(minutes=5)
 
 CASES = [
     ({"event_id": ""}, "event_id"),
@@ -18,6 +19,13 @@ CASES = [
     ({"timestamp": None}, "timestamp"),
     ({"timestamp": "2026-11-02 08:00:00"}, "timestamp"),
     ({"timestamp": "2026-11-02T08:00:00"}, "timestamp"),  # no offset
+    # ISO 8601 forms that are not RFC 3339: basic format, week date, no seconds, an offset without its colon
+    ({"timestamp": f"{RECENT:%Y%m%dT%H%M%SZ}"}, "timestamp"),
+    ({"timestamp": f"{RECENT:%G-W%V-%uT%H:%M:%SZ}"}, "timestamp"),
+    ({"timestamp": f"{RECENT:%Y-%m-%dT%H:%MZ}"}, "timestamp"),
+    ({"timestamp": f"{RECENT:%Y-%m-%dT%H:%M:%S+0000}"}, "timestamp"),
+    ({"timestamp": f"{RECENT:%Y-%m-%dT%H:%M:%S,5Z}"}, "timestamp"),
+    ({"timestamp": "9999-12-31T23:59:59-23:59"}, "timestamp"),  # beyond year 9999 in UTC
     ({"timestamp": iso(timezone.now() + dt.timedelta(minutes=10))}, "timestamp"),
     ({"timestamp": iso(timezone.now() - dt.timedelta(days=36))}, "timestamp"),
     ({"model": ""}, "model"),
@@ -190,3 +198,23 @@ def test_values_json_cannot_carry_from_python_callers_are_field_errors(world, pr
         ["feature"],
     ]
     assert list(UsageEvent.objects.values_list("event_id", flat=True)) == ["py-ok"]
+
+
+@pytest.mark.parametrize(
+    ("written", "offset"),
+    [
+        ("%Y-%m-%dT%H:%M:%S.%fZ", dt.timedelta(0)),
+        ("%Y-%m-%dt%H:%M:%S.%fz", dt.timedelta(0)),  # RFC 3339 allows lower-case t and z
+        ("%Y-%m-%dT%H:%M:%S.%f-00:00", dt.timedelta(0)),
+        ("%Y-%m-%dT%H:%M:%S.%f+05:30", dt.timedelta(hours=5, minutes=30)),
+        ("%Y-%m-%dT%H:%M:%S.%f999-08:00", dt.timedelta(hours=-8)),  # nanoseconds: cut to microseconds
+    ],
+)
+def test_rfc_3339_timestamps_are_read_in_every_form_it_allows(world, prices, written, offset) -> None:  # type: ignore[no-untyped-def]
+    moment = RECENT.replace(microsecond=123456)
+    local = (moment + offset).replace(tzinfo=None)
+    response = world.key_client(world.alpha_key_secret).post(
+        "/api/v1/events", event("ts", timestamp=local.strftime(written)), format="json"
+    )
+    assert response.status_code == 201, response.json()
+    assert UsageEvent.objects.get(event_id="ts").occurred_at == moment

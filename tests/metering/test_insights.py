@@ -107,7 +107,7 @@ def test_the_api_answers_last_month_by_default_and_a_developer_sees_their_projec
     }
     developer = world.client("alpha_dev").get("/api/v1/insights", {"period": "2026-10"}).json()
     assert developer["suggestions"] == []  # the RAG calls are in the research project
-    for wrong in ("2026-13", "9999-12", "0001-01", "2026-1x"):
+    for wrong in ("2026-13", "9999-12", "0001-01", "2026-1x", "2026-W45", "202610"):
         bad = world.client("alpha_owner").get("/api/v1/insights", {"period": wrong})
         assert bad.status_code == 400 and "period" in bad.json()["error"]["fields"], wrong
     assert world.client("alpha_owner").get("/api/v1/insights").status_code == 200

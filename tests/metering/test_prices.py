@@ -24,6 +24,11 @@ def test_everyone_reads_prices_and_filters_by_model_and_date(world, prices) -> N
     rows = client.get("/api/v1/prices", {"model": "gpt-4o"}).json()["results"]
     assert [(r["model"], r["input"]) for r in rows] == [("gpt-4o", "2.50000000")]
     assert client.get("/api/v1/prices", {"at": "2019-06-01"}).json()["results"] == []
+    assert [r["model"] for r in client.get("/api/v1/prices", {"at": "2026-11-02T09:00:00+01:00"}).json()["results"]]
+    for bad in ("2026-W45-1", "20261102", "2026-11-02T09:00", "9999-12-31T23:59:59-23:59"):
+        response = client.get("/api/v1/prices", {"at": bad})
+        assert response.status_code == 400, bad
+        assert set(response.json()["error"]["fields"]) == {"at"}
     assert world.key_client(world.alpha_key_secret).get("/api/v1/prices").status_code == 200
 
 

@@ -195,6 +195,12 @@ def test_raw_events_are_cursor_paginated_newest_first(world, usage) -> None:
     assert [(e["event_id"], e["model"], e["project"]) for e in one] == [("a2", "claude-sonnet-4", "chatbot")]
 
 
+def test_a_cursor_the_api_did_not_hand_out_is_a_400(world, usage) -> None:
+    response = world.client("alpha_owner").get("/api/v1/usage/events", {"cursor": "not-a-cursor"})
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"] == {"cursor": ["Use a next or previous link."]}
+
+
 def test_csv_export_holds_the_detailed_events(world, usage) -> None:
     response = world.client("alpha_owner").get("/api/v1/usage/export", {"format": "csv"})
     assert response.status_code == 200
@@ -225,7 +231,7 @@ def test_xlsx_export_has_summary_and_detailed_sheets(world, usage) -> None:
     assert a1["timestamp"].endswith("+00:00") and a1["latency_ms"] is None
 
 
-@pytest.mark.parametrize("bad", ["9999-12-31", "0001-01-01", "2026-02-30", "2026-1-1x"])
+@pytest.mark.parametrize("bad", ["9999-12-31", "0001-01-01", "2026-02-30", "2026-1-1x", "20260301", "2026-W09-1"])
 def test_out_of_range_dates_are_400_not_500(world, bad) -> None:  # type: ignore[no-untyped-def]
     client = world.client("alpha_owner")
     for path in ("/api/v1/usage", "/api/v1/usage/events", "/api/v1/usage/export"):
