@@ -24,6 +24,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from metering.charts import bar_chart, stacked_chart
+from metering.events import parse_day
 from metering.models import ModelPrice
 from metering.selectors import (
     FILTERS,
@@ -53,6 +54,15 @@ def _group_labels() -> dict[str, str]:
     }
 
 
+def _asked_dates(params: Any, today: dt.date) -> tuple[dt.date, dt.date] | None:
+    """(start, end) as the query gives them (end: today when left out), or None unless both are dates YYYY-MM-DD
+    between the years 2000 and 2100."""
+    start, end = parse_day(params.get("start")), parse_day(params["end"]) if params.get("end") else today
+    if start is None or end is None or not (2000 <= start.year <= 2100 and 2000 <= end.year <= 2100):
+        return None
+    return start, end
+
+
 def _explorer_query(request: HttpRequest, tenant: Any, params: Any = None) -> tuple[UsageQuery, dict[str, Any]]:
     zone = zoneinfo.ZoneInfo(tenant.timezone)
     today = timezone.now().astimezone(zone).date()
@@ -63,11 +73,12 @@ def _explorer_query(request: HttpRequest, tenant: Any, params: Any = None) -> tu
     elif preset in PRESETS:
         start, end = today - dt.timedelta(days=PRESETS[preset] - 1), today
     else:
-        try:
-            start = dt.date.fromisoformat(params.get("start", ""))
-            end = dt.date.fromisoformat(params.get("end", "")) if params.get("end") else today
-        except ValueError:
-            start, end, preset = today - dt.timedelta(days=29), today, "30d"
+        asked = _asked_dates(params, today)
+        if asked is None:
+            if request.method == "GET" and params.get("start"):
+                messages.warning(request, _("Dates are YYYY-MM-DD between 2000 and 2100; showing the last 30 days."))
+            asked, preset = (today - dt.timedelta(days=29), today), "30d"
+        start, end = asked
     if end < start:
         start, end = end, start
     start = max(start, end - dt.timedelta(days=365))

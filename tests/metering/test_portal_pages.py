@@ -2,6 +2,7 @@
 
 import datetime as dt
 import re
+import zoneinfo
 
 import pytest
 from django.test import Client
@@ -50,6 +51,27 @@ def test_the_explorer_filters_and_drills_down_to_events(world, usage) -> None:  
     events = client.get("/t/alpha/usage/events/" + by_feature["chat"]["events_url"])
     listed = [e.event_id for e in events.context["page"].object_list]
     assert listed == ["a1"]
+
+
+@pytest.mark.parametrize(
+    "dates",
+    [
+        {"start": "9999-12-31", "end": "0001-01-01"},
+        {"start": "9999-12-31"},
+        {"start": "garbage"},
+        {"start": "2026-W45-1"},
+        {"start": "2026-11-01", "end": "2026-02-30"},
+    ],
+)
+def test_dates_the_explorer_cannot_read_show_the_last_30_days_and_say_so(world, usage, dates) -> None:  # noqa: F811
+    client = _client(world, "alpha_owner")
+    today = timezone.localdate(timezone=zoneinfo.ZoneInfo(world.alpha.timezone))
+    for path in ("/t/alpha/usage/", "/t/alpha/usage/events/"):
+        page = client.get(path, dates)
+        assert page.status_code == 200, (path, dates)
+        state = page.context["state"]
+        assert (state["start"], state["end"], state["preset"]) == (today - dt.timedelta(days=29), today, "30d")
+        assert "Dates are YYYY-MM-DD between 2000 and 2100" in page.content.decode()
 
 
 def test_the_events_page_shows_a_long_id_by_its_start_and_end(world, usage) -> None:  # noqa: F811
