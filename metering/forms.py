@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from decimal import Decimal
 from typing import Any
@@ -11,6 +12,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from core.forms import decimal_for_field
+from metering.events import parse_timestamp
 from metering.models import ModelPrice
 from metering.prices import PRICE_FIELDS
 
@@ -93,14 +95,11 @@ class PriceForm(forms.Form):
                 value = getattr(current, name)
                 if value is not None and name in cls.base_fields:
                     initial[name] = decimal_for_field(value)
-        since = params.get("from", "")
-        if since:
-            try:
-                moment = dt.datetime.fromisoformat(since)
-            except ValueError:
-                moment = None
-            if moment is not None and moment.tzinfo is not None:
-                initial["effective_from"] = timezone.localtime(moment).replace(second=0, microsecond=0)
+        since = parse_timestamp(params.get("from"))
+        if since is not None:
+            # The last hours of year 9999 in UTC are past it in the reader's zone: no initial time then.
+            with contextlib.suppress(OverflowError):
+                initial["effective_from"] = timezone.localtime(since).replace(second=0, microsecond=0)
         return initial
 
 

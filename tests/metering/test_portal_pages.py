@@ -241,6 +241,14 @@ def test_a_platform_admin_adds_a_price_for_an_unpriced_model_and_its_events_are_
     assert ModelPrice.objects.filter(model="house-7b").count() == 1
 
 
+@pytest.mark.parametrize("since", ["9999-12-31T23:59:59-23:59", "garbage", "2026-11-02T08:00", "2026-W45-1T08:00:00Z"])
+def test_a_price_form_from_a_moment_it_cannot_use_starts_now(world, since) -> None:  # type: ignore[no-untyped-def]
+    form = _client(world, "platform").get("/staff/prices/new/", {"model": "house-7b", "from": since})
+    assert form.status_code == 200
+    assert abs(form.context["form"].initial["effective_from"] - timezone.now()) < dt.timedelta(minutes=2)
+    assert form.context["form"].initial["model"] == "house-7b"
+
+
 def test_a_changed_price_starts_from_the_one_in_force_and_closes_it(world, prices) -> None:
     from metering.models import ModelPrice
 
