@@ -258,6 +258,8 @@ def detect_format(content: bytes) -> str:
             document = json.loads(text)
         except ValueError as exc:
             raise StatementInvalid(f"Not valid JSON: {exc}.") from None
+        except RecursionError:
+            raise StatementInvalid("Not valid JSON: nested too deeply.") from None
         results = [r for b in _buckets(document) for r in (b.get("results") or []) if isinstance(r, dict)]
         sample = results[0] if results else {}
         if "num_model_requests" in sample or "input_cached_tokens" in sample:
@@ -305,6 +307,8 @@ def statement_parse(content: bytes, fmt: str) -> list[Row]:
         raise
     except (ValueError, KeyError, TypeError, InvalidOperation, AttributeError, OverflowError, OSError) as exc:
         raise StatementInvalid(f"The file does not read as {Format(fmt).label}: {exc}.") from None
+    except RecursionError:
+        raise StatementInvalid(f"The file does not read as {Format(fmt).label}: nested too deeply.") from None
     if not rows:
         raise StatementInvalid("The file holds no usage or cost rows.")
     if len(rows) > MAX_LINES:

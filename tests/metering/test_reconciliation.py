@@ -302,6 +302,7 @@ def test_a_generic_csv_naming_projects_is_compared_per_project(world, metered) -
         b"date,model,cost\n2026-10-01,gpt-4o,1e30\n",
         b"date,model,input_tokens\n2026-10-01,gpt\x00-4o,5\n",  # NUL, which PostgreSQL text cannot hold
         b'{"data":[{"start_time": 99999999999999999999, "results":[{"num_model_requests":1,"model":"x"}]}]}',
+        b"[" * 5000 + b"]" * 5000,  # nested deeper than a parser goes
     ],
 )
 def test_bad_files_are_refused_with_a_reason(world, content) -> None:  # type: ignore[no-untyped-def]
