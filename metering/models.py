@@ -3,6 +3,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -22,12 +23,21 @@ class ModelPrice(models.Model):
     effective_from = models.DateTimeField()
     effective_to = models.DateTimeField(null=True, blank=True)
     currency = models.CharField(max_length=3, default="USD")
-    input = models.DecimalField(max_digits=20, decimal_places=8)
-    cached_input = models.DecimalField(max_digits=20, decimal_places=8, null=True, blank=True)
-    cache_write = models.DecimalField(max_digits=20, decimal_places=8, null=True, blank=True)
-    output = models.DecimalField(max_digits=20, decimal_places=8)
-    reasoning = models.DecimalField(max_digits=20, decimal_places=8, null=True, blank=True)
-    per_request = models.DecimalField(max_digits=20, decimal_places=8, null=True, blank=True)
+    # Per 1M tokens (per_request: per call); never negative, whichever way a row arrives (form, API, import).
+    input = models.DecimalField(max_digits=20, decimal_places=8, validators=[MinValueValidator(0)])
+    cached_input = models.DecimalField(
+        max_digits=20, decimal_places=8, null=True, blank=True, validators=[MinValueValidator(0)]
+    )
+    cache_write = models.DecimalField(
+        max_digits=20, decimal_places=8, null=True, blank=True, validators=[MinValueValidator(0)]
+    )
+    output = models.DecimalField(max_digits=20, decimal_places=8, validators=[MinValueValidator(0)])
+    reasoning = models.DecimalField(
+        max_digits=20, decimal_places=8, null=True, blank=True, validators=[MinValueValidator(0)]
+    )
+    per_request = models.DecimalField(
+        max_digits=20, decimal_places=8, null=True, blank=True, validators=[MinValueValidator(0)]
+    )
     source = models.CharField(max_length=20, choices=Source.choices, default=Source.MANUAL)
     created_at = models.DateTimeField(auto_now_add=True)
 

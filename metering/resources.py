@@ -93,3 +93,4 @@ class ModelPriceResource(resources.ModelResource):
         )
         skip_unchanged = True
         report_skipped = True
+        clean_model_instances = True  # the model's own rules (a model name, prices ≥ 0) hold for imported rows too

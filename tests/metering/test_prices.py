@@ -4,6 +4,7 @@ import datetime as dt
 import json
 from decimal import Decimal
 from io import StringIO
+from typing import Any
 
 import pytest
 from django.core.management import call_command
@@ -201,6 +202,41 @@ def test_a_csv_import_adds_rows_and_refuses_bad_lines(tmp_path) -> None:
         call_command("import_prices", "--source", "csv", "--file", str(bad))
 
 
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("x,,2026-01-01T00:00:00Z,1,1", "model"),
+        ("x,y,2026-01-01T00:00:00Z,-1,1", "input"),
+        ("x,y,2026-01-01T00:00:00Z,NaN,1", "input"),
+        ("x,y,2026-01-01T00:00:00Z,1e30,1", "input"),
+        ("x,y,2026-01-01T00:00:00Z,1,", "output"),
+        ("x,y,9999-12-31T23:59:59-23:59,1,1", "effective_from"),
+    ],
+)
+def test_a_csv_import_checks_each_line_as_the_api_does_and_stores_nothing_on_a_bad_one(tmp_path, line, problem) -> None:  # type: ignore[no-untyped-def]
+    from django.core.management import CommandError
+
+    path = tmp_path / "prices.csv"
+    path.write_text(f"provider,model,effective_from,input,output\nx,fine,2026-01-01T00:00:00Z,1,2\n{line}\n")
+    with pytest.raises(CommandError, match=f"line 3: {problem}"):
+        call_command("import_prices", "--source", "csv", "--file", str(path))
+    assert not ModelPrice.objects.filter(provider="x").exists()
+
+
+def test_a_csv_import_reads_a_spreadsheets_byte_order_mark_and_refuses_other_encodings(tmp_path) -> None:
+    from django.core.management import CommandError
+
+    path = tmp_path / "prices.csv"
+    path.write_bytes(b"\xef\xbb\xbfprovider,model,effective_from,input,output\nx,bom,2026-01-01T00:00:00Z,1,2\n")
+    call_command("import_prices", "--source", "csv", "--file", str(path), stdout=StringIO())
+    assert ModelPrice.objects.get(provider="x").model == "bom"
+    path.write_bytes(
+        "provider,model,effective_from,input,output\nx,caf\u00e9,2026-01-01T00:00:00Z,1,2\n".encode("latin-1")
+    )
+    with pytest.raises(CommandError, match="not UTF-8"):
+        call_command("import_prices", "--source", "csv", "--file", str(path))
+
+
 def test_litellm_payloads_are_ingested_with_their_mapping(world, prices) -> None:
     vector = json.loads(VECTOR.read_text())
     payload = dict(vector["payload"])
@@ -222,3 +258,42 @@ def test_litellm_payloads_are_ingested_with_their_mapping(world, prices) -> None
     )
     assert stored.metadata["litellm_key_alias"] == "team-marketing-chatbot"
     assert stored.project_id == world.alpha_project.pk
+
+
+def _price_sheet(*rows: tuple[str, ...]) -> Any:
+    import tablib
+
+    sheet = tablib.Dataset(headers=["provider", "model", "effective_from", "input", "output"])
+    for row in rows:
+        sheet.append(row)
+    return sheet
+
+
+def test_the_admin_import_adds_rows_through_the_price_book_rules() -> None:
+    from metering.resources import ModelPriceResource
+
+    result = ModelPriceResource().import_data(_price_sheet(("x", "sheet-llm", "2026-01-01 00:00:00", "0.5", "1.5")))
+    assert not result.has_errors() and not result.has_validation_errors()
+    price = ModelPrice.objects.get(provider="x")
+    assert (price.model, price.input, price.output, price.source) == (
+        "sheet-llm",
+        Decimal("0.5"),
+        Decimal("1.5"),
+        "import",
+    )
+    changed = ModelPriceResource().import_data(_price_sheet(("x", "sheet-llm", "2026-01-01 00:00:00", "0.7", "1.5")))
+    assert changed.has_errors()  # a different price for the same start: history is never edited
+    assert ModelPrice.objects.get(provider="x").input == Decimal("0.5")
+
+
+@pytest.mark.parametrize(
+    ("row", "field"),
+    [(("x", "neg", "2026-01-01 00:00:00", "-1", "2"), "input"), (("x", "", "2026-01-01 00:00:00", "1", "2"), "model")],
+)
+def test_the_admin_import_refuses_what_the_form_refuses(row, field) -> None:  # type: ignore[no-untyped-def]
+    from metering.resources import ModelPriceResource
+
+    result = ModelPriceResource().import_data(_price_sheet(row))
+    assert result.has_validation_errors()
+    assert field in result.invalid_rows[0].error.message_dict
+    assert not ModelPrice.objects.filter(provider="x").exists()

@@ -1,6 +1,4 @@
 import csv
-import datetime as dt
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -12,30 +10,36 @@ from metering.prices import PRICE_FIELDS, genai_prices_rows, prices_import
 
 
 def _csv_rows(path: Path) -> list[dict]:
+    """The file's rows, each checked by the rules of `POST /api/v1/prices`; the first bad line stops the import
+    before anything is stored."""
+    from metering.serializers import ModelPriceCreateSerializer
+
     rows = []
-    with path.open(newline="", encoding="utf-8") as handle:
-        for number, record in enumerate(csv.DictReader(handle), start=2):
-            try:
-                start = dt.datetime.fromisoformat(record["effective_from"])
-                if start.tzinfo is None:
-                    start = start.replace(tzinfo=dt.UTC)
-                prices = {
-                    name: Decimal(record[name]) if record.get(name) not in (None, "") else None for name in PRICE_FIELDS
-                }
-            except (KeyError, ValueError, InvalidOperation) as exc:
-                raise CommandError(f"line {number}: {exc}") from None
-            if prices["input"] is None or prices["output"] is None:
-                raise CommandError(f"line {number}: input and output prices are required")
-            aliases = [a.strip() for a in (record.get("aliases") or "").replace(";", ",").split(",") if a.strip()]
-            rows.append(
-                {
-                    "provider": record["provider"],
-                    "model": record["model"],
-                    "aliases": aliases,
-                    "effective_from": start,
-                    "prices": prices,
-                }
-            )
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            records = list(csv.DictReader(handle))
+    except UnicodeDecodeError:
+        raise CommandError(f"{path} is not UTF-8 text: save it as CSV (UTF-8).") from None
+    except csv.Error as exc:
+        raise CommandError(f"{path} does not read as CSV: {exc}") from None
+    for number, record in enumerate(records, start=2):
+        fields = {name: value.strip() for name, value in record.items() if name and value and value.strip()}
+        if "aliases" in fields:
+            fields["aliases"] = [a.strip() for a in fields["aliases"].replace(";", ",").split(",") if a.strip()]
+        checked = ModelPriceCreateSerializer(data=fields)
+        if not checked.is_valid():
+            problems = "; ".join(f"{name}: {' '.join(map(str, errors))}" for name, errors in checked.errors.items())
+            raise CommandError(f"line {number}: {problems}")
+        data = checked.validated_data
+        rows.append(
+            {
+                "provider": data["provider"],
+                "model": data["model"],
+                "aliases": data.get("aliases", []),
+                "effective_from": data["effective_from"],
+                "prices": {name: data.get(name) for name in PRICE_FIELDS},
+            }
+        )
     return rows
 
 
