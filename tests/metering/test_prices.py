@@ -132,6 +132,13 @@ def test_an_unpriced_model_is_queued_then_rerated_when_a_price_arrives(world, pr
     assert flushed_rollups().get(grain="day").cost == Decimal("0.009")
 
 
+def test_rerate_refuses_a_range_that_ends_before_it_starts() -> None:
+    from django.core.management import CommandError
+
+    with pytest.raises(CommandError, match="--end is exclusive"):
+        call_command("rerate", "--start", "2026-11-30", "--end", "2026-11-01")
+
+
 def test_adding_a_price_through_the_api_rerates_in_the_background(
     world, prices, django_capture_on_commit_callbacks
 ) -> None:  # noqa: E501

@@ -17,6 +17,8 @@ class Command(BaseCommand):
         parser.add_argument("--all", action="store_true", help="re-rate priced events too")
 
     def handle(self, *args, **opts):  # type: ignore[no-untyped-def]
+        if opts["start"] and opts["end"] and opts["end"] <= opts["start"]:
+            raise CommandError("--end is exclusive: it must come after --start.")
         tenant_id = None
         if opts["tenant"]:
             tenant = Tenant.objects.filter(slug=opts["tenant"]).first()
