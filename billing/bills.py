@@ -62,9 +62,11 @@ class BillBlocked(Exception):
 
 
 def period_parse(text: str) -> dt.date:
+    """The first day of a month written YYYY-MM, between the years 2000 and 2100 (the months a bill can be for; a
+    close also reaches the months around it); ValueError otherwise."""
     match = PERIOD_PATTERN.match(text or "")
-    if not match:
-        raise ValueError("A month as YYYY-MM.")
+    if not match or not 2000 <= int(match.group(1)) <= 2100:
+        raise ValueError("A month as YYYY-MM, 2000–2100.")
     return dt.date(int(match.group(1)), int(match.group(2)), 1)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from billing.bills import period_parse
 from billing.models import Contract
 from core.forms import decimal_for_field
 from tenants.validators import validate_currency
@@ -119,6 +120,14 @@ class FxRateForm(forms.Form):
 class CloseMonthForm(forms.Form):
     period = forms.RegexField(label=_("Month"), regex=r"^\d{4}-(0[1-9]|1[0-2])$", help_text="YYYY-MM")
     tenant = forms.CharField(label=_("Tenant"), required=False, help_text=_("slug; empty for every tenant"))
+
+    def clean_period(self) -> str:
+        period = self.cleaned_data["period"]
+        try:
+            period_parse(period)
+        except ValueError:
+            raise forms.ValidationError(_("A month as YYYY-MM, 2000–2100.")) from None
+        return period
 
 
 class BudgetForm(forms.Form):

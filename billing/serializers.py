@@ -3,6 +3,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from billing.bills import period_parse
 from billing.models import (
     Bill,
     BillLine,
@@ -295,6 +296,13 @@ class BillPreviewSerializer(BillSerializer):
 class BillCloseSerializer(serializers.Serializer):
     period = serializers.RegexField(r"^\d{4}-(0[1-9]|1[0-2])$", error_messages={"invalid": "A month as YYYY-MM."})
     tenant = serializers.CharField(required=False, help_text="slug; all tenants when absent")
+
+    def validate_period(self, value: str) -> str:
+        try:
+            period_parse(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+        return value
 
 
 class BillCloseResultSerializer(serializers.Serializer):

@@ -131,6 +131,8 @@ def test_finance_overview_closing_and_fx_rates(world, prices) -> None:
     world.alpha.save()
     send(world, event("g", "gpt-4o", input_tokens=1_000_000))
     finance = world.portal("finance")
+    far = finance.post("/staff/bills/close/", {"period": "9999-12", "tenant": "alpha"}, follow=True)
+    assert far.status_code == 200 and "Name the month as YYYY-MM." in far.content.decode()
     closed = finance.post("/staff/bills/close/", {"period": "2026-10", "tenant": "alpha"}, follow=True)
     assert "1 closed" in closed.content.decode()
     assert Bill.objects.filter(tenant=world.alpha).count() == 1

@@ -128,8 +128,9 @@ def test_close_refusals(world, prices) -> None:
     assert blocked.json()["error"]["fields"] == {"models": ["house-model"]}
     future = finance.post("/api/v1/bills/close", {"period": "2099-01", "tenant": "alpha"}, format="json")
     assert future.status_code == 409 and future.json()["error"]["code"] == "period_not_finished"
-    bad = finance.post("/api/v1/bills/close", {"period": "October"}, format="json")
-    assert bad.status_code == 400 and "period" in bad.json()["error"]["fields"]
+    for wrong in ("October", "9999-12", "1999-12"):  # 9999-12 was a 500: its close looks at the month after
+        bad = finance.post("/api/v1/bills/close", {"period": wrong, "tenant": "alpha"}, format="json")
+        assert bad.status_code == 400 and "period" in bad.json()["error"]["fields"], wrong
     for user in ("alpha_owner", "am"):
         refused = world.client(user).post("/api/v1/bills/close", {"period": "2026-10"}, format="json")
         assert refused.status_code == 403
