@@ -401,8 +401,9 @@ def test_close_month_command(world, prices, capsys) -> None:
     send(world, event("g", "gpt-4o", input_tokens=1_000_000))
     call_command("close_month", "--period", "2026-10", "--tenant", "alpha")
     assert "BILL-alpha-202610 2.50" in capsys.readouterr().out
-    with pytest.raises(CommandError):
-        call_command("close_month", "--period", "2026-13")
+    for wrong in ("2026-13", "9999-12"):
+        with pytest.raises(CommandError, match="YYYY-MM, 2000–2100"):
+            call_command("close_month", "--period", wrong)
     with pytest.raises(CommandError):
         call_command("close_month", "--period", "2099-01", "--tenant", "nobody")
 

@@ -20,8 +20,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             period = period_parse(options["period"])
-        except ValueError:
-            raise CommandError("--period: a month as YYYY-MM.") from None
+        except ValueError as exc:
+            raise CommandError(f"--period: {exc}") from None
         if options.get("tenant"):
             tenant = Tenant.objects.filter(slug=options["tenant"]).first()
             if tenant is None:
