@@ -215,6 +215,8 @@ def payment_record(*, actor: Any, invoice: Invoice, amount: Decimal, paid_on: dt
     _require_finance(actor, "records payments")
     invoice = _locked(invoice)
     _require_state(invoice, Invoice.Status.ISSUED, action="record a payment on")
+    if not 2000 <= paid_on.year <= 2100:  # the years every date of Meterline's takes
+        raise InvoiceRuleViolation("A payment date between the years 2000 and 2100.", code="invalid_date", status=400)
     amount = Decimal(amount)
     if amount <= 0 or amount != quantize_money(amount, invoice.currency):
         raise InvoiceRuleViolation(

@@ -114,6 +114,10 @@ def test_payments_partial_full_and_overpayment(world, invoice) -> None:
             actor=finance, invoice=invoice, amount=Decimal("0.001"), paid_on=dt.date(2026, 12, 2), reference="T2"
         )
     assert refused.value.code == "invalid_amount"
+    for nonsense in (dt.date(9999, 12, 31), dt.date(1, 1, 1)):
+        with pytest.raises(services.InvoiceRuleViolation) as refused:
+            services.payment_record(actor=finance, invoice=invoice, amount=Decimal(1), paid_on=nonsense, reference="T")
+        assert refused.value.code == "invalid_date" and refused.value.status == 400
     services.payment_record(
         actor=finance, invoice=invoice, amount=Decimal("6.43"), paid_on=dt.date(2026, 12, 2), reference="T2"
     )
