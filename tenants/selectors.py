@@ -52,8 +52,13 @@ def tenants_for_user(user: Any) -> QuerySet[Tenant]:
     return Tenant.objects.filter(visible).distinct()
 
 
+def _nameable(slug: Any) -> bool:
+    """Whether `slug` could name a row: text PostgreSQL can hold (a body's string may carry a NUL)."""
+    return isinstance(slug, str) and "\x00" not in slug
+
+
 def tenant_get_for_user(*, user: Any, slug: str) -> Tenant:
-    tenant = tenants_for_user(user).filter(slug=slug).first()
+    tenant = tenants_for_user(user).filter(slug=slug).first() if _nameable(slug) else None
     if tenant is None:
         raise Http404("No such tenant.")
     return tenant
@@ -122,7 +127,7 @@ def projects_for_user(user: Any, tenant: Tenant | None = None) -> QuerySet[Proje
 
 
 def project_get_for_user(*, user: Any, tenant: Tenant, slug: str) -> Project:
-    project = projects_for_user(user, tenant).filter(slug=slug).first()
+    project = projects_for_user(user, tenant).filter(slug=slug).first() if _nameable(slug) else None
     if project is None:
         raise Http404("No such project.")
     return project

@@ -129,3 +129,12 @@ def test_bad_tiers_and_overrides_are_400(world) -> None:
     assert response.status_code == 400
     assert set(response.json()["error"]["fields"]) == {"volume_tiers", "rate_overrides", "tax_percent"}
     assert not Contract.objects.exists()
+
+
+def test_a_tenant_named_with_a_nul_character_is_not_found_not_a_500(world) -> None:
+    # A body's string may carry a NUL, which PostgreSQL text cannot hold: no tenant is called that.
+    for who in ("am", "platform"):
+        response = world.client(who).post("/api/v1/contracts", CONTRACT | {"tenant": "alpha\x00"}, format="json")
+        assert response.status_code == 404, who
+        assert response.json()["error"]["code"] == "not_found"
+    assert not Contract.objects.exists()
