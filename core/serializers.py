@@ -6,6 +6,16 @@ from core.models import AuditEntry
 from tenants.models import Tenant
 
 
+class TextSlugRelatedField(serializers.SlugRelatedField):
+    """A writable SlugRelatedField that looks a value up only when PostgreSQL text can hold it: a NUL character
+    names no row (it would fail the query rather than find nothing)."""
+
+    def to_internal_value(self, data: object) -> object:
+        if isinstance(data, str) and "\x00" in data:
+            self.fail("does_not_exist", slug_name=self.slug_field, value=data.replace("\x00", "\\0"))
+        return super().to_internal_value(data)
+
+
 class AuditEntrySerializer(serializers.ModelSerializer):
     tenant: serializers.SlugRelatedField[Tenant] = serializers.SlugRelatedField(
         slug_field="slug", read_only=True, allow_null=True

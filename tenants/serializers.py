@@ -5,6 +5,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
+from core.serializers import TextSlugRelatedField
 from tenants.models import ApiKey, Department, Environment, GatewayToken, Membership, Project, Role, Tenant
 from tenants.validators import slug_validator, validate_country, validate_currency, validate_timezone
 
@@ -32,7 +33,7 @@ class TenantSerializer(serializers.ModelSerializer):
     )
     timezone = serializers.CharField(max_length=64, required=False, validators=[_django_validator(validate_timezone)])
     billing_emails = serializers.ListField(child=serializers.EmailField(), required=False, max_length=20)
-    account_manager: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+    account_manager: serializers.SlugRelatedField[Any] = TextSlugRelatedField(
         slug_field="username", queryset=User.objects.filter(is_active=True), required=False, allow_null=True
     )
 

@@ -47,6 +47,13 @@ def test_invalid_tenant_fields_answer_400_with_each_field(world) -> None:
     assert set(error["fields"]) == {"slug", "country", "billing_currency", "timezone"}
 
 
+def test_an_account_manager_named_with_a_nul_character_is_a_field_error_not_a_500(world) -> None:
+    response = world.client("platform").patch("/api/v1/tenants/alpha", {"account_manager": "am\x00"}, format="json")
+    assert response.status_code == 400
+    assert set(response.json()["error"]["fields"]) == {"account_manager"}
+    assert Tenant.objects.get(slug="alpha").account_manager == world.users["am"]
+
+
 def test_a_duplicate_tenant_slug_is_400_not_500(world) -> None:
     response = world.client("am").post("/api/v1/tenants", NEW_TENANT | {"slug": "alpha"}, format="json")
     assert response.status_code == 400
