@@ -55,6 +55,14 @@ class ApiErrorMiddleware:
             if is_api_path(request.path):
                 return error_response(400, "invalid", "Query parameters must not contain NUL characters.")
             return HttpResponseBadRequest("Query parameters must not contain NUL characters.")
+        if (
+            request.method == "POST"
+            and not is_api_path(request.path)
+            and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data")
+            and any("\x00" in key or any("\x00" in value for value in values) for key, values in request.POST.lists())
+        ):
+            # The portal's forms likewise (an API body is parsed, and checked, by its own view).
+            return HttpResponseBadRequest("Form fields must not contain NUL characters.")
         response = self.get_response(request)
         if response.status_code < 400:
             return response

@@ -104,3 +104,14 @@ def test_another_tenants_404_is_the_same_as_a_tenant_that_does_not_exist(world) 
         return html.replace("/t/bravo/usage/", "").replace("/t/no-such-tenant/usage/", "")
 
     assert same(theirs) == same(nobodys)
+
+
+@pytest.mark.parametrize("field", ["tenant", "provider"])
+def test_a_form_field_with_a_nul_character_is_a_400_before_any_query(world, field) -> None:  # type: ignore[no-untyped-def]
+    # PostgreSQL text cannot hold NUL; a form value such as the reconciliation's tenant went straight into a query.
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    upload = SimpleUploadedFile("export.csv", b"date,model,input_tokens\n2026-10-01,gpt-4o,5\n")
+    response = world.portal("finance").post("/staff/reconciliation/", {"file": upload, field: "alpha\x00"})
+    assert response.status_code == 400
+    assert b"must not contain NUL" in response.content
