@@ -28,7 +28,7 @@ from tenants.permissions import IsPerson
 
 
 def _refused(exc: services.InvoiceRuleViolation) -> ApiError:
-    return ApiError(exc.status, exc.code, exc.message)
+    return ApiError(exc.status, exc.code, exc.message, exc.fields)
 
 
 @extend_schema_view(

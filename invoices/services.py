@@ -23,11 +23,12 @@ from tenants.selectors import has_staff_role, manages_as_staff
 
 
 class InvoiceRuleViolation(Exception):
-    def __init__(self, message: str, code: str, status: int = 409) -> None:
+    def __init__(self, message: str, code: str, status: int = 409, fields: dict[str, list[str]] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
         self.status = status
+        self.fields = fields or {}
 
 
 def _money(invoice: Invoice) -> dict[str, str]:
@@ -216,7 +217,8 @@ def payment_record(*, actor: Any, invoice: Invoice, amount: Decimal, paid_on: dt
     invoice = _locked(invoice)
     _require_state(invoice, Invoice.Status.ISSUED, action="record a payment on")
     if not 2000 <= paid_on.year <= 2100:  # the years every date of Meterline's takes
-        raise InvoiceRuleViolation("A payment date between the years 2000 and 2100.", code="invalid_date", status=400)
+        message = "A payment date between the years 2000 and 2100."
+        raise InvoiceRuleViolation(message, code="invalid_date", status=400, fields={"paid_on": [message]})
     amount = Decimal(amount)
     if amount <= 0 or amount != quantize_money(amount, invoice.currency):
         raise InvoiceRuleViolation(

@@ -48,6 +48,9 @@ def test_the_whole_lifecycle_over_the_api(world, invoice, django_capture_on_comm
     assert paid.status_code == 201 and paid.json()["amount"] == "10.00"
     over = finance.post(f"{url}/payments", {"amount": "100", "paid_on": "2026-12-01", "reference": "W2"}, format="json")
     assert over.status_code == 409 and over.json()["error"]["code"] == "overpayment"
+    far = finance.post(f"{url}/payments", {"amount": "1", "paid_on": "9999-12-31", "reference": "W3"}, format="json")
+    assert far.status_code == 400 and far.json()["error"]["code"] == "invalid_date"
+    assert set(far.json()["error"]["fields"]) == {"paid_on"}
     assert (
         owner.post(
             f"{url}/payments", {"amount": "1", "paid_on": "2026-12-01", "reference": "x"}, format="json"
