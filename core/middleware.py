@@ -3,6 +3,7 @@
 import logging
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
@@ -38,6 +39,11 @@ def is_api_path(path: str) -> bool:
     return path.startswith("/api/")
 
 
+def _holds_nul(params: Any) -> bool:
+    """Whether a query string's or a form's names or values carry a NUL character, which PostgreSQL text cannot hold."""
+    return any("\x00" in key or any("\x00" in value for value in values) for key, values in params.lists())
+
+
 class ApiErrorMiddleware:
     """Turns Django's own HTML error pages into the §11 error body for API paths (and, in the portal, the empty
     405 of an action opened as a page into a page that says so).
@@ -50,7 +56,7 @@ class ApiErrorMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if any("\x00" in key or any("\x00" in value for value in values) for key, values in request.GET.lists()):
+        if _holds_nul(request.GET):
             # PostgreSQL text cannot hold NUL: refuse such parameters before they reach a query.
             if is_api_path(request.path):
                 return error_response(400, "invalid", "Query parameters must not contain NUL characters.")
@@ -59,7 +65,7 @@ class ApiErrorMiddleware:
             request.method == "POST"
             and not is_api_path(request.path)
             and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data")
-            and any("\x00" in key or any("\x00" in value for value in values) for key, values in request.POST.lists())
+            and _holds_nul(request.POST)
         ):
             # The portal's forms likewise (an API body is parsed, and checked, by its own view).
             return HttpResponseBadRequest("Form fields must not contain NUL characters.")
