@@ -1,6 +1,7 @@
 """Strict readers of the process environment: a bad value stops the process at start-up."""
 
 import os
+import urllib.parse
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -46,3 +47,35 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     if raw is None:
         return list(default or [])
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def _redis_database(parts: urllib.parse.SplitResult) -> tuple[int, dict[str, str]]:
+    """The database number of a Redis URL split in parts, and its other query parameters."""
+    query = {k: v[-1] for k, v in urllib.parse.parse_qs(parts.query).items()}
+    if parts.scheme == "unix":  # unix:///run/redis.sock?db=1: the database is in the query
+        return int(query.pop("db", "0")), query
+    return int(query.pop("db", "") or parts.path.strip("/") or 0), query
+
+
+def redis_url_database(redis_url: str) -> int:
+    """The database number `redis_url` names (0 when it names none)."""
+    return _redis_database(urllib.parse.urlsplit(redis_url))[0]
+
+
+def redis_url_with_database(redis_url: str, database: int) -> str:
+    """`redis_url` naming another database of the same Redis (TCP, TLS or a Unix socket)."""
+    parts = urllib.parse.urlsplit(redis_url)
+    _, query = _redis_database(parts)
+    if parts.scheme == "unix":
+        return f"unix://{parts.netloc}{parts.path}?{urllib.parse.urlencode({'db': database} | query)}"
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{database}", query=urllib.parse.urlencode(query)))
+
+
+def celery_broker_url(redis_url: str) -> str:
+    """Celery's broker URL for the Redis of `redis_url`. The same for TCP and TLS; Celery's Redis transport names a
+    Unix socket (`unix:///run/redis.sock?db=1`) `redis+socket://` and its database `virtual_host`."""
+    parts = urllib.parse.urlsplit(redis_url)
+    if parts.scheme != "unix":
+        return redis_url
+    database, query = _redis_database(parts)
+    return f"redis+socket://{parts.netloc}{parts.path}?{urllib.parse.urlencode({'virtual_host': database} | query)}"

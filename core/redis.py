@@ -4,8 +4,8 @@ an in-process stand-in with the same few commands keeps the portal working on on
 `redis_run(commands)` sends several commands in one round trip on a connection this thread keeps to itself:
 the hot paths (quota check, ingest) make one such round trip per request. It skips the client's per-command
 bookkeeping (connection pool checkout, retries, instrumentation), which costs several times the round trip
-itself here: over TCP the commands are packed and the replies parsed by hiredis on the socket; for a Unix
-socket or TLS it uses redis-py's own connection."""
+itself here: over TCP or a Unix socket the commands are packed and the replies parsed by hiredis on the socket;
+for TLS it uses redis-py's own connection."""
 
 from __future__ import annotations
 
@@ -144,34 +144,42 @@ def _thread_connection(client: Any) -> Any:
     if link is None or _thread.pid != os.getpid():  # a forked worker opens its own
         pool = client.connection_pool
         kwargs = pool.connection_kwargs | {"health_check_interval": HEALTH_CHECK_SECONDS}
-        if _hiredis is not None and pool.connection_class is redis.Connection:
+        if _hiredis is not None and pool.connection_class in (redis.Connection, redis.UnixDomainSocketConnection):
             link = _SocketLink(kwargs)
-        else:  # a Unix socket, TLS, or no hiredis: redis-py's own connection
+        else:  # TLS, or no hiredis: redis-py's own connection
             link = _ClientLink(pool.connection_class(**kwargs))
         _thread.connection, _thread.pid, _thread.outstanding = link, os.getpid(), []
     return link
 
 
 class _SocketLink:
-    """This thread's TCP connection to Redis for the round trips: commands packed and replies parsed by hiredis
-    straight on the socket (redis-py's per-reply bookkeeping costs more than the parsing here). Host, port,
-    database, credentials and timeouts are the client's."""
+    """This thread's connection to Redis for the round trips, over TCP or a Unix socket (`unix://` URLs: the
+    cheaper transport when Redis runs on the same host): commands packed and replies parsed by hiredis straight on
+    the socket (redis-py's per-reply bookkeeping costs more than the parsing here). Address, database, credentials
+    and timeouts are the client's."""
 
     def __init__(self, kwargs: dict[str, Any]) -> None:
         self.sock: socket.socket | None = None
         self.reader = _hiredis.Reader(replyError=redis.ResponseError)
         self.buffer = bytearray(65536)
         self.used = time.monotonic()
+        connect_timeout = kwargs.get("socket_connect_timeout") or kwargs.get("socket_timeout")
         try:
-            self.sock = socket.create_connection(
-                (kwargs.get("host") or "localhost", int(kwargs.get("port") or 6379)),
-                timeout=kwargs.get("socket_connect_timeout") or kwargs.get("socket_timeout"),
-            )
-            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if kwargs.get("path"):
+                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self.sock.settimeout(connect_timeout)
+                self.sock.connect(kwargs["path"])
+            else:
+                self.sock = socket.create_connection(
+                    (kwargs.get("host") or "localhost", int(kwargs.get("port") or 6379)), timeout=connect_timeout
+                )
+                self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.sock.settimeout(kwargs.get("socket_timeout"))
         except TimeoutError as exc:
+            self.close()
             raise redis.TimeoutError(f"Timeout connecting to Redis: {exc}") from exc
         except OSError as exc:
+            self.close()
             raise redis.ConnectionError(f"Error connecting to Redis: {exc}") from exc
         hello: list[tuple[Any, ...]] = []
         if kwargs.get("password"):

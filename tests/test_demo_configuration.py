@@ -18,6 +18,8 @@ import psycopg
 import pytest
 import redis as redis_lib
 
+from config.env import redis_url_with_database
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -33,10 +35,9 @@ def test_the_demo_answers_every_page_endpoint_and_form(stack: str, tmp_path: Pat
         base = urllib.parse.urlparse(os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/meterline"))
         name = (base.path.lstrip("/") or "meterline") + "_crawl"
         admin = urllib.parse.urlunparse(base._replace(path="/postgres"))
-        redis = urllib.parse.urlparse(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/1"))
         env |= {
             "DATABASE_URL": urllib.parse.urlunparse(base._replace(path=f"/{name}")),
-            "REDIS_URL": urllib.parse.urlunparse(redis._replace(path="/14")),
+            "REDIS_URL": redis_url_with_database(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/1"), 14),
             "CELERY_TASK_ALWAYS_EAGER": "true",
         }
         with psycopg.connect(admin, autocommit=True) as conn:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from django.conf import settings
@@ -25,9 +26,10 @@ ROOT = Path(__file__).resolve().parent.parent
 def worker(tmp_path):  # type: ignore[no-untyped-def]
     mail_dir = tmp_path / "mail"
     db = settings.DATABASES["default"]
+    host = quote(db["HOST"], safe="")  # a Unix socket's folder, or a host name
     env = os.environ | {
         "DJANGO_SETTINGS_MODULE": "config.settings.base",
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{connection.settings_dict['NAME']}",
+        "DATABASE_URL": f"postgres://{db['USER']}@{host}:{db['PORT']}/{connection.settings_dict['NAME']}",
         "REDIS_URL": settings.REDIS_URL,
         "CELERY_TASK_ALWAYS_EAGER": "false",
         "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",

@@ -1,7 +1,8 @@
 """Tests run on the real stack: PostgreSQL and Redis from DATABASE_URL / REDIS_URL."""
 
 import os
-import urllib.parse
+
+from config.env import redis_url_database, redis_url_with_database
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/meterline")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/1")
@@ -11,9 +12,8 @@ os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/1")
 # `cache.clear()` never wipes another's counters. Set in the environment, it reaches the processes tests start.
 _worker = os.environ.get("PYTEST_XDIST_WORKER", "")
 if _worker.startswith("gw") and _worker[2:].isdigit():
-    _url = urllib.parse.urlparse(os.environ["REDIS_URL"])
-    _db = int(_url.path.strip("/") or 0) + int(_worker[2:])
-    os.environ["REDIS_URL"] = urllib.parse.urlunparse(_url._replace(path=f"/{_db}"))
+    _url = os.environ["REDIS_URL"]
+    os.environ["REDIS_URL"] = redis_url_with_database(_url, redis_url_database(_url) + int(_worker[2:]))
 
 from config.settings.base import *  # noqa: E402,F403
 from config.settings.base import CACHES, REDIS_URL  # noqa: E402

@@ -2,6 +2,8 @@
 next round trip still works; the outage warning is not repeated on every request."""
 
 import logging
+import socket
+import subprocess
 import time
 
 import pytest
@@ -60,7 +62,7 @@ def test_redis_that_cannot_be_reached_or_refuses_the_connection_settings_is_a_re
 def test_round_trips_on_either_kind_of_connection(monkeypatch, through: str) -> None:  # type: ignore[no-untyped-def]
     from core import redis as core_redis
 
-    if through == "redis-py connection":  # as for a Unix socket or TLS
+    if through == "redis-py connection":  # as for TLS, or without hiredis
         monkeypatch.setattr(core_redis, "_hiredis", None)
     core_redis._thread.connection = None
     try:
@@ -72,6 +74,87 @@ def test_round_trips_on_either_kind_of_connection(monkeypatch, through: str) -> 
         assert redis_run([("GET", "test-counter")]) == [b"2"]  # and the connection is still in step
     finally:
         core_redis._thread.connection = None
+
+
+@pytest.fixture
+def unix_socket_redis(tmp_path):  # type: ignore[no-untyped-def]
+    """A Redis of its own listening only on a Unix socket (as one on the same host may be reached)."""
+    path = tmp_path / "redis.sock"
+    server = subprocess.Popen(
+        ["redis-server", "--port", "0", "--unixsocket", str(path), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            if path.exists():
+                break
+            time.sleep(0.05)
+        yield path
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_round_trips_over_a_unix_socket_use_the_socket_link(unix_socket_redis, settings) -> None:  # type: ignore[no-untyped-def]
+    from core import redis as core_redis
+
+    settings.REDIS_URL = f"unix://{unix_socket_redis}?db=2"
+    redis_client.cache_clear()
+    core_redis._thread.connection = None
+    try:
+        link = core_redis._thread_connection(redis_client())
+        assert isinstance(link, core_redis._SocketLink)
+        assert link.sock is not None and link.sock.family == socket.AF_UNIX
+        assert redis_run([("INCR", "test-counter"), ("INCR", "test-counter"), ("CLIENT", "INFO")])[:2] == [1, 2]
+        with pytest.raises(redis.ResponseError):
+            redis_run([("HGET", "test-counter", "cost"), ("INCR", "test-counter")])
+        assert redis_run([("GET", "test-counter")]) == [b"3"]  # in step after the error reply
+        assert redis_client().get("test-counter") == b"3"  # in the socket's database 2, through redis-py too
+        assert redis.Redis(unix_socket_path=str(unix_socket_redis), db=0).get("test-counter") is None
+    finally:
+        core_redis._thread.connection = None
+        redis_client.cache_clear()
+    with pytest.raises(redis.ConnectionError):  # no Redis behind the path
+        core_redis._SocketLink({"path": str(unix_socket_redis.parent / "none.sock"), "socket_connect_timeout": 0.5})
+
+
+def test_celery_reaches_the_same_unix_socket_redis(unix_socket_redis) -> None:  # type: ignore[no-untyped-def]
+    from kombu import Connection
+
+    from config.env import celery_broker_url
+
+    assert celery_broker_url("redis://127.0.0.1:6379/1") == "redis://127.0.0.1:6379/1"
+    assert celery_broker_url("rediss://cache.example:6380/0") == "rediss://cache.example:6380/0"
+    url = celery_broker_url(f"unix://{unix_socket_redis}?db=3")
+    assert url == f"redis+socket://{unix_socket_redis}?virtual_host=3"
+    redis.Redis(unix_socket_path=str(unix_socket_redis), db=3).set("test-broker", "here")
+    with Connection(url) as broker:
+        assert broker.default_channel.client.get("test-broker") == b"here"  # the socket's database 3
+
+
+@pytest.mark.parametrize(
+    ("url", "database", "other"),
+    [
+        ("redis://127.0.0.1:6379/1", 1, "redis://127.0.0.1:6379/14"),
+        ("redis://127.0.0.1:6379", 0, "redis://127.0.0.1:6379/14"),
+        (
+            "rediss://:secret@cache.example:6380/2?ssl_cert_reqs=none",
+            2,
+            "rediss://:secret@cache.example:6380/14?ssl_cert_reqs=none",
+        ),
+        ("redis://127.0.0.1:6379/0?db=3", 3, "redis://127.0.0.1:6379/14"),  # the query's db wins, as in redis-py
+        ("unix:///run/redis/redis.sock?db=1", 1, "unix:///run/redis/redis.sock?db=14"),
+        ("unix:///run/redis/redis.sock", 0, "unix:///run/redis/redis.sock?db=14"),
+    ],
+)
+def test_a_redis_url_names_its_database_and_another_of_the_same_redis(url: str, database: int, other: str) -> None:
+    from config.env import redis_url_database, redis_url_with_database
+
+    assert (
+        redis_url_database(url) == database == redis.Redis.from_url(url).connection_pool.connection_kwargs.get("db", 0)
+    )
+    assert redis_url_with_database(url, 14) == other
+    assert redis.Redis.from_url(other).connection_pool.connection_kwargs["db"] == 14
 
 
 def test_replies_of_sent_commands_are_read_later_in_order_even_after_another_round_trip() -> None:
