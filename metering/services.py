@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import zoneinfo
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -443,6 +444,15 @@ _DELTA_SUMS_SQL = (
     "coalesce(sum(cost) FILTER (WHERE billable), 0), count(*) FILTER (WHERE estimated), "
     "coalesce(sum(cost) FILTER (WHERE estimated), 0), count(*) FILTER (WHERE rating_status = 'unpriced')"
 )
+_BUCKETS = """
+    SELECT i.tenant_id, i.project_id, i.model, i.feature, i.environment, i.end_user, i.input_tokens,
+        i.cached_input_tokens, i.cache_write_tokens, i.output_tokens, i.reasoning_tokens, i.status, i.cost,
+        i.billable, i.estimated, i.rating_status, coalesce(i.api_key_id, 0) AS key_id,
+        date_trunc('hour', i.occurred_at) AS hour,
+        date_trunc('day', i.occurred_at AT TIME ZONE t.timezone) AT TIME ZONE t.timezone AS day_start,
+        (i.occurred_at AT TIME ZONE t.timezone)::date AS local_day,
+        (date_trunc('hour', i.occurred_at) AT TIME ZONE t.timezone)::date AS hour_day
+"""
 # Buckets as in rollups_apply: UTC hours; tenant-local days (bucket = local midnight); hourly rows carry
 # the local date of their hour. Data-modifying CTEs all run to completion, read or not. The new events (n) are
 # joined to their claimed ids once and read twice (a second join cost PostgreSQL ≈ 2 ms per 1,000 events).
@@ -455,16 +465,7 @@ k AS (
 ),
 n AS MATERIALIZED (SELECT src.* FROM src JOIN k USING (tenant_id, event_id)),
 e AS (INSERT INTO metering_usageevent ({", ".join(EVENT_COLUMNS)}) SELECT {", ".join(EVENT_COLUMNS)} FROM n),
-f AS (
-    SELECT i.tenant_id, i.project_id, i.model, i.feature, i.environment, i.end_user, i.input_tokens,
-        i.cached_input_tokens, i.cache_write_tokens, i.output_tokens, i.reasoning_tokens, i.status, i.cost,
-        i.billable, i.estimated, i.rating_status, coalesce(i.api_key_id, 0) AS key_id,
-        date_trunc('hour', i.occurred_at) AS hour,
-        date_trunc('day', i.occurred_at AT TIME ZONE t.timezone) AT TIME ZONE t.timezone AS day_start,
-        (i.occurred_at AT TIME ZONE t.timezone)::date AS local_day,
-        (date_trunc('hour', i.occurred_at) AT TIME ZONE t.timezone)::date AS hour_day
-    FROM n i JOIN tenants_tenant t ON t.id = i.tenant_id
-),
+f AS ({{buckets}} FROM n i JOIN tenants_tenant t ON t.id = i.tenant_id),
 d AS (INSERT INTO metering_rollupdelta ({{delta_columns}}) {{deltas}})
 SELECT tenant_id, event_id FROM k
 """
@@ -500,16 +501,31 @@ _JSON_INPUT = (
 _EVENT_DELTA_COLUMNS = ", ".join((*DELTA_COLUMNS, "day_bucket", "hour_day"))
 _PG_INSERT_JSON = " ".join(
     _PG_INSERT_NEW.format(
-        read_twice="", input=_JSON_INPUT, deltas=_EVENT_DELTAS, delta_columns=_EVENT_DELTA_COLUMNS
+        read_twice="", input=_JSON_INPUT, deltas=_EVENT_DELTAS, delta_columns=_EVENT_DELTA_COLUMNS, buckets=_BUCKETS
     ).split()
 )
 _PG_INSERT_JSON_LIBPQ = _PG_INSERT_JSON.replace("%s::jsonb", "$1::jsonb")
-# One event (through libpq): its values as plain text parameters, without a JSON document to parse.
-_ONE_INPUT = "SELECT " + ", ".join(f"${n}::{_PG_TYPES[c]} AS {c}" for n, c in enumerate(_INPUT_COLUMNS, 1))
+# One event (through libpq): its values as plain text parameters, without a JSON document to parse, each written
+# where it goes — the key's row, the event's row, the values its buckets are worked out from — rather than read
+# from an input row joined back to the claimed key (the same rows; a tenth less of PostgreSQL's time per event).
+_ONE = {c: f"${n}::{_PG_TYPES[c]}" for n, c in enumerate(_INPUT_COLUMNS, 1)}
+_BUCKET_INPUTS = sorted(set(re.findall(r"\bi\.(\w+)", _BUCKETS)))  # the values _BUCKETS reads
 _PG_INSERT_ONE = " ".join(
-    _PG_INSERT_NEW.format(
-        read_twice="", input=_ONE_INPUT, deltas=_EVENT_DELTAS, delta_columns=_EVENT_DELTA_COLUMNS
-    ).split()
+    f"""
+WITH k AS (
+    INSERT INTO metering_eventkey (tenant_id, event_id, occurred_at, content_hash, estimated)
+    VALUES ({_ONE["tenant_id"]}, {_ONE["event_id"]}, {_ONE["occurred_at"]}, {_ONE["content_hash"]}, {_ONE["estimated"]})
+    ON CONFLICT (tenant_id, event_id) DO NOTHING RETURNING tenant_id, event_id
+),
+e AS (
+    INSERT INTO metering_usageevent ({", ".join(EVENT_COLUMNS)})
+    SELECT {", ".join(_ONE[c] for c in EVENT_COLUMNS)} FROM k
+),
+f AS ({_BUCKETS} FROM (SELECT {", ".join(f"{_ONE[c]} AS {c}" for c in _BUCKET_INPUTS)}) i JOIN k ON true
+    JOIN tenants_tenant t ON t.id = i.tenant_id),
+d AS (INSERT INTO metering_rollupdelta ({_EVENT_DELTA_COLUMNS}) {_EVENT_DELTAS})
+SELECT tenant_id, event_id FROM k
+""".split()
 )
 # Larger batches are copied in PostgreSQL's binary format (no text to format here or to parse there); JSON
 # travels as text and becomes jsonb in the statement.
@@ -535,6 +551,7 @@ _PG_INSERT_STAGED = " ".join(
         input=_STAGING_INPUT,
         deltas=_GROUPED_DELTAS,
         delta_columns=", ".join(DELTA_COLUMNS),
+        buckets=_BUCKETS,
     ).split()
 )
 
