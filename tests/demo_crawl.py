@@ -27,6 +27,8 @@ MAX_PAGES = 400
 _LINK = re.compile(r'href="(/[^"#]*)"')
 _SKIP = ("/accounts/logout", "/admin/", "/i18n/", "/static/", "/api/docs", "/api/schema")
 _NONSENSE = ("", "x" * 300, "-1", "1e999", "2026-02-30", "<script>", "😀")
+# Every query parameter the schema declares is sent each kind of nonsense by the people who see the most.
+NONSENSE_QUERIES_BY = ("admin", "acme-owner")
 
 
 def main() -> int:
@@ -52,10 +54,15 @@ def main() -> int:
             continue
         client = Client(raise_request_exception=False)
         client.force_login(users[username])
-        reads, writes = _api_paths(client)
+        reads, writes, filters = _api_paths(client)
         for path in reads:
             visited.append(path)
             _count(answers, "GET", _check(client, path, username, failures))
+        if username in NONSENSE_QUERIES_BY:
+            for path, name in filters:
+                for filling in (*_NONSENSE[1:], "\x00"):
+                    visited.append(f"GET {path}?{name}={filling!r}")
+                    _count(answers, "GET", _check(client, path, username, failures, data={name: filling}))
         for method, path, first in writes:
             for body in _nonsense_bodies(first):
                 visited.append(f"{method.upper()} {path} {json.dumps(body)[:60]}")
@@ -90,10 +97,11 @@ def main() -> int:
     return 0
 
 
-def _api_paths(client: Any) -> tuple[list[str], list[tuple[str, str, dict[str, Any]]]]:
+def _api_paths(client: Any) -> tuple[list[str], list[tuple[str, str, dict[str, Any]]], list[tuple[str, str]]]:
     """Every GET path of the API schema: lists as they are and filtered by each query parameter that names a field
     of their first row (with that row's value), details with an id from their list. And every POST and PATCH, with
-    the first row of its collection (when there is one) as the shape of the nonsense to send."""
+    the first row of its collection (when there is one) as the shape of the nonsense to send. And every query
+    parameter of every GET path without an id (path, name)."""
     from urllib.parse import urlencode
 
     schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
@@ -101,6 +109,13 @@ def _api_paths(client: Any) -> tuple[list[str], list[tuple[str, str, dict[str, A
     found = []
     writes: list[tuple[str, str, dict[str, Any]]] = []
     firsts: dict[str, Any] = {}
+    filters = [
+        (path, parameter["name"])
+        for path in paths
+        if "{" not in path
+        for parameter in schema["paths"][path]["get"].get("parameters", [])
+        if parameter.get("in") == "query"
+    ]
     for path in sorted(paths, key=lambda p: p.count("{")):
         if "{" not in path:
             found.append(path)
@@ -138,7 +153,7 @@ def _api_paths(client: Any) -> tuple[list[str], list[tuple[str, str, dict[str, A
         for method in ("post", "patch"):
             if method in operations:
                 writes.append((method, path, first))
-    return found, writes
+    return found, writes, filters
 
 
 def _nonsense_bodies(shape: dict[str, Any]) -> list[Any]:

@@ -55,6 +55,8 @@ def test_the_demo_answers_every_page_endpoint_and_form(stack: str, tmp_path: Pat
     assert len(visited) > 1000  # the portal's tenant and staff pages, every endpoint and form, for each person
     assert any(path.startswith("/t/acme/invoices/") and path.endswith("/pdf/") for path in visited)
     assert any(path.startswith("/api/v1/prices?model=") for path in visited)
+    assert any(path.startswith("GET /api/v1/usage/events?cursor=") for path in visited)  # nonsense in every filter
+    assert any(path.startswith("GET /api/v1/usage?group_by=") for path in visited)
     answers = result["answers"]
     assert answers.get("POST 302", 0) > 100  # forms that did what they are for
     assert answers.get("POST 200", 0) > 100  # forms shown again with their errors
