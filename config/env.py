@@ -52,9 +52,12 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
 def _redis_database(parts: urllib.parse.SplitResult) -> tuple[int, dict[str, str]]:
     """The database number of a Redis URL split in parts, and its other query parameters."""
     query = {k: v[-1] for k, v in urllib.parse.parse_qs(parts.query).items()}
-    if parts.scheme == "unix":  # unix:///run/redis.sock?db=1: the database is in the query
-        return int(query.pop("db", "0")), query
-    return int(query.pop("db", "") or parts.path.strip("/") or 0), query
+    # The query's `db`, else the path's number (a Unix socket's path is the socket: unix:///run/redis.sock?db=1).
+    path = "" if parts.scheme == "unix" else parts.path.strip("/")
+    named = query.pop("db", "") or path or "0"
+    if not named.isdigit():
+        raise ImproperlyConfigured(f"The Redis URL names database {named!r}, which is not a number")
+    return int(named), query
 
 
 def redis_url_database(redis_url: str) -> int:

@@ -157,6 +157,21 @@ def test_a_redis_url_names_its_database_and_another_of_the_same_redis(url: str, 
     assert redis.Redis.from_url(other).connection_pool.connection_kwargs["db"] == 14
 
 
+@pytest.mark.parametrize(
+    "url", ["unix:///run/redis/redis.sock?db=one", "redis://127.0.0.1:6379/x", "redis://h/0?db=-1"]
+)
+def test_a_redis_url_whose_database_is_not_a_number_stops_start_up_with_a_worded_error(url: str) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from config.env import celery_broker_url, redis_url_database
+
+    with pytest.raises(ImproperlyConfigured, match="not a number"):
+        redis_url_database(url)
+    if url.startswith("unix:"):
+        with pytest.raises(ImproperlyConfigured, match="not a number"):
+            celery_broker_url(url)
+
+
 def test_replies_of_sent_commands_are_read_later_in_order_even_after_another_round_trip() -> None:
     from core.redis import redis_send
 
