@@ -32,6 +32,43 @@ class RequestIdMiddleware:
         return response
 
 
+UNREAD_BODY_DRAINED = 16 * 1024 * 1024
+_DRAIN_CHUNK = 256 * 1024
+
+
+class UnreadBodyMiddleware:
+    """Reads out what an error answer left unread of the request body (up to UNREAD_BODY_DRAINED bytes) before the
+    answer is sent. An error is often decided before the body is read — a body over its limit (413), an unknown
+    credential (401), the wrong media type (415) — and a server that closes the connection on unread bytes makes
+    the client's kernel see a reset: a client still sending gets a broken pipe instead of the answer (a batch
+    over 4 MiB could never learn it must be split). Answers below 400 have read what they need; a longer body
+    than the bound is left unread (the client then sees the reset, as from any server that refuses to read it)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if response.status_code >= 400:
+            drain_request_body(request)
+        return response
+
+
+def drain_request_body(request: HttpRequest, limit: int = UNREAD_BODY_DRAINED) -> int:
+    """Reads and drops what is left of the request body (as bounded by its Content-Length), at most `limit`
+    bytes; the number of bytes read. A body the client stopped sending ends the reading quietly."""
+    declared = request.META.get("CONTENT_LENGTH") or ""
+    if not declared.isdigit() or int(declared) > limit or hasattr(request, "_body"):
+        return 0  # no length, too long, or already read whole (`request.body`: reading again would replay it)
+    drained = 0
+    try:
+        while chunk := request.read(_DRAIN_CHUNK):
+            drained += len(chunk)
+    except OSError:  # Django's UnreadablePostError included: the client went away
+        pass
+    return drained
+
+
 HOST_REFUSED = "The Host header does not name a host this server answers for."
 
 

@@ -16,7 +16,9 @@ class FakeMeterline:
         self.events: dict[str, dict[str, Any]] = {}
         self.requests: list[dict[str, Any]] = []
         self.fail_next = 0  # answer 503 to this many requests
-        self.max_batch = 1000  # answer 413 above this
+        self.max_batch = 1000  # answer 413 above this many events
+        self.max_body = 4 * 1024 * 1024  # and above this many bytes, as Meterline does
+        self.too_large = 0  # requests answered 413
         self.reject_models: set[str] = set()
         self.quota_answer: dict[str, Any] = {"decision": "allow", "model": "", "reason": "", "budgets": []}
         self.lock = threading.Lock()
@@ -27,7 +29,12 @@ class FakeMeterline:
                 pass
 
             def do_POST(self) -> None:  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                raw = self.rfile.read(int(self.headers["Content-Length"]))
+                if len(raw) > fake.max_body:
+                    with fake.lock:
+                        fake.too_large += 1
+                    return self._answer(413, {"error": {"code": "payload_too_large", "message": "over 4 MiB"}})
+                body = json.loads(raw)
                 with fake.lock:
                     fake.requests.append({"path": self.path, "body": body, "auth": self.headers["Authorization"]})
                     if fake.fail_next:

@@ -1,6 +1,7 @@
 """The client's promises: batches, retries with the same event ids, a bounded buffer whose drops are
 counted, no blocking when Meterline is down, thread safety, a flush at exit, quota decisions."""
 
+import json
 import subprocess
 import sys
 import threading
@@ -95,6 +96,18 @@ def test_too_large_batches_are_split(server) -> None:
         meterline.record("gpt-4o", USAGE)
     assert meterline.flush(5)
     assert len(server.events) == 100
+    meterline.close()
+
+
+def test_batches_stay_under_the_body_limit_without_a_refusal(server) -> None:
+    """A full batch of events with large metadata would exceed Meterline's 4 MiB per body: it goes in parts small
+    enough to be taken, none of them refused first."""
+    meterline = client(server.url, batch_size=1000, flush_interval=5)
+    ids = [meterline.record("gpt-4o", USAGE, metadata={"note": "x" * 4080}) for _ in range(1000)]
+    assert meterline.flush(10)
+    assert sorted(server.events) == sorted(ids)
+    assert server.too_large == 0 and len(server.batches()) >= 2
+    assert all(len(json.dumps({"events": batch}).encode()) <= server.max_body for batch in server.batches())
     meterline.close()
 
 

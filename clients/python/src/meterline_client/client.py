@@ -24,6 +24,7 @@ from typing import Any
 log = logging.getLogger("meterline_client")
 
 MAX_BATCH = 1000  # the server's limit per request
+MAX_BODY = 4 * 1024 * 1024  # the server's limit per request body (bytes); larger batches are sent in halves
 DIMENSIONS = ("feature", "end_user", "session_id", "prompt_template", "environment")
 
 
@@ -216,6 +217,11 @@ class Meterline:
         """Send one batch until the server has it: retry transient failures with capped exponential backoff
         (the same event ids, so a retry of a batch that did arrive counts as duplicates)."""
         body = json.dumps({"events": batch}, default=str).encode()
+        if len(body) > MAX_BODY and len(batch) > 1:
+            half = len(batch) // 2
+            self._deliver(batch[:half])
+            self._deliver(batch[half:])
+            return
         attempt = 0
         while True:
             answer: Response | None = None
