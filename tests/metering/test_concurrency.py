@@ -12,6 +12,8 @@ from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from billing.budgets import budget_create, counter_key, counter_rebuild, local_day, period_bounds
+from core.redis import redis_client
 from metering.models import UsageEvent
 from metering.verification import rollups_verify
 from tests.metering.conftest import flushed_rollups, iso
@@ -71,3 +73,67 @@ def test_overlapping_concurrent_batches_store_each_event_once(world, prices) -> 
     expected_cost = sum(UsageEvent.objects.values_list("cost", flat=True), Decimal(0))
     daily_cost = sum(flushed_rollups().filter(grain="day").values_list("cost", flat=True), Decimal(0))
     assert daily_cost == expected_cost > 0
+
+
+def test_concurrent_corrections_of_one_estimate_correct_it_once(world, prices) -> None:
+    """Eight senders race to replace the same estimate with real usage (single events and batches; two senders
+    with each usage): one correction wins, the sender with its twin usage sees a duplicate, the others conflicts;
+    the event keeps the winner's usage, once, and the rollups follow it exactly."""
+    when = iso(timezone.now() - dt.timedelta(minutes=5))
+    results: dict[str, list[tuple[int, str]]] = {}
+    errors: list[Exception] = []
+    lock = threading.Lock()
+
+    def sender(event_id: str, n: int, start: threading.Barrier) -> None:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {world.alpha_key_secret}")
+        event = {"event_id": event_id, "timestamp": when, "model": "gpt-4o"}
+        event["usage"] = {"input_tokens": 100 + n % 4, "output_tokens": 20}
+        try:
+            start.wait(10)
+            if n % 2:
+                body = client.post("/api/v1/events", {"events": [event]}, format="json").json()
+                outcome = next(k for k in ("corrected", "duplicates", "conflicts", "accepted") if body[k])
+            else:
+                response = client.post("/api/v1/events", event, format="json")
+                outcome = "conflict" if response.status_code == 409 else response.json()["outcome"]
+            with lock:
+                results[event_id].append((n % 4, outcome.removesuffix("s")))
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    budget = budget_create(
+        actor=None, tenant=world.alpha, name="month", scope="tenant", period="month", limit_amount=Decimal(10**6)
+    )
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {world.alpha_key_secret}")
+    for trial in range(15):
+        event_id = f"race-{trial}"
+        estimate = {"event_id": event_id, "timestamp": when, "model": "gpt-4o", "request_chars": 400}
+        assert client.post("/api/v1/events", estimate, format="json").json()["estimated"] == 1
+        results[event_id] = []
+        start = threading.Barrier(8)
+        threads = [threading.Thread(target=sender, args=(event_id, n, start)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    assert errors == []
+    for event_id, outcomes in results.items():
+        kinds = sorted(outcome for _usage, outcome in outcomes)
+        assert kinds == ["conflict"] * 6 + ["corrected", "duplicate"], (event_id, outcomes)
+        [winner] = [usage for usage, outcome in outcomes if outcome == "corrected"]
+        [twin] = [usage for usage, outcome in outcomes if outcome == "duplicate"]
+        assert twin == winner
+        event = UsageEvent.objects.get(tenant=world.alpha, event_id=event_id)
+        assert not event.estimated and event.input_tokens == 100 + winner and event.output_tokens == 20
+    assert rollups_verify() == []
+    expected_cost = sum(UsageEvent.objects.values_list("cost", flat=True), Decimal(0))
+    daily_cost = sum(flushed_rollups().filter(grain="day").values_list("cost", flat=True), Decimal(0))
+    assert daily_cost == expected_cost > 0
+    start = period_bounds("month", local_day(timezone.now(), world.alpha.timezone))[0]
+    held = redis_client().hmget(counter_key(budget.pk, start), "cost", "tokens")
+    assert (int(held[0]), int(held[1])) == counter_rebuild(budget, start, period_bounds("month", start)[1])
