@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 
 from core.audit import audit_record, audit_snapshot
@@ -80,9 +82,13 @@ def price_add(
 
 
 def _schedule_rerate(model: str) -> None:
+    """Re-rate the unpriced events now, and once more after every process has picked up the new price book
+    (each checks its version every METERLINE_PRICEBOOK_CHECK_SECONDS): an event rated in that window by a process
+    that did not know the price yet is priced then, not only at the hourly sweep."""
     from metering.tasks import rerate_unpriced
 
     rerate_unpriced.delay(model)
+    rerate_unpriced.apply_async((model,), countdown=math.ceil(settings.METERLINE_PRICEBOOK_CHECK_SECONDS) + 1)
 
 
 @transaction.atomic

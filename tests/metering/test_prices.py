@@ -304,3 +304,40 @@ def test_the_admin_import_refuses_what_the_form_refuses(row, field) -> None:  # 
     assert result.has_validation_errors()
     assert field in result.invalid_rows[0].error.message_dict
     assert not ModelPrice.objects.filter(provider="x").exists()
+
+
+def test_a_new_price_rerates_again_once_every_process_has_it(world, prices, django_capture_on_commit_callbacks) -> None:
+    """Each process checks the price book's version every METERLINE_PRICEBOOK_CHECK_SECONDS, so one that has not
+    yet may rate an event of the model as unpriced just after the price is added: besides the re-rating at once,
+    one is queued (on the real broker) for after that window."""
+    import os
+
+    from config.celery import app as celery_app
+    from metering.prices import price_add
+
+    queue = f"test-rerate-{os.getpid()}"
+    celery_app.conf.task_always_eager = False
+    routes = celery_app.conf.task_routes
+    celery_app.conf.task_routes = {"metering.tasks.rerate_*": {"queue": queue}}
+    try:
+        with celery_app.connection_for_write() as conn:
+            conn.default_channel.client.delete(queue)
+            began = timezone.now()
+            with django_capture_on_commit_callbacks(execute=True):
+                price_add(
+                    actor=None,
+                    provider="acme-ai",
+                    model="novel-model-3",
+                    prices={"input": Decimal(1), "output": Decimal(1)},
+                    effective_from=began,
+                )
+            raw = conn.default_channel.client.lrange(queue, 0, -1)
+            conn.default_channel.client.delete(queue)
+    finally:
+        celery_app.conf.task_always_eager = True
+        celery_app.conf.task_routes = routes
+    messages = [json.loads(m)["headers"] for m in raw]
+    assert sorted(m["task"] for m in messages) == ["metering.tasks.rerate_unpriced"] * 2
+    assert all("novel-model-3" in m["argsrepr"] for m in messages)
+    etas = sorted((m.get("eta") or "") for m in messages)
+    assert etas[0] == "" and dt.datetime.fromisoformat(etas[1]) >= began + dt.timedelta(seconds=1)
