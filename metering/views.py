@@ -120,17 +120,21 @@ def usage_explorer(request: HttpRequest, tenant: str) -> HttpResponse:
     tenant_obj = tenant_get_for_user(user=request.user, slug=tenant)
     query, state = _explorer_query(request, tenant_obj)
     grouped = usage_aggregate(query)
-    rows = sorted(grouped["rows"], key=lambda r: r["cost"], reverse=True)
-    daily = usage_aggregate(
-        UsageQuery(
-            tenant=tenant_obj,
-            start=query.start,
-            end=query.end,
-            group_by=["day"],
-            filters=query.filters,
-            project_ids=query.project_ids,
+    if state["group_by"] == "day":  # a calendar reads by date, the latest first
+        rows = sorted(grouped["rows"], key=lambda r: r["day"], reverse=True)
+        daily = grouped
+    else:  # the largest spend first
+        rows = sorted(grouped["rows"], key=lambda r: r["cost"], reverse=True)
+        daily = usage_aggregate(
+            UsageQuery(
+                tenant=tenant_obj,
+                start=query.start,
+                end=query.end,
+                group_by=["day"],
+                filters=query.filters,
+                project_ids=query.project_ids,
+            )
         )
-    )
     by_day = {row["day"]: row["cost"] for row in daily["rows"]}
     points = []
     day = query.start

@@ -159,6 +159,21 @@ def test_the_explorer_stacks_the_daily_chart_by_the_chosen_group(world, usage) -
     assert by_day.context["stacked"] is None
 
 
+def test_grouped_by_day_the_table_reads_by_date_latest_first(world, usage) -> None:  # noqa: F811
+    from metering.services import IngestScope, events_ingest
+
+    costly = {"input_tokens": 900_000, "output_tokens": 90_000}  # an older day that cost the most
+    when = (timezone.now() - dt.timedelta(days=3)).isoformat()
+    event = {"event_id": "old-peak", "timestamp": when, "model": "gpt-4o", "usage": costly}
+    assert events_ingest(scope=IngestScope(kind="project_key", api_key=world.alpha_key), raw_events=[event]).accepted
+    page = _client(world, "alpha_owner").get("/t/alpha/usage/", {"preset": "30d", "group_by": "day"})
+    days = [row["day"] for row in page.context["rows"]]
+    assert len(days) >= 3 and days == sorted(days, reverse=True)
+    assert sum(row["cost"] for row in page.context["rows"]) == page.context["totals"]["cost"]
+    charted = {bar.label: bar.value for bar in page.context["chart"]["bars"]}
+    assert all(charted[row["day"]] == row["cost"] for row in page.context["rows"])  # the chart shows the same days
+
+
 def test_the_stacked_chart_keeps_five_groups_and_sums_the_rest() -> None:
     from decimal import Decimal
 
