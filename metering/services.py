@@ -397,7 +397,7 @@ def _store_existing(rows: list[_Row], now: dt.datetime, *, inserted: list[_Row],
                 row.outcome = "corrected"
                 removed += _remove_event(cursor, row.tenant.pk, row.event.event_id, old_occurred_at)
                 to_write.append(row)
-            elif was_estimated and _stored_keys(cursor, [row.key])[row.key][0] == row.event.content_hash:
+            elif was_estimated and _stored_keys(cursor, [row.key]).get(row.key, ("",))[0] == row.event.content_hash:
                 # Another sender corrected the estimate first, with this very content (a retry racing its
                 # original): a repeat of what is now stored.
                 row.outcome = "duplicate"
