@@ -353,7 +353,9 @@ def _usage_tenant(request: Request, params: Any) -> tuple[Any, list[int] | None]
     return tenant, usage_scope_projects(tenant=tenant, user=request.user)
 
 
-def usage_query_from(request: Request, *, need_dates: bool = True, default_days: int = 30, params: Any = None) -> Any:
+def usage_query_from(request: Request, *, default_days: int = 30, params: Any = None) -> Any:
+    """The usage query a request's parameters ask for. Days are the tenant's calendar days; `end` defaults to today,
+    `start` to `default_days` days up to `end`."""
     import datetime as dt
 
     from django.utils import timezone as django_timezone
@@ -367,8 +369,6 @@ def usage_query_from(request: Request, *, need_dates: bool = True, default_days:
     for name in ("start", "end"):
         raw = params.get(name)
         if raw is None:
-            if need_dates:
-                errors[name] = ["Required: a date YYYY-MM-DD."]
             continue
         day = parse_day(raw)
         if day is None:
@@ -380,8 +380,8 @@ def usage_query_from(request: Request, *, need_dates: bool = True, default_days:
     import zoneinfo
 
     today = django_timezone.now().astimezone(zoneinfo.ZoneInfo(tenant.timezone)).date()  # the tenant's calendar
-    start = dates.get("start", today - dt.timedelta(days=default_days - 1))
-    end = dates.get("end", today)
+    end = dates["end"] if "end" in dates and "end" not in errors else today
+    start = dates["start"] if "start" in dates and "start" not in errors else end - dt.timedelta(days=default_days - 1)
     if not errors and end < start:
         errors["end"] = ["On or after start."]
     elif not errors and (end - start).days >= MAX_DAYS:
@@ -415,7 +415,8 @@ class UsageView(APIView):
         parameters=[*USAGE_PARAMETERS, OpenApiParameter("group_by", str)],
         responses=UsageResponseSerializer,
         description="Aggregated usage from the rollups; group_by takes day, model, project, feature, end_user, "
-        "api_key, department, environment. Days are the tenant's local calendar days.",
+        "api_key, department, environment. Days are the tenant's local calendar days; without start and end, the "
+        "last 30 of them up to today.",
     )
     def get(self, request: Request) -> Response:
         from metering.selectors import usage_aggregate
@@ -458,7 +459,7 @@ class UsageEventsView(ListAPIView):
     def get_queryset(self) -> Any:
         from metering.selectors import events_for
 
-        query = usage_query_from(self.request, need_dates=False, default_days=35)
+        query = usage_query_from(self.request, default_days=35)
         extra = {}
         rating = self.request.query_params.get("rating_status")
         if rating:
@@ -501,7 +502,7 @@ class UsageExportView(APIView):
         from metering.exports import ExportTooLarge, export_render
 
         kind = _export_kind(request.query_params)
-        query = usage_query_from(request, need_dates=False)
+        query = usage_query_from(request)
         try:
             built = export_render(query, kind, limit=settings.METERLINE_EXPORT_MAX_ROWS)
         except ExportTooLarge as exc:
@@ -568,7 +569,7 @@ class UsageExportJobsView(APIView):
         if isinstance(request.data, dict):
             params.update({k: v if isinstance(v, str) else str(v).lower() for k, v in request.data.items()})
         kind = _export_kind(params)
-        query = usage_query_from(request, need_dates=False, params=params)
+        query = usage_query_from(request, params=params)
         try:
             export = export_request(query=query, kind=kind, user=request.user)
         except ExportTooLarge as exc:

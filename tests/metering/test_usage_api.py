@@ -151,10 +151,26 @@ def test_bad_usage_queries_are_400_with_fields(world, usage) -> None:
     client = world.client("alpha_owner")
     response = client.get("/api/v1/usage", {"start": "2026-13-01", "group_by": "model,colour", "estimated": "yes"})
     assert response.status_code == 400
-    assert set(response.json()["error"]["fields"]) == {"start", "end", "group_by", "estimated"}
+    assert set(response.json()["error"]["fields"]) == {"start", "group_by", "estimated"}
     reversed_range = client.get("/api/v1/usage", {"start": usage["end"], "end": usage["start"]})
     assert reversed_range.status_code == 400
     assert set(reversed_range.json()["error"]["fields"]) == {"end"}
+
+
+def test_without_dates_usage_covers_the_last_30_days_of_the_tenants_calendar(world, usage) -> None:
+    import zoneinfo
+
+    client = world.client("alpha_owner")
+    today = timezone.now().astimezone(zoneinfo.ZoneInfo(world.alpha.timezone)).date()
+    month = {"start": (today - dt.timedelta(days=29)).isoformat(), "end": today.isoformat(), "group_by": "day"}
+    plain = client.get("/api/v1/usage", {"group_by": "day"})
+    assert plain.status_code == 200 and plain.json() == client.get("/api/v1/usage", month).json()
+    assert plain.json()["totals"]["requests"] == 4
+    # One bound given: the other is counted from it.
+    until = client.get("/api/v1/usage", {"end": usage["start"]})  # yesterday and the 29 days before: a3
+    assert until.status_code == 200 and until.json()["totals"]["requests"] == 1
+    since = client.get("/api/v1/usage", {"start": usage["end"]})
+    assert since.status_code == 200 and since.json()["totals"]["requests"] == 3
 
 
 def test_costs_of_nothing_are_plain_digits(world, usage) -> None:
