@@ -5,7 +5,7 @@ from typing import Any
 
 import orjson
 from rest_framework.exceptions import ParseError
-from rest_framework.parsers import JSONParser
+from rest_framework.parsers import BaseParser, JSONParser
 
 # A \uD800–\uDFFF escape: half of a surrogate pair, which JSON decoding joins with its other half when it has one.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
@@ -88,21 +88,53 @@ def _as_utf8(data: bytes, parser_context: Mapping[str, Any] | None) -> bytes:
         raise ParseError(f"Malformed JSON: {exc}") from None
 
 
-class LimitedJSONParser(StrictJSONParser):
-    """JSON with a hard size limit, enforced while reading (also for chunked bodies without a length)."""
+class LimitedJSONParser(BaseParser):
+    """JSON with a hard size limit of its own, enforced while reading (also for chunked bodies without a length).
+    Not a JSONParser: DRF hands those `request.body`, which Django caps at DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB)
+    whatever the endpoint's own limit; this one reads the request stream itself."""
+
+    media_type = "application/json"
 
     max_bytes = 4 * 1024 * 1024
 
+    too_large = "The body is larger than {mib} MiB."
+
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
+        return json_decode(self.read_body(stream, parser_context))
+
+    def read_body(self, stream: Any, parser_context: Mapping[str, Any] | None) -> bytes:
+        """The body as UTF-8, refused (413) beyond max_bytes, before reading when its declared length says so."""
         from core.api import PayloadTooLarge  # core.api loads DRF's views, which load the default parser
 
         request = (parser_context or {}).get("request")
         declared = request.META.get("CONTENT_LENGTH") if request is not None else None
+        message = self.too_large.format(mib=self.max_bytes // (1024 * 1024))
         if declared and declared.isdigit() and int(declared) > self.max_bytes:
-            raise PayloadTooLarge(f"The body is larger than {self.max_bytes // (1024 * 1024)} MiB.")
+            raise PayloadTooLarge(message)
         data = stream.read(self.max_bytes + 1) if stream is not None else b""
         if len(data) > self.max_bytes:
-            raise PayloadTooLarge(f"The body is larger than {self.max_bytes // (1024 * 1024)} MiB.")
+            raise PayloadTooLarge(message)
         if not data:
             raise ParseError("The body is empty; send JSON.")
-        return json_decode(_as_utf8(data, parser_context))
+        return _as_utf8(data, parser_context)
+
+
+class JSONOrLinesParser(LimitedJSONParser):
+    """A JSON document, or JSON documents one per line (NDJSON, sent by some log shippers as application/json):
+    the lines' values as a list. A body that is neither answers the JSON refusal of its first bad line."""
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
+        data = self.read_body(stream, parser_context)
+        try:
+            return json_decode(data)
+        except ParseError:
+            lines = [line for line in data.splitlines() if line.strip()]
+            if len(lines) < 2:
+                raise
+        values = []
+        for number, line in enumerate(lines, 1):
+            try:
+                values.append(json_decode(line))
+            except ParseError as exc:
+                raise ParseError(f"Line {number}: {exc.detail}") from None
+        return values

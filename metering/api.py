@@ -27,7 +27,7 @@ from rest_framework.views import APIView
 from core.api import ApiError, Conflict, error_body
 from core.deferred import defer_until_response
 from core.hotcache import GENERATION_KEY, generation_seen, hot_clear
-from core.parsers import LimitedJSONParser
+from core.parsers import JSONOrLinesParser, LimitedJSONParser
 from core.redis import redis_run, warn_unavailable
 from core.throttling import RateWindow
 from metering.events import MAX_BATCH, parse_day, parse_timestamp
@@ -724,10 +724,23 @@ class PriceViewSet(
 # --- LiteLLM ------------------------------------------------------------------------------------------
 
 
-class LiteLLMView(APIView):
-    """LiteLLM's StandardLoggingPayload (one or a list), as its generic API callback sends it."""
+class LiteLLMPayloadParser(JSONOrLinesParser):
+    """LiteLLM's generic API callback posts up to 512 payloads at a time (its default batch), as a JSON array
+    (`log_format: json_array`, its default), one per line (`ndjson`) or one per request (`single`). A payload holds
+    the call's messages and response unless LiteLLM's message logging is off, so batches get larger than the 4 MiB
+    of /api/v1/events; LiteLLM drops a batch that is refused."""
 
-    parser_classes = [LimitedJSONParser]
+    max_bytes = 16 * 1024 * 1024
+    too_large = (
+        "The body is larger than {mib} MiB. Meterline needs no prompts or responses: set LiteLLM's "
+        "turn_off_message_logging, or a smaller batch."
+    )
+
+
+class LiteLLMView(APIView):
+    """LiteLLM's StandardLoggingPayload (one, a list, or one per line), as its generic API callback sends it."""
+
+    parser_classes = [LiteLLMPayloadParser]
 
     @extend_schema(request={"application/json": OpenApiTypes.OBJECT}, responses=IngestResultSerializer)
     def post(self, request: Request) -> Response:

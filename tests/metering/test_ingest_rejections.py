@@ -1,6 +1,7 @@
 """Every rejection reason of SPEC §5.1 answers its code, and never costs a valid neighbour its place."""
 
 import datetime as dt
+import json
 
 import pytest
 from django.utils import timezone
@@ -87,6 +88,17 @@ def test_a_body_over_4_mib_is_a_413(world, prices) -> None:
     response = world.key_client(world.alpha_key_secret).post("/api/v1/events", huge, content_type="application/json")
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"
+
+
+def test_a_batch_under_4_mib_is_taken_from_a_portal_session_as_from_a_key(world, prices) -> None:
+    """The 4 MiB of SPEC §5.1 on both routes: a 3 MiB batch is not refused by a smaller general request limit."""
+    note = {"note": "n" * 3000}
+    batch = [event(f"s-{n}", project="chatbot", metadata=note) for n in range(1000)]
+    body = json.dumps({"events": batch})
+    assert 3 * 1024 * 1024 < len(body) < 4 * 1024 * 1024
+    response = world.client("alpha_owner").post("/api/v1/events", body, content_type="application/json")
+    assert response.status_code == 200, response.content[:300]
+    assert response.json()["accepted"] == 1000
 
 
 def test_a_non_json_body_is_a_415_and_malformed_json_a_400(world) -> None:

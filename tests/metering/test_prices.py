@@ -341,3 +341,56 @@ def test_a_new_price_rerates_again_once_every_process_has_it(world, prices, djan
     assert all("novel-model-3" in m["argsrepr"] for m in messages)
     etas = sorted((m.get("eta") or "") for m in messages)
     assert etas[0] == "" and dt.datetime.fromisoformat(etas[1]) >= began + dt.timedelta(seconds=1)
+
+
+def _litellm_payloads(count: int, prompt_chars: int = 0) -> list[dict]:
+    """LiteLLM payloads of distinct calls, each carrying its messages and response as LiteLLM logs them by default."""
+    vector = json.loads(VECTOR.read_text())["payload"]
+    now = timezone.now().timestamp()
+    return [
+        dict(
+            vector,
+            id=f"chatcmpl-{n}",
+            startTime=now,
+            endTime=now + 1,
+            messages=[{"role": "user", "content": "x" * prompt_chars}],
+            response={"choices": [{"message": {"role": "assistant", "content": "y" * (prompt_chars // 4)}}]},
+        )
+        for n in range(count)
+    ]
+
+
+def _post_litellm(world, body: bytes):  # type: ignore[no-untyped-def]
+    client = world.key_client(world.alpha_key_secret)
+    return client.generic("POST", "/api/v1/integrations/litellm", body, content_type="application/json")
+
+
+def test_litellms_default_batch_with_its_messages_is_taken_whole(world, prices) -> None:
+    """512 payloads (LiteLLM's default batch), each with 10 KB of prompt and response: over the 4 MiB of
+    /api/v1/events, and LiteLLM drops a refused batch, so this endpoint takes up to 16 MiB."""
+    body = json.dumps(_litellm_payloads(512, prompt_chars=10_000)).encode()
+    assert 4 * 1024 * 1024 < len(body) <= 16 * 1024 * 1024
+    response = _post_litellm(world, body)
+    assert response.status_code == 200, response.content[:300]
+    assert response.json()["accepted"] == 512
+    assert UsageEvent.objects.filter(tenant=world.alpha).count() == 512
+
+
+def test_litellms_ndjson_batches_are_read_line_by_line(world, prices) -> None:
+    payloads = _litellm_payloads(3)
+    body = b"\n".join(json.dumps(p).encode() for p in payloads) + b"\n"
+    response = _post_litellm(world, body)
+    assert response.status_code == 200 and response.json()["accepted"] == 3
+    broken = json.dumps(payloads[0]).encode() + b"\n{not json\n"
+    refused = _post_litellm(world, broken)
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "malformed_request" and "Line 2" in refused.json()["error"]["message"]
+
+
+def test_a_litellm_batch_over_16_mib_is_refused_with_the_way_out(world, prices) -> None:
+    body = json.dumps(_litellm_payloads(40, prompt_chars=400_000)).encode()
+    assert len(body) > 16 * 1024 * 1024
+    response = _post_litellm(world, body)
+    assert response.status_code == 413
+    assert "turn_off_message_logging" in response.json()["error"]["message"]
+    assert not UsageEvent.objects.exists()
