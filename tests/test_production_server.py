@@ -3,7 +3,6 @@ body is read (a body over 4 MiB, an unknown credential) reaches a client that is
 client that learns the limit from the 413 splits its batch and loses nothing."""
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -11,15 +10,13 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
-from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 
 from metering.models import UsageEvent
 from tests.metering.conftest import prices  # noqa: F401  (the price-book fixture)
+from tests.subprocesses import stack_environment, stop
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,16 +31,8 @@ def _free_port() -> int:
 
 @pytest.fixture
 def gunicorn(world, prices):  # type: ignore[no-untyped-def]  # noqa: F811
-    db = settings.DATABASES["default"]
-    host = quote(db["HOST"], safe="")
     port = _free_port()
-    env = os.environ | {
-        "DJANGO_SETTINGS_MODULE": "config.settings.base",
-        "DATABASE_URL": f"postgres://{db['USER']}@{host}:{db['PORT']}/{connection.settings_dict['NAME']}",
-        "REDIS_URL": settings.REDIS_URL,
-        "DJANGO_DEBUG": "false",
-        "LOG_LEVEL": "WARNING",
-    }
+    env = stack_environment(LOG_LEVEL="WARNING")
     process = subprocess.Popen(
         [
             sys.executable,
@@ -77,13 +66,7 @@ def gunicorn(world, prices):  # type: ignore[no-untyped-def]  # noqa: F811
         assert process.poll() is None, process.communicate()[0]
         yield url
     finally:
-        process.terminate()
-        try:
-            output, _ = process.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            output, _ = process.communicate()
-        print(output)
+        print(stop(process))
 
 
 def _batch(prefix: str, count: int) -> list[dict]:

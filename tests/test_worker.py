@@ -6,10 +6,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
-from django.conf import settings
 from django.db import connection
 
 from config.celery import app as celery_app
@@ -17,6 +15,7 @@ from tenants import services
 from tenants.models import Role
 from tests.factories import TenantFactory
 from tests.metering.conftest import prices  # noqa: F401  (the price-book fixture)
+from tests.subprocesses import stack_environment, stop
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,17 +24,11 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture
 def worker(tmp_path):  # type: ignore[no-untyped-def]
     mail_dir = tmp_path / "mail"
-    db = settings.DATABASES["default"]
-    host = quote(db["HOST"], safe="")  # a Unix socket's folder, or a host name
-    env = os.environ | {
-        "DJANGO_SETTINGS_MODULE": "config.settings.base",
-        "DATABASE_URL": f"postgres://{db['USER']}@{host}:{db['PORT']}/{connection.settings_dict['NAME']}",
-        "REDIS_URL": settings.REDIS_URL,
-        "CELERY_TASK_ALWAYS_EAGER": "false",
-        "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
-        "EMAIL_FILE_PATH": str(mail_dir),
-        "DJANGO_DEBUG": "false",
-    }
+    env = stack_environment(
+        CELERY_TASK_ALWAYS_EAGER="false",
+        EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
+        EMAIL_FILE_PATH=str(mail_dir),
+    )
     queue = f"test-{os.getpid()}"
     process = subprocess.Popen(
         [
@@ -70,13 +63,7 @@ def worker(tmp_path):  # type: ignore[no-untyped-def]
         celery_app.conf.task_always_eager = True
         celery_app.conf.task_default_queue = "default"
         celery_app.conf.task_routes = routes
-        process.terminate()
-        try:
-            output, _ = process.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            output, _ = process.communicate()
-        print(output)
+        print(stop(process))
 
 
 def test_a_real_worker_sends_the_invitation_email(worker) -> None:
