@@ -2,6 +2,8 @@
 
 import os
 import subprocess
+import sys
+from pathlib import Path
 from urllib.parse import quote
 
 from django.conf import settings
@@ -19,6 +21,21 @@ def stack_environment(**extra: str) -> dict[str, str]:
         "DJANGO_DEBUG": "false",
         **extra,
     }
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def start(module: str, *args: str, **extra_env: str) -> subprocess.Popen:
+    """`python -m module args…` from the project folder on this test's database and Redis, its output captured."""
+    return subprocess.Popen(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        env=stack_environment(**extra_env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def stop(process: subprocess.Popen) -> str:

@@ -4,22 +4,18 @@ client that learns the limit from the 413 splits its batch and loses nothing."""
 
 import json
 import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 from django.utils import timezone
 
 from metering.models import UsageEvent
 from tests.metering.conftest import prices  # noqa: F401  (the price-book fixture)
-from tests.subprocesses import stack_environment, stop
+from tests.subprocesses import start, stop
 
 pytestmark = pytest.mark.django_db(transaction=True)
-ROOT = Path(__file__).resolve().parent.parent
 METADATA = {"note": "x" * 4080}  # just under the 4 KiB an event's metadata may hold
 
 
@@ -32,24 +28,15 @@ def _free_port() -> int:
 @pytest.fixture
 def gunicorn(world, prices):  # type: ignore[no-untyped-def]  # noqa: F811
     port = _free_port()
-    env = stack_environment(LOG_LEVEL="WARNING")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "config.wsgi",
-            "--workers",
-            "1",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--no-control-socket",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    process = start(
+        "gunicorn",
+        "config.wsgi",
+        "--workers",
+        "1",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--no-control-socket",
+        LOG_LEVEL="WARNING",
     )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -2,8 +2,6 @@
 database: adding a new member emails the set-password link from the worker."""
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,43 +13,31 @@ from tenants import services
 from tenants.models import Role
 from tests.factories import TenantFactory
 from tests.metering.conftest import prices  # noqa: F401  (the price-book fixture)
-from tests.subprocesses import stack_environment, stop
+from tests.subprocesses import start, stop
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
 def worker(tmp_path):  # type: ignore[no-untyped-def]
     mail_dir = tmp_path / "mail"
-    env = stack_environment(
+    queue = f"test-{os.getpid()}"
+    process = start(
+        "celery",
+        "-A",
+        "config",
+        "worker",
+        "--pool=solo",
+        "--concurrency=1",
+        "-Q",
+        queue,
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        "--loglevel=INFO",
         CELERY_TASK_ALWAYS_EAGER="false",
         EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
         EMAIL_FILE_PATH=str(mail_dir),
-    )
-    queue = f"test-{os.getpid()}"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "--pool=solo",
-            "--concurrency=1",
-            "-Q",
-            queue,
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "--loglevel=INFO",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
     )
     celery_app.conf.task_always_eager = False
     celery_app.conf.task_default_queue = queue
