@@ -3,9 +3,17 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+
+
+def price_book_currency(value: str) -> None:
+    """Every price in the book is in USD (bills convert at close): a row in another currency is refused, not
+    stored as if it were USD."""
+    if value != "USD":
+        raise ValidationError(_("The price book is in USD: convert the price to USD first."), code="currency")
 
 
 class ModelPrice(models.Model):
@@ -22,7 +30,7 @@ class ModelPrice(models.Model):
     aliases = models.JSONField(default=list, blank=True)
     effective_from = models.DateTimeField()
     effective_to = models.DateTimeField(null=True, blank=True)
-    currency = models.CharField(max_length=3, default="USD")
+    currency = models.CharField(max_length=3, default="USD", validators=[price_book_currency])
     # Per 1M tokens (per_request: per call); never negative, whichever way a row arrives (form, API, import).
     input = models.DecimalField(max_digits=20, decimal_places=8, validators=[MinValueValidator(0)])
     cached_input = models.DecimalField(

@@ -34,6 +34,33 @@ def _same_prices(row: ModelPrice, prices: dict[str, Decimal | None]) -> bool:
     return all(_quantized(getattr(row, name)) == _quantized(prices.get(name)) for name in PRICE_FIELDS)
 
 
+BOOK_CURRENCY = "USD"  # every price in the book is USD per 1M tokens (bills convert at close)
+
+
+def price_end_problem(
+    *, provider: str, model: str, effective_from: dt.datetime, effective_to: dt.datetime | None, other_starts: Any = ()
+) -> str | None:
+    """Why a row given with an end (an exported CSV carries each row's) cannot be taken as it is, or None. The book
+    ends every row where the model's next row starts; an end given is accepted when it says the same — the next
+    start among `other_starts` (the rest of the file being imported) and the rows already in the book."""
+    if effective_to is None:
+        return None
+    starts = {start for start in other_starts if start > effective_from}
+    starts.update(
+        ModelPrice.objects.filter(provider=provider, model=model, effective_from__gt=effective_from).values_list(
+            "effective_from", flat=True
+        )
+    )
+    following = min(starts, default=None)
+    if following == effective_to:
+        return None
+    where = f"its next price starts {following:%Y-%m-%d %H:%M}" if following else "it has no later price"
+    return (
+        f"A price is in force until the model's next price starts ({where}): leave effective_to empty, "
+        "or add the row that starts then."
+    )
+
+
 @transaction.atomic
 def price_add(
     *,

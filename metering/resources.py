@@ -1,5 +1,6 @@
 """Tabular exports (django-import-export): detailed usage events and the price book."""
 
+import datetime as dt
 from typing import Any
 
 from import_export import fields, resources
@@ -49,11 +50,33 @@ class UsageEventResource(resources.ModelResource):
 
 class ModelPriceResource(resources.ModelResource):
     """CSV import/export of the price book. A row whose (provider, model, effective_from) exists with
-    other prices is refused: history is never edited; add a row with a later effective_from."""
+    other prices is refused: history is never edited; add a row with a later effective_from. An exported file
+    reads back: its `effective_to` is accepted where it is the start of the model's next row (in the file or the
+    book), `source` is the book's own (an imported row is `import`), and only aliases change on a row that exists."""
+
+    def before_import(self, dataset: Any, **kwargs: Any) -> None:
+        self._starts: dict[tuple[str, str], list[dt.datetime]] = {}
+        for row in dataset.dict:
+            try:
+                start = self.fields["effective_from"].clean(row)
+            except (KeyError, ValueError):
+                continue  # the row's own import reports it
+            if isinstance(start, dt.datetime):
+                self._starts.setdefault((row.get("provider"), row.get("model")), []).append(start)
 
     def save_instance(self, instance: ModelPrice, is_create: bool, row: Any, **kwargs: Any) -> None:
-        from metering.prices import PRICE_FIELDS, price_add
+        from metering.prices import PRICE_FIELDS, price_add, price_end_problem, price_update_aliases
 
+        problem = price_end_problem(
+            provider=instance.provider,
+            model=instance.model,
+            effective_from=instance.effective_from,
+            effective_to=instance.effective_to,
+            other_starts=getattr(self, "_starts", {}).get((instance.provider, instance.model), ()),
+        )
+        if problem:
+            raise ValueError(f"{instance.provider}/{instance.model} from {instance.effective_from}: {problem}")
+        actor = kwargs.get("user")
         if not is_create:
             stored = ModelPrice.objects.get(pk=instance.pk)
             if any(getattr(stored, name) != getattr(instance, name) for name in PRICE_FIELDS):
@@ -61,9 +84,11 @@ class ModelPriceResource(resources.ModelResource):
                     f"{instance.provider}/{instance.model} from {instance.effective_from}: prices are never "
                     "edited; add a row with a later effective_from."
                 )
+            if list(stored.aliases or []) != list(instance.aliases or []):
+                price_update_aliases(actor=actor, price=stored, aliases=list(instance.aliases or []))
             return
         created = price_add(
-            actor=None,
+            actor=actor,
             provider=instance.provider,
             model=instance.model,
             prices={name: getattr(instance, name) for name in PRICE_FIELDS},

@@ -1,3 +1,6 @@
+from collections.abc import Mapping
+from typing import Any
+
 from rest_framework import serializers
 
 from metering.models import Anomaly, ModelPrice
@@ -114,7 +117,20 @@ class UsageEventSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+# What a stored row shows but a new row does not take, and why (an exported row sent back names them).
+PRICE_SET_BY_THE_BOOK = {
+    "effective_to": "Set by the book: a price is in force until the model's next price starts.",
+    "source": "Set by the book: manual here, import for a CSV file, genai-prices for the snapshot.",
+    "id": "Set by the book.",
+    "created_at": "Set by the book.",
+}
+
+
 class ModelPriceCreateSerializer(serializers.Serializer):
+    """A new effective-dated row (POST /api/v1/prices, a line of a CSV import). A field it does not take is an
+    error, never dropped: a price sent in another currency or with its own end must not be stored as something
+    else."""
+
     provider = serializers.CharField(max_length=100)
     model = serializers.CharField(max_length=200)
     aliases = serializers.ListField(child=serializers.CharField(max_length=200), required=False, max_length=50)
@@ -131,6 +147,26 @@ class ModelPriceCreateSerializer(serializers.Serializer):
     per_request = serializers.DecimalField(
         max_digits=20, decimal_places=8, min_value=0, required=False, allow_null=True
     )
+    currency = serializers.ChoiceField(
+        choices=["USD"],
+        required=False,
+        error_messages={"invalid_choice": "The price book is in USD: convert the price to USD first."},
+    )
+
+    def to_internal_value(self, data: Any) -> Any:
+        unknown = {
+            name: [PRICE_SET_BY_THE_BOOK.get(name, "Unknown field.")]
+            for name in (sorted(set(data) - set(self.fields))[:20] if isinstance(data, Mapping) else [])
+        }
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            if unknown and isinstance(exc.detail, dict):
+                raise serializers.ValidationError({**exc.detail, **unknown}) from None
+            raise
+        if unknown:
+            raise serializers.ValidationError(unknown)
+        return value
 
 
 class ModelPriceAliasesSerializer(serializers.Serializer):

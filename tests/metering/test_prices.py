@@ -89,6 +89,32 @@ def test_prices_are_never_edited(world, prices) -> None:
     assert ok.status_code == 200 and ok.json()["aliases"] == ["gpt-4o-*"]
 
 
+def test_a_new_price_takes_only_what_it_can_keep(world, prices) -> None:
+    """A price is USD per 1M tokens and ends where the model's next one starts: a body in another currency, with
+    its own end, its own source or a misspelt field is refused with every reason, never stored as something
+    else."""
+    client = world.client("platform")
+    body = {"provider": "x", "model": "strict-llm", "input": "1", "output": "2", "effective_from": "2026-01-01T00:00Z"}
+    refusals = {
+        "currency": {"currency": "EUR"},
+        "effective_to": {"effective_to": "2026-02-01T00:00:00Z"},
+        "source": {"source": "genai-prices"},
+        "ouput": {"ouput": "3"},
+    }
+    for field, extra in refusals.items():
+        response = client.post("/api/v1/prices", body | extra, format="json")
+        assert response.status_code == 400, response.json()
+        assert list(response.json()["error"]["fields"]) == [field]
+    assert "USD" in client.post("/api/v1/prices", body | {"currency": "EUR"}, format="json").json()["error"][
+        "fields"
+    ]["currency"][0]
+    both = client.post("/api/v1/prices", body | {"input": "-1", "effective_to": None}, format="json")
+    assert set(both.json()["error"]["fields"]) == {"input", "effective_to"}
+    assert not ModelPrice.objects.filter(model="strict-llm").exists()
+    created = client.post("/api/v1/prices", body | {"currency": "USD"}, format="json")
+    assert created.status_code == 201 and created.json()["currency"] == "USD"
+
+
 def test_only_platform_admins_write_prices(world, prices) -> None:
     for who in ("alpha_owner", "finance", "am"):
         response = world.client(who).post(
@@ -228,6 +254,91 @@ def test_a_csv_import_checks_each_line_as_the_api_does_and_stores_nothing_on_a_b
     with pytest.raises(CommandError, match=f"line 3: {problem}"):
         call_command("import_prices", "--source", "csv", "--file", str(path))
     assert not ModelPrice.objects.filter(provider="x").exists()
+
+
+def test_a_csv_file_exported_from_the_book_reads_back_and_an_end_or_currency_it_cannot_keep_is_refused(
+    tmp_path,
+) -> None:
+    from django.core.management import CommandError
+
+    from metering.prices import price_add
+    from metering.resources import ModelPriceResource
+
+    march = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+    for start, price in ((dt.datetime(2026, 1, 1, tzinfo=dt.UTC), "1"), (march, "2")):
+        price_add(
+            actor=None,
+            provider="x",
+            model="round-trip",
+            prices={"input": Decimal(price), "output": Decimal("4")},
+            effective_from=start,
+            aliases=["round-trip-*"],
+        )
+    path = tmp_path / "book.csv"
+    path.write_text(ModelPriceResource().export(ModelPrice.objects.filter(provider="x").order_by("id")).csv)
+    assert "2026-03-01" in path.read_text().splitlines()[1]  # the January row's end, as exported
+    out = StringIO()
+    call_command("import_prices", "--source", "csv", "--file", str(path), stdout=out)
+    assert out.getvalue().startswith("0 price rows added, 2 unchanged")
+    ModelPrice.objects.filter(provider="x").delete()
+    call_command("import_prices", "--source", "csv", "--file", str(path), stdout=StringIO())
+    back = list(ModelPrice.objects.filter(provider="x").order_by("effective_from"))
+    assert [(p.input, p.effective_to, p.aliases, p.source) for p in back] == [
+        (Decimal("1"), march, ["round-trip-*"], "import"),
+        (Decimal("2"), None, ["round-trip-*"], "import"),
+    ]
+
+    header = "provider,model,effective_from,effective_to,currency,input,output\n"
+    for line, problem in (
+        ("x,gap,2026-01-01T00:00:00Z,2026-02-01T00:00:00Z,USD,1,2", "effective_to: A price is in force until"),
+        ("x,eur,2026-01-01T00:00:00Z,,EUR,1,2", "currency: The price book is in USD"),
+        ("x,bad-end,2026-01-01T00:00:00Z,soon,USD,1,2", "effective_to: Datetime has wrong format"),
+    ):
+        path.write_text(header + line + "\n")
+        with pytest.raises(CommandError, match=f"line 2: {problem}"):
+            call_command("import_prices", "--source", "csv", "--file", str(path))
+    path.write_text('provider,model,effective_from,input,output,aliases\nx,al,2026-01-01T00:00:00Z,1,2,"[""al-*"",]"\n')
+    with pytest.raises(CommandError, match="line 2: aliases"):
+        call_command("import_prices", "--source", "csv", "--file", str(path))
+    assert not ModelPrice.objects.filter(model__in=["gap", "eur", "bad-end", "al"]).exists()
+
+
+def test_the_admin_import_refuses_a_currency_or_an_end_it_cannot_keep_and_takes_new_aliases() -> None:
+    import tablib
+
+    from metering.resources import ModelPriceResource
+
+    def sheet(*rows: tuple[str, ...]) -> Any:
+        data = tablib.Dataset(headers=["provider", "model", "effective_from", "effective_to", "currency", "input"])
+        data.headers.append("output")
+        data.headers.append("aliases")
+        for row in rows:
+            data.append(row)
+        return data
+
+    eur = ModelPriceResource().import_data(sheet(("x", "eur", "2026-01-01 00:00:00", "", "EUR", "1", "2", "[]")))
+    assert "currency" in eur.invalid_rows[0].error.message_dict
+    gap = ModelPriceResource().import_data(
+        sheet(("x", "gap", "2026-01-01 00:00:00", "2026-02-01 00:00:00", "USD", "1", "2", "[]"))
+    )
+    assert gap.has_errors() and "next price" in str(gap.row_errors()[0][1][0].error)
+    assert not ModelPrice.objects.filter(provider="x").exists()
+    two = ModelPriceResource().import_data(
+        sheet(
+            ("x", "pair", "2026-01-01 00:00:00", "2026-02-01 00:00:00", "USD", "1", "2", "[]"),
+            ("x", "pair", "2026-02-01 00:00:00", "", "USD", "3", "4", "[]"),
+        )
+    )
+    assert not two.has_errors() and not two.has_validation_errors()
+    assert [p.effective_to is None for p in ModelPrice.objects.filter(model="pair").order_by("effective_from")] == [
+        False,
+        True,
+    ]
+    renamed = ModelPriceResource().import_data(
+        sheet(("x", "pair", "2026-02-01 00:00:00", "", "USD", "3", "4", '["pair-*"]'))
+    )
+    assert not renamed.has_errors()
+    assert ModelPrice.objects.get(model="pair", effective_to=None).aliases == ["pair-*"]
 
 
 def test_a_csv_import_reads_a_spreadsheets_byte_order_mark_and_refuses_other_encodings(tmp_path) -> None:

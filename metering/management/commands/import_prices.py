@@ -1,20 +1,39 @@
 import csv
+import json
 from pathlib import Path
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
+from rest_framework.exceptions import ValidationError
+from rest_framework.fields import DateTimeField
 
 from metering.models import ModelPrice
 from metering.prices import PRICE_FIELDS, genai_prices_rows, prices_import
 
 
+def _aliases(text: str) -> Any:
+    """A cell of aliases: names separated by commas or semicolons, or the JSON list the book's export writes
+    (a list that does not read is left to the row's check, which names the field)."""
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+    return [alias.strip() for alias in text.replace(";", ",").split(",") if alias.strip()]
+
+
 def _csv_rows(path: Path) -> list[dict]:
     """The file's rows, each checked by the rules of `POST /api/v1/prices`; the first bad line stops the import
-    before anything is stored."""
+    before anything is stored. A file exported from the book carries two columns a new row does not take:
+    `source` (an imported row is marked `import`) and `effective_to`, accepted where it is the start of the
+    model's next row in the file or the book (the book ends each row there itself)."""
+    from metering.prices import price_end_problem
     from metering.serializers import ModelPriceCreateSerializer
 
-    rows = []
+    rows: list[dict] = []
+    ends: list[tuple[int, int, Any]] = []  # (line, row, the end it gives)
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             records = list(csv.DictReader(handle))
@@ -24,13 +43,20 @@ def _csv_rows(path: Path) -> list[dict]:
         raise CommandError(f"{path} does not read as CSV: {exc}") from None
     for number, record in enumerate(records, start=2):
         fields = {name: value.strip() for name, value in record.items() if name and value and value.strip()}
+        fields.pop("source", None)
+        end = fields.pop("effective_to", None)
         if "aliases" in fields:
-            fields["aliases"] = [a.strip() for a in fields["aliases"].replace(";", ",").split(",") if a.strip()]
+            fields["aliases"] = _aliases(fields["aliases"])
         checked = ModelPriceCreateSerializer(data=fields)
         if not checked.is_valid():
             problems = "; ".join(f"{name}: {' '.join(map(str, errors))}" for name, errors in checked.errors.items())
             raise CommandError(f"line {number}: {problems}")
         data = checked.validated_data
+        if end is not None:
+            try:
+                ends.append((number, len(rows), DateTimeField().to_internal_value(end)))
+            except ValidationError as exc:
+                raise CommandError(f"line {number}: effective_to: {' '.join(map(str, exc.detail))}") from None
         rows.append(
             {
                 "provider": data["provider"],
@@ -40,6 +66,21 @@ def _csv_rows(path: Path) -> list[dict]:
                 "prices": {name: data.get(name) for name in PRICE_FIELDS},
             }
         )
+    for number, index, end in ends:
+        row = rows[index]
+        problem = price_end_problem(
+            provider=row["provider"],
+            model=row["model"],
+            effective_from=row["effective_from"],
+            effective_to=end,
+            other_starts=[
+                other["effective_from"]
+                for other in rows
+                if (other["provider"], other["model"]) == (row["provider"], row["model"])
+            ],
+        )
+        if problem:
+            raise CommandError(f"line {number}: effective_to: {problem}")
     return rows
 
 
@@ -51,8 +92,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--file",
             type=Path,
-            help="CSV with provider, model, effective_from, input, "
-            "cached_input, cache_write, output, reasoning, per_request, aliases",
+            help="CSV with provider, model, effective_from, input, cached_input, cache_write, output, reasoning, "
+            "per_request, aliases (USD per 1M tokens; a file exported from the book reads back)",
         )
         parser.add_argument("--provider", action="append", help="only these providers (genai-prices)")
 
