@@ -105,9 +105,12 @@ def test_a_new_price_takes_only_what_it_can_keep(world, prices) -> None:
         response = client.post("/api/v1/prices", body | extra, format="json")
         assert response.status_code == 400, response.json()
         assert list(response.json()["error"]["fields"]) == [field]
-    assert "USD" in client.post("/api/v1/prices", body | {"currency": "EUR"}, format="json").json()["error"][
-        "fields"
-    ]["currency"][0]
+    assert (
+        "USD"
+        in client.post("/api/v1/prices", body | {"currency": "EUR"}, format="json").json()["error"]["fields"][
+            "currency"
+        ][0]
+    )
     both = client.post("/api/v1/prices", body | {"input": "-1", "effective_to": None}, format="json")
     assert set(both.json()["error"]["fields"]) == {"input", "effective_to"}
     assert not ModelPrice.objects.filter(model="strict-llm").exists()
