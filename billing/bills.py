@@ -91,6 +91,16 @@ def period_bounds(period: dt.date, zone_name: str) -> tuple[dt.datetime, dt.date
     return start, end
 
 
+def billed_until(tenant_id: int, zone_name: str) -> dt.datetime | None:
+    """The end of the tenant's latest billed month (months close in order), or None before its first bill."""
+    latest = (
+        Bill.objects.filter(tenant_id=tenant_id)
+        .exclude(status=Bill.Status.OPEN)
+        .aggregate(period=Max("period"))["period"]
+    )
+    return period_bounds(latest, zone_name)[1] if latest is not None else None
+
+
 def current_period(tenant: Tenant, now: dt.datetime | None = None) -> dt.date:
     local = (now or timezone.now()).astimezone(zoneinfo.ZoneInfo(tenant.timezone))
     return local.date().replace(day=1)

@@ -134,6 +134,7 @@ class RerateResult:
     examined: int = 0
     changed: int = 0
     still_unpriced: int = 0
+    billed: int = 0  # priced events of billed months, left at the price their bill charged
 
 
 def events_rerate(
@@ -146,7 +147,10 @@ def events_rerate(
     batch_size: int = 2000,
 ) -> RerateResult:
     """Price events again with today's book (and contracts); rollups follow in the same transaction.
-    Safe to run twice: an event whose cost does not change is left alone."""
+    Safe to run twice: an event whose cost does not change is left alone. A priced event of a billed month keeps
+    the price its bill charged (the invoice and the usage under it stay equal); an unpriced one was never billed
+    (a month does not close over unpriced events) and is priced — one arriving late is billed as an adjustment."""
+    from billing.bills import billed_until
     from metering.adapters import Buckets
     from metering.rating import RateCardResolver, event_cost
     from metering.services import rollups_apply
@@ -165,6 +169,7 @@ def events_rerate(
     result = RerateResult()
     last_id = 0
     resolvers: dict[int, RateCardResolver] = {}
+    billed: dict[int, dt.datetime | None] = {}
     columns = [
         "id",
         "tenant_id",
@@ -204,6 +209,11 @@ def events_rerate(
 
                         zone = Tenant.objects.values_list("timezone", flat=True).get(pk=facts["tenant_id"])
                         resolver = resolvers[facts["tenant_id"]] = RateCardResolver(facts["tenant_id"], zone)
+                        billed[facts["tenant_id"]] = billed_until(facts["tenant_id"], zone)
+                    until = billed[facts["tenant_id"]]
+                    if facts["rating_status"] == "priced" and until is not None and facts["occurred_at"] < until:
+                        result.billed += 1
+                        continue
                     card = resolver.card(model=facts["model"], provider=facts["provider"], at=facts["occurred_at"])
                     if card is None:
                         result.still_unpriced += 1

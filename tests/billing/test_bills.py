@@ -243,6 +243,46 @@ def test_late_event_after_close_is_an_adjustment_on_the_next_bill(world, prices)
     assert lines_of(december) == []
 
 
+def test_rerating_keeps_a_billed_months_events_at_the_price_their_bill_charged(world, prices) -> None:
+    """A price back-dated into a billed month, then `rerate --all`: October's priced events keep what its bill
+    charged (the invoice and the usage under it stay equal); November's are re-priced, and October's late event
+    of a model that had no price — never billed — is priced, to be billed as November's adjustment."""
+    from io import StringIO
+
+    from metering.prices import price_add
+    from metering.verification import rollups_verify
+
+    world.alpha.billing_currency = "USD"
+    world.alpha.save()
+    send(world, event("oct-1", "gpt-4o", input_tokens=1_000_000))
+    [october] = close(world).bills
+    late = dt.datetime(2026, 10, 31, 10, 0, tzinfo=dt.UTC)  # 18:00 in Shanghai, still October
+    send(
+        world, event("oct-late", "late-llm", late, input_tokens=1_000_000), now=dt.datetime(2026, 11, 6, tzinfo=dt.UTC)
+    )
+    november_day = dt.datetime(2026, 11, 10, tzinfo=dt.UTC)
+    send(world, event("nov-1", "gpt-4o", november_day, input_tokens=1_000_000), now=november_day)
+    for model, start in (
+        ("gpt-4o", dt.datetime(2026, 10, 1, tzinfo=dt.UTC)),
+        ("late-llm", dt.datetime(2026, 1, 1, tzinfo=dt.UTC)),
+    ):
+        price_add(
+            actor=None,
+            provider="openai",
+            model=model,
+            prices={"input": Decimal("5"), "output": Decimal("10")},
+            effective_from=start,
+            rerate=False,
+        )
+    out = StringIO()
+    call_command("rerate", "--all", stdout=out)
+    assert "2 re-priced, 0 still without a price, 1 of billed months kept as billed" in out.getvalue()
+    costs = dict(UsageEvent.objects.values_list("event_id", "cost"))
+    assert (costs["nov-1"], costs["oct-late"]) == (Decimal("5"), Decimal("5"))
+    assert costs["oct-1"] == Bill.objects.get(pk=october.pk).usage_subtotal == Decimal("2.5")
+    assert rollups_verify() == []
+
+
 def test_estimate_corrected_after_close_is_adjusted(world, prices) -> None:
     world.alpha.billing_currency = "USD"
     world.alpha.save()

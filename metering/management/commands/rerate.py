@@ -7,7 +7,10 @@ from tenants.models import Tenant
 
 
 class Command(BaseCommand):
-    help = "Price events again: by default the unpriced ones; --all for every event in the range."
+    help = (
+        "Price events again: by default the unpriced ones; --all for every event in the range (a billed month's "
+        "priced events keep the price their bill charged)."
+    )
 
     def add_arguments(self, parser):  # type: ignore[no-untyped-def]
         parser.add_argument("--tenant")
@@ -38,5 +41,5 @@ class Command(BaseCommand):
         )
         self.stdout.write(
             f"{result.examined} events examined, {result.changed} re-priced, "
-            f"{result.still_unpriced} still without a price."
+            f"{result.still_unpriced} still without a price, {result.billed} of billed months kept as billed."
         )
