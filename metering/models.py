@@ -141,6 +141,9 @@ class EventKey(models.Model):
     occurred_at = models.DateTimeField()
     content_hash = models.CharField(max_length=64)
     estimated = models.BooleanField(default=False)
+    # The estimate's content_hash once real usage replaced it: a late repeat of the estimate is a duplicate.
+    # A database default, so that the ingest statements, which claim new ids, leave it out.
+    corrected_hash = models.CharField(max_length=64, default="", db_default="", blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["tenant", "event_id"], name="event_key_unique")]

@@ -124,6 +124,10 @@ class _Row:
     provider: str = ""
     outcome: str = "accepted"
     key: tuple[int, str] = field(init=False)  # (tenant id, event_id): the event's identity, forever
+    # (index, content hash) of an estimate earlier in the same request that this real usage replaced before
+    # either was stored; its outcome is counted once this row's is known.
+    absorbed: tuple[int, str] | None = None
+    stored: tuple[str, ...] = ()  # the stored id's content hash and corrected estimate's hash, when it existed
 
     def __post_init__(self) -> None:
         self.key = (self.tenant.id, self.event.event_id)
@@ -273,8 +277,7 @@ def events_plan(*, scope: IngestScope, raw_events: list[Any], now: dt.datetime |
             result.outcomes[index] = "duplicate"
         elif earlier.event.estimated and not event.estimated:
             # The estimate was never stored: the real usage replaces it before it is.
-            result.outcomes[earlier.event.index] = "accepted"
-            row.outcome = "corrected"
+            row.absorbed = (earlier.event.index, earlier.event.content_hash)
             pending[row.key] = row
         else:
             result.conflicts += 1
@@ -334,6 +337,11 @@ def _store(rows: list[_Row], *, now: dt.datetime, result: IngestResult, counted_
     else:
         with transaction.atomic():  # the ids claimed and their events written together
             _store_existing(rows, now, inserted=_insert_keys(rows), counted_ahead=counted_ahead)
+    if corrected := [(row.absorbed[1], *row.key) for row in rows if row.absorbed and row.outcome == "accepted"]:
+        with connection.cursor() as cursor:  # a new id whose estimate came first: a later repeat of it is a duplicate
+            cursor.executemany(
+                "UPDATE metering_eventkey SET corrected_hash = %s WHERE tenant_id = %s AND event_id = %s", corrected
+            )
     for row in rows:
         index = row.event.index
         if row.outcome == "accepted":
@@ -348,6 +356,24 @@ def _store(rows: list[_Row], *, now: dt.datetime, result: IngestResult, counted_
             result.estimated += row.event.estimated
             result.unpriced += not row.priced
         result.outcomes[index] = row.outcome
+        if row.absorbed is not None:
+            _count_absorbed(row, result)
+
+
+def _count_absorbed(row: _Row, result: IngestResult) -> None:
+    """The outcome of an estimate that real usage later in the same request replaced, as if the two had come one
+    after the other: with a new id, the estimate is accepted and the real usage corrects it; otherwise the
+    estimate repeats what is stored (or the estimate it replaced) — a duplicate — or a conflict."""
+    index, content_hash = row.absorbed  # type: ignore[misc]
+    if row.outcome == "accepted":
+        result.outcomes[index], result.outcomes[row.event.index] = "accepted", "corrected"
+        result.corrected += 1  # the row's own count, accepted, stands for the estimate
+    elif content_hash in row.stored:
+        result.outcomes[index] = "duplicate"
+        result.duplicates += 1
+    else:
+        result.outcomes[index] = "conflict"
+        result.conflicts += 1
 
 
 @transaction.atomic
@@ -390,8 +416,9 @@ def _store_existing(rows: list[_Row], now: dt.datetime, *, inserted: list[_Row],
     with connection.cursor() as cursor:
         stored = _stored_keys(cursor, [row.key for row in existing]) if existing else {}
         for row in existing:
-            content_hash, was_estimated, old_occurred_at = stored[row.key]
-            if content_hash == row.event.content_hash:
+            content_hash, was_estimated, old_occurred_at, corrected_hash = stored[row.key]
+            row.stored = tuple(h for h in (content_hash, corrected_hash) if h)
+            if row.event.content_hash in (content_hash, corrected_hash):  # a repeat, or of an estimate corrected since
                 row.outcome = "duplicate"
             elif was_estimated and not row.event.estimated and _claim_correction(cursor, row):
                 row.outcome = "corrected"
@@ -650,27 +677,28 @@ def _pg_input_rows(rows: list[_Row], received_at: dt.datetime) -> list[tuple]:
     return [(*_event_values(row, received_at), row.event.content_hash) for row in rows]
 
 
-def _stored_keys(cursor: Any, keys: list[tuple[int, str]]) -> dict[tuple[int, str], tuple[str, bool, dt.datetime]]:
+def _stored_keys(cursor: Any, keys: list[tuple[int, str]]) -> dict[tuple[int, str], tuple[str, bool, dt.datetime, str]]:
+    """(content_hash, estimated, occurred_at, corrected_hash) of each stored key."""
     found = {}
     for chunk in _chunks(keys, 500):
         params = [value for key in chunk for value in key]
         cursor.execute(
-            "SELECT tenant_id, event_id, content_hash, estimated, occurred_at FROM metering_eventkey "
+            "SELECT tenant_id, event_id, content_hash, estimated, occurred_at, corrected_hash FROM metering_eventkey "
             f"WHERE (tenant_id, event_id) IN (VALUES {_placeholders(len(chunk), 2)})",
             params,
         )
-        for tenant_id, event_id, content_hash, estimated, occurred_at in cursor.fetchall():
+        for tenant_id, event_id, content_hash, estimated, occurred_at, corrected_hash in cursor.fetchall():
             if isinstance(occurred_at, str):  # SQLite
                 occurred_at = dt.datetime.fromisoformat(occurred_at)
-            found[(tenant_id, event_id)] = (content_hash, bool(estimated), occurred_at)
+            found[(tenant_id, event_id)] = (content_hash, bool(estimated), occurred_at, corrected_hash)
     return found
 
 
 def _claim_correction(cursor: Any, row: _Row) -> bool:
     """Conditional update: exactly one concurrent sender replaces a given estimate."""
     cursor.execute(
-        "UPDATE metering_eventkey SET content_hash = %s, estimated = %s, occurred_at = %s "
-        "WHERE tenant_id = %s AND event_id = %s AND estimated",
+        "UPDATE metering_eventkey SET corrected_hash = content_hash, content_hash = %s, estimated = %s, "
+        "occurred_at = %s WHERE tenant_id = %s AND event_id = %s AND estimated",
         [row.event.content_hash, False, row.event.occurred_at, row.tenant.pk, row.event.event_id],
     )
     return cursor.rowcount == 1

@@ -112,6 +112,46 @@ def test_an_estimate_is_replaced_by_the_real_usage_and_rollups_follow(world, pri
     assert (daily.requests, daily.input_tokens, daily.output_tokens, daily.estimated_requests) == (1, 10, 20, 0)
     assert daily.cost == stored.cost == Decimal("0.000225")
     assert not EventKey.objects.get(event_id="e-9").estimated
+    # The estimate sent again after the correction (a retry that arrives late) is a repeat of what was received,
+    # not a conflict; the real usage stays. Other content still conflicts, and so does another estimate.
+    late = client.post("/api/v1/events", estimate, format="json")
+    assert late.status_code == 200 and late.json()["outcome"] == "duplicate"
+    in_a_batch = client.post("/api/v1/events", {"events": [estimate, real]}, format="json").json()
+    assert (in_a_batch["accepted"], in_a_batch["duplicates"], in_a_batch["conflicts"]) == (0, 2, 0)
+    assert client.post("/api/v1/events", event("e-9", usage={"input_tokens": 11}), format="json").status_code == 409
+    other = estimate | {"request_chars": 4001}
+    assert client.post("/api/v1/events", other, format="json").status_code == 409
+    stored = UsageEvent.objects.get(event_id="e-9")
+    assert not stored.estimated and (stored.input_tokens, stored.output_tokens) == (10, 20)
+    assert flushed_rollups().get(grain="day").requests == 1
+
+
+def test_an_estimate_and_its_real_usage_in_one_batch_are_each_counted(world, prices) -> None:
+    """Every event of a batch is counted once, as if they had come one after the other: the estimate accepted and
+    the real usage correcting it (a new id), or the estimate a duplicate of the stored one it repeats."""
+    client = world.key_client(world.alpha_key_secret)
+
+    def pair(event_id: str) -> list[dict]:
+        estimate = event(event_id, request_chars=4000)
+        estimate.pop("usage")
+        return [estimate, event(event_id, usage={"input_tokens": 7, "output_tokens": 3})]
+
+    counts = ("accepted", "corrected", "duplicates", "conflicts", "estimated")
+
+    def sent(events: list[dict]) -> tuple:
+        body = client.post("/api/v1/events", {"events": events}, format="json").json()
+        return tuple(body[name] for name in counts)
+
+    assert sent(pair("p-new")) == (1, 1, 0, 0, 0)
+    assert sent(pair("p-new")) == (0, 0, 2, 0, 0)
+    assert sent(pair("p-stored")[:1]) == (1, 0, 0, 0, 1)
+    assert sent(pair("p-stored")) == (0, 1, 1, 0, 0)  # the estimate repeats the stored one, the usage corrects it
+    other_estimate = [pair("p-other")[0], *pair("p-other")]
+    other_estimate[1] = other_estimate[1] | {"request_chars": 8000}
+    assert sent(other_estimate[:1]) == (1, 0, 0, 0, 1)
+    assert sent(other_estimate[1:]) == (0, 1, 0, 1, 0)  # another estimate of a stored one conflicts
+    stored = {e.event_id: (e.estimated, e.input_tokens) for e in UsageEvent.objects.filter(event_id__startswith="p-")}
+    assert stored == {"p-new": (False, 7), "p-stored": (False, 7), "p-other": (False, 7)}
 
 
 def test_events_land_in_their_months_partition(world, prices) -> None:
