@@ -744,7 +744,7 @@ class LiteLLMView(APIView):
 
     @extend_schema(request={"application/json": OpenApiTypes.OBJECT}, responses=IngestResultSerializer)
     def post(self, request: Request) -> Response:
-        from metering.litellm import litellm_to_events
+        from metering.litellm import litellm_rejections, litellm_to_events
 
         scope = ingest_scope(request)
         payloads = request.data if isinstance(request.data, list) else [request.data]
@@ -757,6 +757,8 @@ class LiteLLMView(APIView):
             scoped_by_key=scope.kind == "project_key",
         )
         result = events_ingest(scope=scope, raw_events=events)
+        given = frozenset(name for name in ("tenant", "project") if request.query_params.get(name))
+        result.rejected = litellm_rejections(result.rejected, payloads, from_url=given)
         return Response(result.as_dict(), status=status.HTTP_200_OK)
 
 

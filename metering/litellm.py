@@ -4,7 +4,7 @@ Mapping: event_id ← id; timestamp ← startTime; tokens ← hidden_params.usag
 prompt_tokens/completion_tokens; feature ← first of request_tags; end_user ← end_user or
 metadata.user_api_key_end_user_id; with a gateway or personal token, tenant ← metadata.user_api_key_org_id and
 project ← metadata.user_api_key_team_id (or ?tenant= / ?project= on the callback URL); the LiteLLM key alias
-and hash are kept in metadata.
+and hash are kept in metadata. A rejected payload's errors name LiteLLM's own fields (`litellm_rejections`).
 """
 
 from __future__ import annotations
@@ -84,3 +84,51 @@ def litellm_to_events(
             event["project"] = project_slug
         events.append(event)
     return events
+
+
+# Canonical fields → the payload fields they were read from (the usage's depend on where it was found).
+_SOURCES = {
+    "event_id": "id",
+    "timestamp": "startTime",
+    "latency_ms": "endTime",
+    "provider": "custom_llm_provider",
+    "feature": "request_tags",
+    "status": "status",
+    "tenant": "metadata.user_api_key_org_id",
+    "project": "metadata.user_api_key_team_id",
+}
+
+
+def _source(name: str, payload: dict[str, Any], from_url: frozenset[str]) -> str:
+    """The LiteLLM field a canonical field `name` (or `usage.<bucket>`) of this payload was read from."""
+    if name in from_url:  # ?tenant= / ?project= on the callback URL
+        return name
+    if name == "usage" or name.startswith("usage."):
+        rest = name.partition(".")[2]
+        hidden = payload.get("hidden_params")
+        if isinstance(hidden, dict) and isinstance(hidden.get("usage_object"), dict):
+            return "hidden_params.usage_object" + (f".{rest}" if rest else "")
+        return rest or "prompt_tokens"
+    if name == "end_user":
+        return "end_user" if payload.get("end_user") else "metadata.user_api_key_end_user_id"
+    return _SOURCES.get(name, name)
+
+
+def litellm_rejections(
+    rejected: list[dict[str, Any]], payloads: list[Any], *, from_url: frozenset[str] = frozenset()
+) -> list[dict[str, Any]]:
+    """The rejected list with each error under the name of the LiteLLM field it came from (`id` rather than
+    `event_id`, `startTime` rather than `timestamp`, `hidden_params.usage_object.prompt_tokens`…), so that it
+    reads against the payload LiteLLM logged; `from_url`: the names (tenant, project) the callback URL gave."""
+    renamed = []
+    for entry in rejected:
+        index = entry.get("index")
+        payload = payloads[index] if isinstance(index, int) and 0 <= index < len(payloads) else None
+        if not isinstance(payload, dict):
+            renamed.append(entry)
+            continue
+        errors: dict[str, list[str]] = {}
+        for name, messages in (entry.get("errors") or {}).items():
+            errors.setdefault(_source(name, payload, from_url), []).extend(messages)
+        renamed.append(entry | {"errors": errors})
+    return renamed

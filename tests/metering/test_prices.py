@@ -381,6 +381,38 @@ def test_litellm_payloads_are_ingested_with_their_mapping(world, prices) -> None
     assert stored.project_id == world.alpha_project.pk
 
 
+def test_a_rejected_litellm_payload_names_litellms_own_fields(world, prices) -> None:
+    """Errors read against the payload LiteLLM logged: `id`, `startTime`, the usage where it was found."""
+    vector = json.loads(VECTOR.read_text())["payload"]
+    now = timezone.now().timestamp()
+    good = dict(vector, startTime=now, endTime=now)
+    no_object = {k: v for k, v in good.items() if k != "hidden_params"}
+    payloads = [
+        dict(good, id=None),
+        dict(good, id="ll-when", startTime="yesterday"),
+        dict(good, id="ll-object", hidden_params={"usage_object": {"prompt_tokens": -1, "completion_tokens": 1}}),
+        dict(no_object, id="ll-top", completion_tokens="many"),
+        dict(good, id="ll-fine"),
+    ]
+    client = world.key_client(world.alpha_key_secret)
+    body = client.post("/api/v1/integrations/litellm", payloads, format="json").json()
+    assert body["accepted"] == 1
+    assert {r["index"]: sorted(r["errors"]) for r in body["rejected"]} == {
+        0: ["id"],
+        1: ["startTime"],
+        2: ["hidden_params.usage_object.prompt_tokens"],
+        3: ["completion_tokens"],
+    }
+    from tenants.services import gateway_token_create
+
+    gateway = world.key_client(gateway_token_create(actor=None, name="edge")[1])
+    from_url = gateway.post("/api/v1/integrations/litellm?tenant=alpha&project=nope", [good], format="json")
+    assert sorted(from_url.json()["rejected"][0]["errors"]) == ["project"]
+    team = dict(good, metadata=dict(good["metadata"], user_api_key_org_id="alpha", user_api_key_team_id="nope"))
+    from_metadata = gateway.post("/api/v1/integrations/litellm", [team], format="json")
+    assert sorted(from_metadata.json()["rejected"][0]["errors"]) == ["metadata.user_api_key_team_id"]
+
+
 def _price_sheet(*rows: tuple[str, ...]) -> Any:
     import tablib
 
