@@ -74,7 +74,9 @@ def price_add(
     rerate: bool = True,
 ) -> ModelPrice:
     """A new price row. The row in force until then ends where this one starts; a row starting at
-    the same moment with other prices is refused (history is not edited)."""
+    the same moment with other prices is refused (history is not edited). Without `aliases`, the row keeps the
+    model's (those of the row in force before it). Starting in the past, it prices again the events it now
+    prices (after the commit: `price_window_rerate`)."""
     rows = list(
         ModelPrice.objects.select_for_update().filter(provider=provider, model=model).order_by("effective_from")
     )
@@ -86,6 +88,10 @@ def price_add(
         )
     later = [r for r in rows if r.effective_from > effective_from]
     effective_to = later[0].effective_from if later else None
+    if aliases is None:  # a model's other names stay its names: the row before it (or after) gives them
+        earlier = [r for r in rows if r.effective_from < effective_from]
+        base = earlier[-1] if earlier else (later[0] if later else None)
+        aliases = list(base.aliases or []) if base is not None else []
     for row in rows:
         if row.effective_from < effective_from and (row.effective_to is None or row.effective_to > effective_from):
             before = audit_snapshot(row)
@@ -104,18 +110,75 @@ def price_add(
     audit_record(actor=actor, action="create", instance=price, after=audit_snapshot(price))
     price_book_changed()
     if rerate:
-        transaction.on_commit(lambda: _schedule_rerate(model))
+        price_id = price.pk
+        transaction.on_commit(lambda: _schedule_rerate(model, price_id))
     return price
 
 
-def _schedule_rerate(model: str) -> None:
+def _schedule_rerate(model: str, price_id: int | None = None) -> None:
     """Re-rate the unpriced events now, and once more after every process has picked up the new price book
     (each checks its version every METERLINE_PRICEBOOK_CHECK_SECONDS): an event rated in that window by a process
-    that did not know the price yet is priced then, not only at the hourly sweep."""
-    from metering.tasks import rerate_unpriced
+    that did not know the price yet is priced then, not only at the hourly sweep. With `price_id`, the same for
+    the priced events the row now prices (`price_window_rerate`)."""
+    from metering.tasks import rerate_price_window, rerate_unpriced
 
+    later = math.ceil(settings.METERLINE_PRICEBOOK_CHECK_SECONDS) + 1
     rerate_unpriced.delay(model)
-    rerate_unpriced.apply_async((model,), countdown=math.ceil(settings.METERLINE_PRICEBOOK_CHECK_SECONDS) + 1)
+    rerate_unpriced.apply_async((model,), countdown=later)
+    if price_id is not None:
+        rerate_price_window.delay(price_id)
+        rerate_price_window.apply_async((price_id,), countdown=later)
+
+
+def price_window_rerate(price_id: int, *, now: dt.datetime | None = None) -> RerateResult:
+    """Price again the events a row now prices that were priced before it was there: a row starting in the past
+    (a price change entered late) or an alias that gives events of other names their own row. Looks at the events
+    of the models it matches (its name, aliases, globs — as the price book matches them) between its start and its
+    end (or now); a billed month's events keep their price (`events_rerate`)."""
+    from django.utils import timezone
+
+    from metering.models import UsageRollup
+    from metering.pricebook import PriceBook
+    from metering.services import rollups_flush
+
+    price = ModelPrice.objects.filter(pk=price_id).first()
+    now = now or timezone.now()
+    if price is None or price.effective_from >= now:
+        return RerateResult()
+    rollups_flush()  # the models seen come from the hourly rollups
+    end = min(price.effective_to or now, now) + dt.timedelta(hours=1)  # events ingested while this runs, too
+    seen = (
+        UsageRollup.objects.filter(
+            grain=UsageRollup.Grain.HOUR, bucket__gte=price.effective_from - dt.timedelta(hours=1), bucket__lt=end
+        )
+        .values_list("model", flat=True)
+        .distinct()
+    )
+    book = PriceBook._build()  # the book as stored now, not as this process last checked it
+    models = sorted(name for name in seen if any(row.id == price.pk for row in book.candidates(name)))
+    if not models:
+        return RerateResult()
+    start = max(price.effective_from, _unbilled_since(price.effective_from))
+    return events_rerate(models=models, start=start, end=price.effective_to, only_unpriced=False)
+
+
+def _unbilled_since(since: dt.datetime) -> dt.datetime:
+    """The earliest moment from `since` on that some tenant has not been billed for (a billed month's priced
+    events are not re-priced: no need to read them)."""
+    from django.db.models import Max
+
+    from billing.bills import period_bounds
+    from billing.models import Bill
+    from tenants.models import Tenant
+
+    latest = dict(Bill.objects.exclude(status=Bill.Status.OPEN).values_list("tenant_id").annotate(period=Max("period")))
+    earliest = None
+    for tenant_id, zone in Tenant.objects.values_list("id", "timezone"):
+        until = period_bounds(latest[tenant_id], zone)[1] if tenant_id in latest else None
+        if until is None or until <= since:
+            return since
+        earliest = until if earliest is None else min(earliest, until)
+    return earliest or since
 
 
 @transaction.atomic
@@ -125,7 +188,8 @@ def price_update_aliases(*, actor: Any, price: ModelPrice, aliases: list[str]) -
     price.save(update_fields=["aliases"])
     audit_record(actor=actor, action="update", instance=price, before=before, after=audit_snapshot(price))
     price_book_changed()
-    transaction.on_commit(lambda: _schedule_rerate(""))
+    price_id = price.pk
+    transaction.on_commit(lambda: _schedule_rerate("", price_id))
     return price
 
 
@@ -141,6 +205,7 @@ def events_rerate(
     *,
     tenant_id: int | None = None,
     model: str | None = None,
+    models: list[str] | None = None,
     start: dt.datetime | None = None,
     end: dt.datetime | None = None,
     only_unpriced: bool = True,
@@ -162,6 +227,8 @@ def events_rerate(
         events = events.filter(tenant_id=tenant_id)
     if model:
         events = events.filter(model=model)
+    if models is not None:
+        events = events.filter(model__in=models)
     if start:
         events = events.filter(occurred_at__gte=start)
     if end:

@@ -93,7 +93,7 @@ class ModelPriceResource(resources.ModelResource):
             model=instance.model,
             prices={name: getattr(instance, name) for name in PRICE_FIELDS},
             effective_from=instance.effective_from,
-            aliases=list(instance.aliases or []),
+            aliases=list(instance.aliases) if instance.aliases else None,  # none given: the model's, as in the book
             source=ModelPrice.Source.IMPORT,
         )
         instance.pk = created.pk

@@ -13,6 +13,14 @@ def rerate_unpriced(model: str = "") -> dict:
 
 
 @shared_task(acks_late=True)
+def rerate_price_window(price_id: int) -> dict:
+    """After a price row starting in the past, or new aliases: the events it now prices. Safe to run twice."""
+    from metering.prices import price_window_rerate
+
+    return price_window_rerate(price_id).__dict__
+
+
+@shared_task(acks_late=True)
 def usage_partitions_ensure() -> list[str]:
     """Create the coming months' partitions of usage events ahead of time."""
     return partitions_ensure()

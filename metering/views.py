@@ -333,7 +333,7 @@ def price_new(request: HttpRequest) -> HttpResponse:
             else:
                 messages.success(
                     request,
-                    _("Price of %(model)s added, in force from %(start)s; its unpriced events are being re-rated.")
+                    _("Price of %(model)s added, in force from %(start)s; its events from then on are being re-rated.")
                     % {
                         "model": f"{price.provider}/{price.model}",
                         "start": date_format(timezone.localtime(price.effective_from), "SHORT_DATETIME_FORMAT"),

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from django.core.management import call_command
+from django.db.models import Sum
 from django.utils import timezone
 
 from metering.models import ModelPrice, UsageEvent
@@ -116,6 +117,48 @@ def test_a_new_price_takes_only_what_it_can_keep(world, prices) -> None:
     assert not ModelPrice.objects.filter(model="strict-llm").exists()
     created = client.post("/api/v1/prices", body | {"currency": "USD"}, format="json")
     assert created.status_code == 201 and created.json()["currency"] == "USD"
+
+
+def test_a_price_entered_late_reprices_the_events_it_now_prices(
+    world, prices, django_capture_on_commit_callbacks
+) -> None:
+    """A price change entered after it took effect: the events since then — by the model's name and its glob
+    aliases — are priced again (in the background), the earlier ones keep the old price, and a row of its own for
+    a dated snapshot takes that snapshot's events from the glob."""
+    now = timezone.now()
+    scope = IngestScope(kind="project_key", api_key=world.alpha_key)
+    sent = {
+        "before": ("gpt-4o", now - dt.timedelta(hours=3)),
+        "after": ("gpt-4o", now - dt.timedelta(hours=1)),
+        "snapshot": ("gpt-4o-2024-08-06", now - dt.timedelta(hours=1)),
+        "other": ("o3", now - dt.timedelta(hours=1)),
+    }
+    events_ingest(
+        scope=scope,
+        raw_events=[
+            {"event_id": name, "timestamp": iso(at), "model": model, "usage": {"input_tokens": 1_000_000}}
+            for name, (model, at) in sent.items()
+        ],
+    )
+    client = world.client("platform")
+    change = {"provider": "openai", "model": "gpt-4o", "input": "5", "output": "10"}
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            "/api/v1/prices", change | {"effective_from": iso(now - dt.timedelta(hours=2))}, format="json"
+        )
+    assert response.status_code == 201, response.json()
+    assert response.json()["aliases"] == ["gpt-4o-2024-*"]  # none given: the model keeps its other names
+
+    def costs() -> dict[str, Decimal]:
+        return dict(UsageEvent.objects.values_list("event_id", "cost"))
+
+    assert costs() == {"before": Decimal("2.5"), "after": Decimal("5"), "snapshot": Decimal("5"), "other": Decimal("2")}
+    snapshot = {"provider": "openai", "model": "gpt-4o-2024-08-06", "input": "4", "output": "10"}
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post("/api/v1/prices", snapshot | {"effective_from": "2020-01-01T00:00:00Z"}, format="json")
+    assert costs()["snapshot"] == Decimal("4") and costs()["after"] == Decimal("5")
+    assert rollups_verify() == []
+    assert flushed_rollups().filter(grain="day").aggregate(total=Sum("cost"))["total"] == Decimal("13.5")
 
 
 def test_only_platform_admins_write_prices(world, prices) -> None:
@@ -483,10 +526,12 @@ def test_a_new_price_rerates_again_once_every_process_has_it(world, prices, djan
         celery_app.conf.task_always_eager = True
         celery_app.conf.task_routes = routes
     messages = [json.loads(m)["headers"] for m in raw]
-    assert sorted(m["task"] for m in messages) == ["metering.tasks.rerate_unpriced"] * 2
-    assert all("novel-model-3" in m["argsrepr"] for m in messages)
-    etas = sorted((m.get("eta") or "") for m in messages)
-    assert etas[0] == "" and dt.datetime.fromisoformat(etas[1]) >= began + dt.timedelta(seconds=1)
+    tasks = ("metering.tasks.rerate_price_window", "metering.tasks.rerate_unpriced")  # the events it now prices too
+    assert sorted(m["task"] for m in messages) == [tasks[0]] * 2 + [tasks[1]] * 2
+    assert all("novel-model-3" in m["argsrepr"] for m in messages if m["task"] == tasks[1])
+    for task in tasks:
+        etas = sorted((m.get("eta") or "") for m in messages if m["task"] == task)
+        assert etas[0] == "" and dt.datetime.fromisoformat(etas[1]) >= began + dt.timedelta(seconds=1)
 
 
 def _litellm_payloads(count: int, prompt_chars: int = 0) -> list[dict]:

@@ -61,7 +61,7 @@ def _csv_rows(path: Path) -> list[dict]:
             {
                 "provider": data["provider"],
                 "model": data["model"],
-                "aliases": data.get("aliases", []),
+                "aliases": data.get("aliases"),  # none given: the model's, as in the book
                 "effective_from": data["effective_from"],
                 "prices": {name: data.get(name) for name in PRICE_FIELDS},
             }
