@@ -161,6 +161,40 @@ def test_a_price_entered_late_reprices_the_events_it_now_prices(
     assert flushed_rollups().filter(grain="day").aggregate(total=Sum("cost"))["total"] == Decimal("13.5")
 
 
+def test_rerating_priced_events_in_chunks_reads_each_once(world, prices) -> None:
+    """Priced events are read in chunks in the primary key's order (tenant, time, id): events of two tenants sharing
+    their timestamps, in chunks of three, are each examined once and re-priced once."""
+    from metering.prices import events_rerate, price_add
+
+    moment = timezone.now() - dt.timedelta(hours=1)
+    for key in (world.alpha_key, world.bravo_key):
+        events_ingest(
+            scope=IngestScope(kind="project_key", api_key=key),
+            raw_events=[
+                {
+                    "event_id": f"c-{n}",
+                    "timestamp": iso(moment + dt.timedelta(seconds=n // 3)),
+                    "model": "gpt-4o",
+                    "usage": {"input_tokens": 1_000_000},
+                }
+                for n in range(8)
+            ],
+        )
+    price_add(
+        actor=None,
+        provider="openai",
+        model="gpt-4o",
+        prices={"input": Decimal("3"), "output": Decimal("10")},
+        effective_from=moment - dt.timedelta(minutes=1),
+        rerate=False,
+    )
+    result = events_rerate(only_unpriced=False, batch_size=3)
+    assert (result.examined, result.changed) == (16, 16)
+    assert set(UsageEvent.objects.values_list("cost", flat=True)) == {Decimal("3")}
+    assert events_rerate(only_unpriced=False, batch_size=3).examined == 16
+    assert rollups_verify() == []
+
+
 def test_only_platform_admins_write_prices(world, prices) -> None:
     for who in ("alpha_owner", "finance", "am"):
         response = world.client(who).post(
