@@ -34,9 +34,6 @@ def _same_prices(row: ModelPrice, prices: dict[str, Decimal | None]) -> bool:
     return all(_quantized(getattr(row, name)) == _quantized(prices.get(name)) for name in PRICE_FIELDS)
 
 
-BOOK_CURRENCY = "USD"  # every price in the book is USD per 1M tokens (bills convert at close)
-
-
 def price_end_problem(
     *, provider: str, model: str, effective_from: dt.datetime, effective_to: dt.datetime | None, other_starts: Any = ()
 ) -> str | None:
@@ -138,7 +135,7 @@ def price_window_rerate(price_id: int, *, now: dt.datetime | None = None) -> Rer
     from django.utils import timezone
 
     from metering.models import UsageRollup
-    from metering.pricebook import PriceBook
+    from metering.pricebook import price_book_as_stored
     from metering.services import rollups_flush
 
     price = ModelPrice.objects.filter(pk=price_id).first()
@@ -151,29 +148,35 @@ def price_window_rerate(price_id: int, *, now: dt.datetime | None = None) -> Rer
         UsageRollup.objects.filter(
             grain=UsageRollup.Grain.HOUR, bucket__gte=price.effective_from - dt.timedelta(hours=1), bucket__lt=end
         )
-        .values_list("model", flat=True)
+        .values_list("tenant_id", "model")
         .distinct()
     )
-    book = PriceBook._build()  # the book as stored now, not as this process last checked it
-    models = sorted(name for name in seen if any(row.id == price.pk for row in book.candidates(name)))
-    if not models:
+    book = price_book_as_stored()  # not as this process last checked it
+    matched = {name for _tenant, name in seen if any(row.id == price.pk for row in book.candidates(name))}
+    if not matched:
         return RerateResult()
-    start = max(price.effective_from, _unbilled_since(price.effective_from))
-    return events_rerate(models=models, start=start, end=price.effective_to, only_unpriced=False)
+    tenants = {tenant for tenant, name in seen if name in matched}
+    start = _unbilled_since(price.effective_from, tenants)
+    return events_rerate(models=sorted(matched), start=start, end=price.effective_to, only_unpriced=False)
 
 
-def _unbilled_since(since: dt.datetime) -> dt.datetime:
-    """The earliest moment from `since` on that some tenant has not been billed for (a billed month's priced
-    events are not re-priced: no need to read them)."""
+def _unbilled_since(since: dt.datetime, tenant_ids: set[int]) -> dt.datetime:
+    """The earliest moment from `since` on that one of these tenants has not been billed for (a billed month's
+    priced events are not re-priced: no need to read them)."""
     from django.db.models import Max
 
     from billing.bills import period_bounds
     from billing.models import Bill
     from tenants.models import Tenant
 
-    latest = dict(Bill.objects.exclude(status=Bill.Status.OPEN).values_list("tenant_id").annotate(period=Max("period")))
+    latest = dict(
+        Bill.objects.filter(tenant_id__in=tenant_ids)
+        .exclude(status=Bill.Status.OPEN)
+        .values_list("tenant_id")
+        .annotate(period=Max("period"))
+    )
     earliest = None
-    for tenant_id, zone in Tenant.objects.values_list("id", "timezone"):
+    for tenant_id, zone in Tenant.objects.filter(id__in=tenant_ids).values_list("id", "timezone"):
         until = period_bounds(latest[tenant_id], zone)[1] if tenant_id in latest else None
         if until is None or until <= since:
             return since

@@ -357,14 +357,13 @@ def _store(rows: list[_Row], *, now: dt.datetime, result: IngestResult, counted_
             result.unpriced += not row.priced
         result.outcomes[index] = row.outcome
         if row.absorbed is not None:
-            _count_absorbed(row, result)
+            _count_absorbed(row, *row.absorbed, result)
 
 
-def _count_absorbed(row: _Row, result: IngestResult) -> None:
-    """The outcome of an estimate that real usage later in the same request replaced, as if the two had come one
-    after the other: with a new id, the estimate is accepted and the real usage corrects it; otherwise the
-    estimate repeats what is stored (or the estimate it replaced) — a duplicate — or a conflict."""
-    index, content_hash = row.absorbed  # type: ignore[misc]
+def _count_absorbed(row: _Row, index: int, content_hash: str, result: IngestResult) -> None:
+    """The outcome of an estimate (at `index`) that real usage later in the same request replaced, as if the two
+    had come one after the other: with a new id, the estimate is accepted and the real usage corrects it;
+    otherwise the estimate repeats what is stored (or the estimate it replaced) — a duplicate — or a conflict."""
     if row.outcome == "accepted":
         result.outcomes[index], result.outcomes[row.event.index] = "accepted", "corrected"
         result.corrected += 1  # the row's own count, accepted, stands for the estimate
