@@ -142,6 +142,8 @@ def usage_explorer(request: HttpRequest, tenant: str) -> HttpResponse:
         points.append((day.isoformat(), by_day.get(day.isoformat(), Decimal(0))))
         day += dt.timedelta(days=1)
     peak = max(points, key=lambda p: p[1]) if points else None
+    if peak is not None and not peak[1]:
+        peak = None  # no cost in the range: no highest day to name
     stacked = None
     if state["group_by"] != "day" and rows:
         by_group = usage_aggregate(

@@ -30,6 +30,9 @@ def test_the_explorer_shows_totals_chart_and_groups(world, usage) -> None:  # no
     assert sum(r["requests"] for r in rows) == 4
     assert rows[0]["cost"] >= rows[-1]["cost"]  # most expensive first
     assert "/api/v1/usage/export?format=xlsx" in html
+    assert page.context["peak"][1] > 0
+    empty = _client(world, "alpha_owner").get("/t/alpha/usage/", {"preset": "7d", "model": "no-such-model"})
+    assert empty.context["peak"] is None and "Highest:" not in empty.content.decode()  # no cost, no highest day
 
 
 def test_numbers_are_grouped_by_thousands_in_chinese_too(world, usage) -> None:  # noqa: F811
