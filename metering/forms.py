@@ -50,7 +50,10 @@ class PriceForm(forms.Form):
     effective_from = forms.DateTimeField(
         label=_("In force from"),
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
-        help_text=_("Events from this moment on are priced with it; earlier ones keep their price."),
+        help_text=_(
+            "Events from this moment on are priced with it, those already stored too (billed months keep theirs); "
+            "earlier ones keep their price."
+        ),
     )
     input = _price_field(_("Input"), required=True)
     cached_input = _price_field(_("Cached input (empty: the input price)"), required=False)
