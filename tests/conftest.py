@@ -1,8 +1,11 @@
 """Shared fixtures. Every test world has two tenants: Alpha (the one under test) and Bravo, the outsider
 whose users must never see Alpha's objects."""
 
+import datetime as dt
+import time
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.core.cache import cache
@@ -27,6 +30,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for index, item in enumerate(long):
         ordered += [item, *short[index : index + 1]]
     items[:] = ordered + short[len(long) :]
+
+
+BOUNDARY_MARGIN_SECONDS = 20  # longer than a test of budgets or usage runs
+
+
+@pytest.fixture(autouse=True)
+def _clear_of_a_period_boundary() -> None:
+    """Budget periods (day, week, month) turn at the tenants' local midnight (the test tenants are in
+    Asia/Shanghai, 16:00 UTC): a test that sends events and reads their period across it sees the new period begin
+    half way (two did, in a run at 15:59–16:00 UTC). A test starting within the margin waits until the boundary has
+    passed; what it asserts is unchanged."""
+    now = dt.datetime.now(ZoneInfo("Asia/Shanghai"))
+    midnight = dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(), tzinfo=now.tzinfo)
+    left = (midnight - now).total_seconds()
+    if left < BOUNDARY_MARGIN_SECONDS:
+        time.sleep(left + 0.5)
 
 
 @pytest.fixture(autouse=True)

@@ -1,29 +1,10 @@
 """Fixtures shared by the billing tests: the price book, the hot path's Redis round trips, Redis going down."""
 
-import datetime as dt
-import time
-from zoneinfo import ZoneInfo
-
 import pytest
 import redis
 
 from core import redis as core_redis
 from tests.metering.conftest import prices  # noqa: F401  (the price-book fixture, shared)
-
-BOUNDARY_MARGIN_SECONDS = 20  # longer than any billing test runs
-
-
-@pytest.fixture(autouse=True)
-def _clear_of_a_period_boundary() -> None:
-    """Budget periods (day, week, month) turn at the tenants' local midnight (the test tenants are in
-    Asia/Shanghai, 16:00 UTC): a test that sends events and reads their period across it sees the new period begin
-    half way (two did, in a run at 15:59–16:00 UTC). A test starting within the margin waits until the boundary has
-    passed; what it asserts is unchanged."""
-    now = dt.datetime.now(ZoneInfo("Asia/Shanghai"))
-    midnight = dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(), tzinfo=now.tzinfo)
-    left = (midnight - now).total_seconds()
-    if left < BOUNDARY_MARGIN_SECONDS:
-        time.sleep(left + 0.5)
 
 
 @pytest.fixture
