@@ -91,14 +91,17 @@ def period_bounds(period: dt.date, zone_name: str) -> tuple[dt.datetime, dt.date
     return start, end
 
 
-def billed_until(tenant_id: int, zone_name: str) -> dt.datetime | None:
-    """The end of the tenant's latest billed month (months close in order), or None before its first bill."""
-    latest = (
-        Bill.objects.filter(tenant_id=tenant_id)
+def billed_until(tenant_ids: Any) -> dict[int, dt.datetime]:
+    """The end of each tenant's latest billed month (months close in order), in its time zone; a tenant without a
+    bill yet is not in the answer."""
+    latest = dict(
+        Bill.objects.filter(tenant_id__in=tenant_ids)
         .exclude(status=Bill.Status.OPEN)
-        .aggregate(period=Max("period"))["period"]
+        .values_list("tenant_id")
+        .annotate(period=Max("period"))
     )
-    return period_bounds(latest, zone_name)[1] if latest is not None else None
+    zones = dict(Tenant.objects.filter(id__in=latest).values_list("id", "timezone"))
+    return {tenant_id: period_bounds(period, zones[tenant_id])[1] for tenant_id, period in latest.items()}
 
 
 def current_period(tenant: Tenant, now: dt.datetime | None = None) -> dt.date:

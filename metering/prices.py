@@ -163,25 +163,12 @@ def price_window_rerate(price_id: int, *, now: dt.datetime | None = None) -> Rer
 def _unbilled_since(since: dt.datetime, tenant_ids: set[int]) -> dt.datetime:
     """The earliest moment from `since` on that one of these tenants has not been billed for (a billed month's
     priced events are not re-priced: no need to read them)."""
-    from django.db.models import Max
+    from billing.bills import billed_until
 
-    from billing.bills import period_bounds
-    from billing.models import Bill
-    from tenants.models import Tenant
-
-    latest = dict(
-        Bill.objects.filter(tenant_id__in=tenant_ids)
-        .exclude(status=Bill.Status.OPEN)
-        .values_list("tenant_id")
-        .annotate(period=Max("period"))
-    )
-    earliest = None
-    for tenant_id, zone in Tenant.objects.filter(id__in=tenant_ids).values_list("id", "timezone"):
-        until = period_bounds(latest[tenant_id], zone)[1] if tenant_id in latest else None
-        if until is None or until <= since:
-            return since
-        earliest = until if earliest is None else min(earliest, until)
-    return earliest or since
+    ends = billed_until(tenant_ids)
+    if len(ends) < len(tenant_ids):  # one has no bill yet
+        return since
+    return max(since, min(ends.values(), default=since))
 
 
 @transaction.atomic
@@ -291,7 +278,7 @@ def events_rerate(
 
                         zone = Tenant.objects.values_list("timezone", flat=True).get(pk=facts["tenant_id"])
                         resolver = resolvers[facts["tenant_id"]] = RateCardResolver(facts["tenant_id"], zone)
-                        billed[facts["tenant_id"]] = billed_until(facts["tenant_id"], zone)
+                        billed[facts["tenant_id"]] = billed_until([facts["tenant_id"]]).get(facts["tenant_id"])
                     until = billed[facts["tenant_id"]]
                     if facts["rating_status"] == "priced" and until is not None and facts["occurred_at"] < until:
                         result.billed += 1

@@ -280,6 +280,12 @@ def test_rerating_keeps_a_billed_months_events_at_the_price_their_bill_charged(w
     costs = dict(UsageEvent.objects.values_list("event_id", "cost"))
     assert (costs["nov-1"], costs["oct-late"]) == (Decimal("5"), Decimal("5"))
     assert costs["oct-1"] == Bill.objects.get(pk=october.pk).usage_subtotal == Decimal("2.5")
+    # The background re-rating of the late gpt-4o price starts after October: it reads none of October's events.
+    from metering.models import ModelPrice
+    from metering.prices import price_window_rerate
+
+    window = price_window_rerate(ModelPrice.objects.get(model="gpt-4o", effective_to=None).pk)
+    assert (window.examined, window.billed, window.changed) == (1, 0, 0)  # November's, already re-priced
     assert rollups_verify() == []
 
 
