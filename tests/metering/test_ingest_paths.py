@@ -106,8 +106,10 @@ def test_a_copied_batch_queues_one_delta_per_bucket_on_the_tenants_calendar(worl
     world.alpha.save()
     zone = zoneinfo.ZoneInfo("Asia/Kolkata")
     moment = timezone.now() - dt.timedelta(minutes=5)
+    # 119 steps of 25 minutes: 49.6 hours, more than two days, so two local midnights lie within at any hour (23
+    # minutes, 45.6 hours, held only two dates when the test ran after 21:36 in Kolkata).
     events = [
-        event_variant("spread", n, moment - dt.timedelta(minutes=23 * n)) | {"end_user": f"u{n % 4}"}
+        event_variant("spread", n, moment - dt.timedelta(minutes=25 * n)) | {"end_user": f"u{n % 4}"}
         for n in range(JSON_BATCH + 20)
     ]
     scope = IngestScope(kind="project_key", api_key=world.alpha_key)
