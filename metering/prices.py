@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Max, Min
 
 from core.audit import audit_record, audit_snapshot
 from metering.models import ModelPrice, UsageEvent
@@ -108,56 +110,83 @@ def price_add(
     price_book_changed()
     if rerate:
         price_id = price.pk
-        transaction.on_commit(lambda: _schedule_rerate(model, price_id))
+        transaction.on_commit(lambda: schedule_rerate(model, [price_id]))
     return price
 
 
-def _schedule_rerate(model: str, price_id: int | None = None) -> None:
+def schedule_rerate(model: str, price_ids: list[int] | None = None) -> None:
     """Re-rate the unpriced events now, and once more after every process has picked up the new price book
     (each checks its version every METERLINE_PRICEBOOK_CHECK_SECONDS): an event rated in that window by a process
-    that did not know the price yet is priced then, not only at the hourly sweep. With `price_id`, the same for
-    the priced events the row now prices (`price_window_rerate`)."""
+    that did not know the price yet is priced then, not only at the hourly sweep. With `price_ids`, the same for
+    the priced events those rows now price (`price_window_rerate`, one task for all of them)."""
     from metering.tasks import rerate_price_window, rerate_unpriced
 
     later = math.ceil(settings.METERLINE_PRICEBOOK_CHECK_SECONDS) + 1
     rerate_unpriced.delay(model)
     rerate_unpriced.apply_async((model,), countdown=later)
-    if price_id is not None:
-        rerate_price_window.delay(price_id)
-        rerate_price_window.apply_async((price_id,), countdown=later)
+    if price_ids:
+        rerate_price_window.delay(price_ids)
+        rerate_price_window.apply_async((price_ids,), countdown=later)
 
 
-def price_window_rerate(price_id: int, *, now: dt.datetime | None = None) -> RerateResult:
-    """Price again the events a row now prices that were priced before it was there: a row starting in the past
-    (a price change entered late) or an alias that gives events of other names their own row. Looks at the events
-    of the models it matches (its name, aliases, globs — as the price book matches them) between its start and its
-    end (or now); a billed month's events keep their price (`events_rerate`)."""
+def price_window_rerate(price_ids: int | Iterable[int], *, now: dt.datetime | None = None) -> RerateResult:
+    """Price again the events rows now price that were priced before they were there: a row starting in the past
+    (a price change entered late, or appended by an import at its own past start) or an alias that gives events of
+    other names their own row. Looks at the events of the models each row matches (its name, aliases, globs — as
+    the price book matches them) between its start and its end (or now), with one read of the hourly rollups for
+    all the rows; a billed month's events keep their price (`events_rerate`)."""
     from django.utils import timezone
 
     from metering.models import UsageRollup
     from metering.pricebook import price_book_as_stored
     from metering.services import rollups_flush
 
-    price = ModelPrice.objects.filter(pk=price_id).first()
     now = now or timezone.now()
-    if price is None or price.effective_from >= now:
+    wanted = [price_ids] if isinstance(price_ids, int) else list(price_ids)
+    prices = [p for p in ModelPrice.objects.filter(pk__in=wanted) if p.effective_from < now]
+    if not prices:
         return RerateResult()
     rollups_flush()  # the models seen come from the hourly rollups
-    end = min(price.effective_to or now, now) + dt.timedelta(hours=1)  # events ingested while this runs, too
+    hour = dt.timedelta(hours=1)  # a bucket starts up to an hour before its events; events ingested while this runs
+    spans = {p.pk: (p.effective_from - hour, min(p.effective_to or now, now) + hour) for p in prices}
     seen = (
         UsageRollup.objects.filter(
-            grain=UsageRollup.Grain.HOUR, bucket__gte=price.effective_from - dt.timedelta(hours=1), bucket__lt=end
+            grain=UsageRollup.Grain.HOUR,
+            bucket__gte=min(start for start, _ in spans.values()),
+            bucket__lt=max(end for _, end in spans.values()),
         )
-        .values_list("tenant_id", "model")
-        .distinct()
+        .values("tenant_id", "model")
+        .annotate(first=Min("bucket"), last=Max("bucket"))
     )
     book = price_book_as_stored()  # not as this process last checked it
-    matched = {name for _tenant, name in seen if any(row.id == price.pk for row in book.candidates(name))}
-    if not matched:
-        return RerateResult()
-    tenants = {tenant for tenant, name in seen if name in matched}
-    start = _unbilled_since(price.effective_from, tenants)
-    return events_rerate(models=sorted(matched), start=start, end=price.effective_to, only_unpriced=False)
+    windows: dict[str, tuple[dt.datetime, dt.datetime | None]] = {}
+    tenants: dict[str, set[int]] = {}
+    for found in seen:
+        name, matching = found["model"], {row.id for row in book.candidates(found["model"])}
+        for price in prices:
+            start, end = spans[price.pk]
+            if price.pk not in matching or found["first"] >= end or found["last"] < start:
+                continue
+            earlier = windows.get(name)
+            windows[name] = (
+                (price.effective_from, price.effective_to)
+                if earlier is None
+                else (
+                    min(earlier[0], price.effective_from),
+                    None if earlier[1] is None or price.effective_to is None else max(earlier[1], price.effective_to),
+                )
+            )
+            tenants.setdefault(name, set()).add(found["tenant_id"])
+    by_window: dict[tuple[dt.datetime, dt.datetime | None], list[str]] = {}
+    for name, window in windows.items():
+        by_window.setdefault(window, []).append(name)
+    result = RerateResult()
+    for (since, until), models in sorted(by_window.items(), key=lambda item: item[0][0]):
+        since = _unbilled_since(since, set().union(*(tenants[name] for name in models)))
+        part = events_rerate(models=sorted(models), start=since, end=until, only_unpriced=False)
+        for field in ("examined", "changed", "still_unpriced", "billed"):
+            setattr(result, field, getattr(result, field) + getattr(part, field))
+    return result
 
 
 def _unbilled_since(since: dt.datetime, tenant_ids: set[int]) -> dt.datetime:
@@ -179,7 +208,7 @@ def price_update_aliases(*, actor: Any, price: ModelPrice, aliases: list[str]) -
     audit_record(actor=actor, action="update", instance=price, before=before, after=audit_snapshot(price))
     price_book_changed()
     price_id = price.pk
-    transaction.on_commit(lambda: _schedule_rerate("", price_id))
+    transaction.on_commit(lambda: schedule_rerate("", [price_id]))
     return price
 
 
@@ -400,9 +429,11 @@ class ImportResult:
 
 def prices_import(*, actor: Any, rows: list[dict[str, Any]], source: str, now: dt.datetime) -> ImportResult:
     """Idempotent. A row whose prices are already in force is skipped; a price starting after the book's
-    latest row for that model is appended at its own start; a change to a period already in the book
-    applies from now on — the past is never re-priced silently."""
+    latest row for that model is appended at its own start, and the events since that start, if it is past, are
+    priced with it (after the commit, one `price_window_rerate` for the whole import); a change to a period
+    already in the book applies from now on — the past is never re-priced silently."""
     result = ImportResult()
+    past: list[int] = []
     existing: dict[tuple[str, str], list[ModelPrice]] = {}
     for price in ModelPrice.objects.order_by("effective_from"):
         existing.setdefault((price.provider, price.model), []).append(price)
@@ -421,18 +452,19 @@ def prices_import(*, actor: Any, rows: list[dict[str, Any]], source: str, now: d
             )
         else:
             effective_from = start
-        history.append(
-            price_add(
-                actor=actor,
-                provider=row["provider"],
-                model=row["model"],
-                prices=prices,
-                effective_from=effective_from,
-                aliases=row.get("aliases"),
-                source=source,
-                rerate=False,
-            )
+        added = price_add(
+            actor=actor,
+            provider=row["provider"],
+            model=row["model"],
+            prices=prices,
+            effective_from=effective_from,
+            aliases=row.get("aliases"),
+            source=source,
+            rerate=False,
         )
+        history.append(added)
         result.created += 1
-    transaction.on_commit(lambda: _schedule_rerate(""))
+        if added.effective_from < now:
+            past.append(added.pk)
+    transaction.on_commit(lambda: schedule_rerate("", past))
     return result

@@ -3,6 +3,7 @@
 import datetime as dt
 from typing import Any
 
+from django.db import transaction
 from import_export import fields, resources
 
 from metering.models import ModelPrice, UsageEvent
@@ -63,6 +64,16 @@ class ModelPriceResource(resources.ModelResource):
                 continue  # the row's own import reports it
             if isinstance(start, dt.datetime):
                 self._starts.setdefault((row.get("provider"), row.get("model")), []).append(start)
+        self._added: list[int] = []
+
+    def after_import(self, dataset: Any, result: Any, **kwargs: Any) -> None:
+        """Once for the whole file, after its commit: the unpriced events, and the events since the start of each
+        new row that starts in the past (`price_window_rerate`, one task for all of them)."""
+        from metering.prices import schedule_rerate
+
+        added = list(getattr(self, "_added", []))
+        if added:
+            transaction.on_commit(lambda: schedule_rerate("", added))
 
     def save_instance(self, instance: ModelPrice, is_create: bool, row: Any, **kwargs: Any) -> None:
         from metering.prices import PRICE_FIELDS, price_add, price_end_problem, price_update_aliases
@@ -95,8 +106,10 @@ class ModelPriceResource(resources.ModelResource):
             effective_from=instance.effective_from,
             aliases=list(instance.aliases) if instance.aliases else None,  # none given: the model's, as in the book
             source=ModelPrice.Source.IMPORT,
+            rerate=False,  # once for the file: after_import
         )
         instance.pk = created.pk
+        self._added.append(created.pk)
 
     class Meta:
         model = ModelPrice

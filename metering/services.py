@@ -127,6 +127,9 @@ class _Row:
     # (index, content hash) of an estimate earlier in the same request that this real usage replaced before
     # either was stored; its outcome is counted once this row's is known.
     absorbed: tuple[int, str] | None = None
+    # (index, content hash) of estimates later in the same request than this real usage: each repeats an estimate
+    # this id had (a duplicate) or is a conflict, decided once this row's outcome is known.
+    trailing: tuple[tuple[int, str], ...] = ()
     stored: tuple[str, ...] = ()  # the stored id's content hash and corrected estimate's hash, when it existed
 
     def __post_init__(self) -> None:
@@ -279,6 +282,9 @@ def events_plan(*, scope: IngestScope, raw_events: list[Any], now: dt.datetime |
             # The estimate was never stored: the real usage replaces it before it is.
             row.absorbed = (earlier.event.index, earlier.event.content_hash)
             pending[row.key] = row
+        elif event.estimated and not earlier.event.estimated:
+            # An estimate after the real usage: a repeat of the estimate that usage corrects, or a conflict.
+            earlier.trailing += ((index, event.content_hash),)
         else:
             result.conflicts += 1
             result.outcomes[index] = "conflict"
@@ -358,6 +364,8 @@ def _store(rows: list[_Row], *, now: dt.datetime, result: IngestResult, counted_
         result.outcomes[index] = row.outcome
         if row.absorbed is not None:
             _count_absorbed(row, *row.absorbed, result)
+        for trailing_index, trailing_hash in row.trailing:
+            _count_trailing(row, trailing_index, trailing_hash, result)
 
 
 def _count_absorbed(row: _Row, index: int, content_hash: str, result: IngestResult) -> None:
@@ -372,6 +380,20 @@ def _count_absorbed(row: _Row, index: int, content_hash: str, result: IngestResu
         result.duplicates += 1
     else:
         result.outcomes[index] = "conflict"
+        result.conflicts += 1
+
+
+def _count_trailing(row: _Row, index: int, content_hash: str, result: IngestResult) -> None:
+    """The outcome of an estimate (at `index`) that came after this real usage in the same request, as if it had
+    come after it: a repeat of the estimate the id held (stored, or earlier in the request and now corrected) is a
+    duplicate; any other estimate a conflict."""
+    repeats = content_hash in row.stored or (
+        row.absorbed is not None and row.outcome == "accepted" and content_hash == row.absorbed[1]
+    )
+    result.outcomes[index] = "duplicate" if repeats else "conflict"
+    if repeats:
+        result.duplicates += 1
+    else:
         result.conflicts += 1
 
 

@@ -13,11 +13,11 @@ def rerate_unpriced(model: str = "") -> dict:
 
 
 @shared_task(acks_late=True)
-def rerate_price_window(price_id: int) -> dict:
-    """After a price row starting in the past, or new aliases: the events it now prices. Safe to run twice."""
+def rerate_price_window(price_ids: int | list[int]) -> dict:
+    """After price rows starting in the past, or new aliases: the events they now price. Safe to run twice."""
     from metering.prices import price_window_rerate
 
-    return price_window_rerate(price_id).__dict__
+    return price_window_rerate(price_ids).__dict__
 
 
 @shared_task(acks_late=True)

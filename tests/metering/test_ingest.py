@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from metering.models import EventKey, UsageEvent
 from metering.services import IngestScope, events_ingest
+from metering.verification import rollups_verify
 from tests.metering.conftest import event_variant, flushed_rollups, iso
 
 pytestmark = pytest.mark.django_db
@@ -150,8 +151,27 @@ def test_an_estimate_and_its_real_usage_in_one_batch_are_each_counted(world, pri
     other_estimate[1] = other_estimate[1] | {"request_chars": 8000}
     assert sent(other_estimate[:1]) == (1, 0, 0, 0, 1)
     assert sent(other_estimate[1:]) == (0, 1, 0, 1, 0)  # another estimate of a stored one conflicts
-    stored = {e.event_id: (e.estimated, e.input_tokens) for e in UsageEvent.objects.filter(event_id__startswith="p-")}
-    assert stored == {"p-new": (False, 7), "p-stored": (False, 7), "p-other": (False, 7)}
+    # The real usage first, then the estimate: the estimate repeats the one the usage corrects (a duplicate) — a
+    # stored one, or one earlier in the request — and is a conflict where the id had no such estimate.
+    assert sent(pair("r-stored")[:1]) == (1, 0, 0, 0, 1)
+    assert sent(pair("r-stored")[::-1]) == (0, 1, 1, 0, 0)
+    assert sent(pair("r-stored")[::-1]) == (0, 0, 2, 0, 0)
+    assert sent([*pair("r-batch"), pair("r-batch")[0]]) == (1, 1, 1, 0, 0)
+    assert sent(pair("r-new")[::-1]) == (1, 0, 0, 1, 0)
+    other = pair("r-other")
+    assert sent(other[:1]) == (1, 0, 0, 0, 1)
+    assert sent([other[1], other[0] | {"request_chars": 8000}]) == (0, 1, 0, 1, 0)
+    events_ingest(scope=IngestScope(kind="project_key", api_key=world.alpha_key), raw_events=pair("r-order")[:1])
+    each = events_ingest(
+        scope=IngestScope(kind="project_key", api_key=world.alpha_key), raw_events=pair("r-order")[::-1]
+    )
+    assert each.outcomes == {0: "corrected", 1: "duplicate"}
+    stored = {e.event_id: (e.estimated, e.input_tokens) for e in UsageEvent.objects.filter(event_id__regex=r"^[pr]-")}
+    assert stored == {
+        name: (False, 7)
+        for name in ("p-new", "p-stored", "p-other", "r-stored", "r-batch", "r-new", "r-other", "r-order")
+    }
+    assert rollups_verify() == []
 
 
 def test_events_land_in_their_months_partition(world, prices) -> None:

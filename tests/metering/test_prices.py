@@ -161,6 +161,78 @@ def test_a_price_entered_late_reprices_the_events_it_now_prices(
     assert flushed_rollups().filter(grain="day").aggregate(total=Sum("cost"))["total"] == Decimal("13.5")
 
 
+def _events_across_an_import(world) -> dict[str, dt.datetime]:  # type: ignore[no-untyped-def]
+    now = timezone.now()
+    sent = {
+        "gpt-early": ("gpt-4o", now - dt.timedelta(hours=5)),
+        "gpt-late": ("gpt-4o", now - dt.timedelta(hours=1)),
+        "snapshot-late": ("gpt-4o-2024-08-06", now - dt.timedelta(hours=1)),
+        "o3-early": ("o3", now - dt.timedelta(hours=3)),
+        "o3-late": ("o3", now - dt.timedelta(minutes=30)),
+        "claude": ("claude-sonnet-4", now - dt.timedelta(hours=1)),
+    }
+    events_ingest(
+        scope=IngestScope(kind="project_key", api_key=world.alpha_key),
+        raw_events=[
+            {"event_id": name, "timestamp": iso(at), "model": model, "usage": {"input_tokens": 1_000_000}}
+            for name, (model, at) in sent.items()
+        ],
+    )
+    return {"gpt-4o": now - dt.timedelta(hours=2), "o3": now - dt.timedelta(hours=1)}
+
+
+IMPORTED_COSTS = {
+    "gpt-early": Decimal("2.5"),  # before its new row: the old price
+    "gpt-late": Decimal("5"),
+    "snapshot-late": Decimal("5"),  # through the model's glob alias, kept by the appended row
+    "o3-early": Decimal("2"),
+    "o3-late": Decimal("3"),
+    "claude": Decimal("3"),  # not in the file
+}
+
+
+def test_an_import_appending_rows_at_past_starts_prices_the_events_since_them(
+    world, prices, tmp_path, django_capture_on_commit_callbacks
+) -> None:
+    """A price file (a genai-prices update, a CSV) that appends rows starting in the past: the events since each
+    row's start are priced with it — in one re-rating for the whole file — and the earlier ones keep theirs."""
+    starts = _events_across_an_import(world)
+    path = tmp_path / "prices.csv"
+    path.write_text(
+        "provider,model,effective_from,input,output\n"
+        f"openai,gpt-4o,{iso(starts['gpt-4o'])},5,10\n"
+        f"openai,o3,{iso(starts['o3'])},3,8\n"
+    )
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        call_command("import_prices", "--source", "csv", "--file", str(path), stdout=StringIO())
+    assert len(callbacks) == 1  # one scheduling for the file, not one per row
+    assert dict(UsageEvent.objects.values_list("event_id", "cost")) == IMPORTED_COSTS
+    assert rollups_verify() == []
+    assert flushed_rollups().filter(grain="day").aggregate(total=Sum("cost"))["total"] == sum(IMPORTED_COSTS.values())
+
+
+def test_the_admin_import_prices_the_events_since_a_past_start_too(
+    world, prices, django_capture_on_commit_callbacks
+) -> None:
+    from metering.resources import ModelPriceResource
+
+    starts = _events_across_an_import(world)
+    sheet = _price_sheet(
+        ("openai", "gpt-4o", starts["gpt-4o"].strftime("%Y-%m-%d %H:%M:%S"), "5", "10"),
+        ("openai", "o3", starts["o3"].strftime("%Y-%m-%d %H:%M:%S"), "3", "8"),
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        result = ModelPriceResource().import_data(sheet, dry_run=True)
+    assert not result.has_errors() and ModelPrice.objects.count() == 3  # the preview stores and re-prices nothing
+    assert dict(UsageEvent.objects.values_list("event_id", "cost"))["gpt-late"] == Decimal("2.5")
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        result = ModelPriceResource().import_data(sheet)
+    assert not result.has_errors() and not result.has_validation_errors()
+    assert len(callbacks) == 1
+    assert dict(UsageEvent.objects.values_list("event_id", "cost")) == IMPORTED_COSTS
+    assert rollups_verify() == []
+
+
 def test_rerating_priced_events_in_chunks_reads_each_once(world, prices) -> None:
     """Priced events are read in chunks in the primary key's order (tenant, time, id): events of two tenants sharing
     their timestamps, in chunks of three, are each examined once and re-priced once."""
