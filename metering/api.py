@@ -566,8 +566,7 @@ class UsageExportJobsView(APIView):
         from metering.exports import ExportTooLarge, export_request
 
         params = request.query_params.dict()
-        if isinstance(request.data, dict):
-            params.update({k: v if isinstance(v, str) else str(v).lower() for k, v in request.data.items()})
+        params.update(_export_body(request.data))
         kind = _export_kind(params)
         query = usage_query_from(request, params=params)
         try:
@@ -577,6 +576,30 @@ class UsageExportJobsView(APIView):
                 422, "export_too_large", f"More than {exc.limit} events: narrow the date range or filters."
             ) from exc
         return Response(_export_json(export, request), status=status.HTTP_202_ACCEPTED)
+
+
+def _export_body(data: Any) -> dict[str, str]:
+    """An export request's body: one JSON object of the export's parameters (strings; `estimated` also true or
+    false), none of them unknown; an empty body leaves them to the query string."""
+    from metering.selectors import FILTERS
+
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid", "Send the export's parameters as one JSON object (or in the query string).")
+    known = {"format", "tenant", "start", "end", *FILTERS}
+    errors: dict[str, list[str]] = {}
+    params: dict[str, str] = {}
+    for name, value in data.items():
+        if name not in known:
+            errors[name] = ["Unknown field."]
+        elif isinstance(value, bool) and name == "estimated":
+            params[name] = "true" if value else "false"
+        elif not isinstance(value, str):
+            errors[name] = ["A string."]
+        else:
+            params[name] = value
+    if errors:
+        raise ApiError(400, "invalid", "The export request has invalid fields.", errors)
+    return params
 
 
 def _own_export(request: Request, pk: int) -> Any:

@@ -170,6 +170,15 @@ def test_the_api_refuses_bad_requests_clearly(world) -> None:
     assert dates.status_code == 400 and "start" in dates.json()["error"]["fields"]
     key = world.key_client(world.alpha_key_secret).post("/api/v1/usage/exports", {"format": "csv"}, format="json")
     assert key.status_code == 403 and key["Content-Type"] == "application/json"
+    fields = client.post(
+        "/api/v1/usage/exports", {"formt": "xlsx", "model": ["gpt-4o"], "estimated": True}, format="json"
+    )
+    assert fields.status_code == 400
+    assert fields.json()["error"]["fields"] == {"formt": ["Unknown field."], "model": ["A string."]}
+    for body in ("[]", '"csv"', "null"):  # not an object: not taken for an export of everything
+        response = client.post("/api/v1/usage/exports", body, content_type="application/json")
+        assert response.status_code == 400 and response.json()["error"]["code"] == "invalid", body
+    assert not UsageExport.objects.exists()
 
 
 def test_background_exports_have_a_ceiling(world, usage, settings) -> None:  # noqa: F811
