@@ -230,14 +230,15 @@ def events_rerate(
     only_unpriced: bool = True,
     batch_size: int = 2000,
 ) -> RerateResult:
-    """Price events again with today's book (and contracts); rollups follow in the same transaction.
+    """Price events again with today's book (and contracts); rollups follow in the same transaction, budget
+    counters (and the thresholds the new costs cross) once it commits.
     Safe to run twice: an event whose cost does not change is left alone. A priced event of a billed month keeps
     the price its bill charged (the invoice and the usage under it stay equal); an unpriced one was never billed
     (a month does not close over unpriced events) and is priced — one arriving late is billed as an adjustment."""
     from billing.bills import billed_until
     from metering.adapters import Buckets
     from metering.rating import RateCardResolver, event_cost
-    from metering.services import rollups_apply
+    from metering.services import budgets_after_commit, rollups_apply
 
     events = UsageEvent.objects.all()
     if only_unpriced:
@@ -339,6 +340,8 @@ def events_rerate(
                     added.append({**facts, "cost": cost, "rating_status": "priced"})
                     result.changed += 1
                 rollups_apply(cursor, added, removed)
+                if added:  # budgets follow the new costs once committed, thresholds crossed included
+                    budgets_after_commit(added, removed)
     return result
 
 

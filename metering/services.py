@@ -336,7 +336,7 @@ def _store(rows: list[_Row], *, now: dt.datetime, result: IngestResult, counted_
         for row in new:
             row.outcome = "accepted"
         if new and not counted_ahead:
-            _budgets_after_commit(_counted_facts(new), [], db)
+            budgets_after_commit(_counted_facts(new), [], db)
         existing = [row for row in rows if row.key not in inserted]
         if existing:
             _store_existing(existing, now, inserted=[])
@@ -453,7 +453,7 @@ def _store_existing(rows: list[_Row], now: dt.datetime, *, inserted: list[_Row],
                 row.outcome = "conflict"
         if to_write or removed:
             counted = [_row_facts(row) for row in to_write]
-            _budgets_after_commit(counted[len(inserted) :] if counted_ahead else counted, removed)
+            budgets_after_commit(counted[len(inserted) :] if counted_ahead else counted, removed)
             _insert_events(cursor, to_write, now)
             rollups_apply(cursor, counted, removed, {row.tenant.pk: row.tenant.timezone for row in rows})
 
@@ -856,7 +856,7 @@ def _sums(
     ]
 
 
-def _budgets_after_commit(added: list[dict[str, Any]], removed: list[dict[str, Any]], db: Any = None) -> None:
+def budgets_after_commit(added: list[dict[str, Any]], removed: list[dict[str, Any]], db: Any = None) -> None:
     """Budget counters follow the stored events once they are committed (before the response is sent): at once
     when they already are (`db`, the connection, in autocommit outside any atomic block), as `on_commit` would."""
     from billing.budgets import counters_apply

@@ -260,3 +260,46 @@ def test_budget_raise_request_approval_and_end(world, prices, usd, django_captur
     assert raised_amount(model, raise_obj.period_start, today=raise_obj.until) == Decimal("3.00")
     assert raised_amount(model, raise_obj.period_start, today=raise_obj.until + dt.timedelta(days=1)) == 0
     assert raise_obj.until <= period_bounds("month", raise_obj.period_start)[1]
+
+
+def test_counters_and_alerts_follow_re_rating(world, prices, usd, django_capture_on_commit_callbacks) -> None:
+    """Events priced later — an unpriced model's price arriving, a price change entered late — move the budgets
+    they count toward as ingestion does: the counter at once (not at the next reconcile) and the thresholds the new
+    cost crosses, which a later event could no longer fire (the counter would already be past them)."""
+    from metering.prices import price_add
+
+    budget = make_budget(world, limit_amount="10.00", thresholds=[50, 100])
+    with django_capture_on_commit_callbacks(execute=True):
+        send(
+            world,
+            ev("n1", model="novel-llm", input_tokens=1_000_000),
+            ev("n2", model="novel-llm", input_tokens=1_000_000),
+        )
+    assert world.client("alpha_owner").get(f"/api/v1/budgets/{budget['id']}").json()["spent"] == "0.00"  # unpriced
+    with django_capture_on_commit_callbacks(execute=True):
+        price_add(
+            actor=None,
+            provider="acme-ai",
+            model="novel-llm",
+            prices={"input": Decimal(3), "output": Decimal(3)},
+            effective_from=timezone.now() - dt.timedelta(days=1),
+        )
+    read = world.client("alpha_owner").get(f"/api/v1/budgets/{budget['id']}").json()
+    assert (read["spent"], read["percent"]) == ("6.00", "60.00")
+    assert list(BudgetAlert.objects.filter(budget_id=budget["id"]).values_list("threshold", flat=True)) == [50]
+    with django_capture_on_commit_callbacks(execute=True):  # the same model dearer since an hour before its events
+        price_add(
+            actor=None,
+            provider="acme-ai",
+            model="novel-llm",
+            prices={"input": Decimal(6), "output": Decimal(6)},
+            effective_from=timezone.now() - dt.timedelta(hours=1),
+        )
+    read = world.client("alpha_owner").get(f"/api/v1/budgets/{budget['id']}").json()
+    assert (read["spent"], read["percent"]) == ("12.00", "120.00")
+    fired = BudgetAlert.objects.filter(budget_id=budget["id"]).order_by("threshold")
+    assert list(fired.values_list("threshold", flat=True)) == [50, 100]
+    model = Budget.objects.get(pk=budget["id"])
+    start, end = period_bounds("month", timezone.now().astimezone(dt.timezone(dt.timedelta(hours=8))).date())
+    live = redis_client().hmget(counter_key(model.pk, start), "cost", "tokens")
+    assert counter_rebuild(model, start, end) == (int(live[0]), int(live[1]))
