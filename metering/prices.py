@@ -19,6 +19,7 @@ from metering.pricebook import price_book_changed
 
 PRICE_FIELDS = ("input", "cached_input", "cache_write", "output", "reasoning", "per_request")
 BOOK_START = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+RERATE_LOCK = 0x6D6C7274  # the advisory lock re-ratings take in turn, per chunk ("mlrt")
 
 
 class PriceRuleViolation(Exception):
@@ -287,13 +288,19 @@ def events_rerate(
     last_key: tuple[Any, ...] | None = None
     while True:
         with transaction.atomic():
+            if connection.vendor == "postgresql":
+                # One re-rating writes at a time (a new price starts the unpriced sweep and its window together,
+                # on different workers, over the same events), and the chunk's events are locked as read: each
+                # change is made — and counted in rollups and budgets — once, from the event as it now is.
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_xact_lock(%s)", [RERATE_LOCK])
             if only_unpriced or connection.vendor != "postgresql":  # the embedded demo's few events: id order
                 page = events.filter(id__gt=last_id).order_by("id")
             else:
                 page = events.order_by("tenant_id", "occurred_at", "id")
                 if last_key is not None:
                     page = page.extra(where=["(tenant_id, occurred_at, id) > (%s, %s, %s)"], params=list(last_key))
-            chunk = list(page.values(*columns)[:batch_size])
+            chunk = list(page.select_for_update().values(*columns)[:batch_size])
             if not chunk:
                 break
             last_id = chunk[-1]["id"]
@@ -336,6 +343,8 @@ def events_rerate(
                         "WHERE tenant_id = %s AND occurred_at = %s AND id = %s",
                         [cost, card.price_id, facts["tenant_id"], facts["occurred_at"], facts["id"]],
                     )
+                    if cursor.rowcount != 1:  # gone since it was read (an estimate corrected meanwhile)
+                        continue
                     removed.append(facts)
                     added.append({**facts, "cost": cost, "rating_status": "priced"})
                     result.changed += 1

@@ -137,3 +137,70 @@ def test_concurrent_corrections_of_one_estimate_correct_it_once(world, prices) -
     start = period_bounds("month", local_day(timezone.now(), world.alpha.timezone))[0]
     held = redis_client().hmget(counter_key(budget.pk, start), "cost", "tokens")
     assert (int(held[0]), int(held[1])) == counter_rebuild(budget, start, period_bounds("month", start)[1])
+
+
+def test_concurrent_re_ratings_of_the_same_events_change_each_once(world, prices) -> None:
+    """A new price starts the unpriced sweep and the price's window at once, on different workers, and both read the
+    same events: each event is re-priced once, and the rollups and budget counters move by its change once."""
+    from metering.prices import events_rerate, price_add
+    from metering.services import IngestScope, events_ingest
+
+    world.alpha.billing_currency = "USD"
+    world.alpha.save()
+    budget = budget_create(
+        actor=None, tenant=world.alpha, name="all", scope="tenant", period="month", limit_amount=Decimal(10**6)
+    )
+    moment = timezone.now() - dt.timedelta(minutes=30)
+    events_ingest(
+        scope=IngestScope(kind="project_key", api_key=world.alpha_key),
+        raw_events=[
+            {
+                "event_id": f"r-{n}",
+                "timestamp": iso(moment + dt.timedelta(seconds=n)),
+                "model": "late-llm" if n % 2 else "gpt-4o",
+                "usage": {"input_tokens": 1_000_000},
+            }
+            for n in range(400)
+        ],
+    )
+    for provider, model in (("acme-ai", "late-llm"), ("openai", "gpt-4o")):  # a first price; a change entered late
+        price_add(
+            actor=None,
+            provider=provider,
+            model=model,
+            prices={"input": Decimal(3), "output": Decimal(3)},
+            effective_from=moment - dt.timedelta(minutes=5),
+            rerate=False,
+        )
+    start = moment - dt.timedelta(minutes=10)
+    runs = [
+        lambda: events_rerate(only_unpriced=True, batch_size=50),
+        lambda: events_rerate(models=["late-llm", "gpt-4o"], start=start, only_unpriced=False, batch_size=50),
+        lambda: events_rerate(only_unpriced=False, start=start, batch_size=70),
+    ]
+    errors: list[Exception] = []
+    changed: list[int] = []
+    barrier = threading.Barrier(len(runs))
+
+    def run(rerate) -> None:  # type: ignore[no-untyped-def]
+        try:
+            barrier.wait()
+            changed.append(rerate().changed)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(rerate,)) for rerate in runs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sum(changed) == 400  # each event re-priced by one of them
+    assert set(UsageEvent.objects.values_list("cost", flat=True)) == {Decimal(3)}
+    assert rollups_verify() == []
+    spent_day = local_day(timezone.now(), world.alpha.timezone)
+    period_start, period_end = period_bounds("month", spent_day)
+    live = redis_client().hmget(counter_key(budget.pk, period_start), "cost", "tokens")
+    assert counter_rebuild(budget, period_start, period_end) == (int(live[0]), int(live[1]))
