@@ -257,7 +257,6 @@ def events_rerate(
     result = RerateResult()
     last_id = 0
     resolvers: dict[int, RateCardResolver] = {}
-    billed: dict[int, dt.datetime | None] = {}
     columns = [
         "id",
         "tenant_id",
@@ -303,6 +302,15 @@ def events_rerate(
             chunk = list(page.select_for_update().values(*columns)[:batch_size])
             if not chunk:
                 break
+            tenant_ids = sorted({facts["tenant_id"] for facts in chunk})
+            if connection.vendor == "postgresql":
+                # A month closes under its tenant's row lock: one closing now waits for this chunk, or this chunk
+                # for it — and then sees it billed.
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT id FROM tenants_tenant WHERE id = ANY(%s) ORDER BY id FOR SHARE", [tenant_ids]
+                    )
+            billed = billed_until(tenant_ids)
             last_id = chunk[-1]["id"]
             last_key = (chunk[-1]["tenant_id"], chunk[-1]["occurred_at"], chunk[-1]["id"])
             added, removed = [], []
@@ -315,8 +323,7 @@ def events_rerate(
 
                         zone = Tenant.objects.values_list("timezone", flat=True).get(pk=facts["tenant_id"])
                         resolver = resolvers[facts["tenant_id"]] = RateCardResolver(facts["tenant_id"], zone)
-                        billed[facts["tenant_id"]] = billed_until([facts["tenant_id"]]).get(facts["tenant_id"])
-                    until = billed[facts["tenant_id"]]
+                    until = billed.get(facts["tenant_id"])
                     if facts["rating_status"] == "priced" and until is not None and facts["occurred_at"] < until:
                         result.billed += 1
                         continue
