@@ -289,8 +289,8 @@ def events_rerate(
         with transaction.atomic():
             if connection.vendor == "postgresql":
                 # One re-rating writes at a time (a new price starts the unpriced sweep and its window together,
-                # on different workers, over the same events), and the chunk's events are locked as read: each
-                # change is made — and counted in rollups and budgets — once, from the event as it now is.
+                # on different workers, over the same events): each chunk reads its events as the last one left
+                # them, so each change is made — and counted in rollups and budgets — once.
                 with connection.cursor() as cursor:
                     cursor.execute("SELECT pg_advisory_xact_lock(%s)", [RERATE_LOCK])
             if only_unpriced or connection.vendor != "postgresql":  # the embedded demo's few events: id order
@@ -299,7 +299,7 @@ def events_rerate(
                 page = events.order_by("tenant_id", "occurred_at", "id")
                 if last_key is not None:
                     page = page.extra(where=["(tenant_id, occurred_at, id) > (%s, %s, %s)"], params=list(last_key))
-            chunk = list(page.select_for_update().values(*columns)[:batch_size])
+            chunk = list(page.values(*columns)[:batch_size])
             if not chunk:
                 break
             tenant_ids = sorted({facts["tenant_id"] for facts in chunk})
