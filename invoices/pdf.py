@@ -6,6 +6,7 @@ and the stylesheet built once per worker process, and a template without remote 
 from __future__ import annotations
 
 import re
+import threading
 from functools import cache
 from typing import Any
 
@@ -44,9 +45,20 @@ def _weasy() -> tuple[Any, Any]:
     return fonts, css
 
 
+# The fonts this process holds (Pango's font map) are not safe to use from two threads at once: renders in one
+# process — a threaded server, tasks run in the caller's threads — take turns. A process renders one at a time anyway
+# under the sync workers and prefork Celery that Meterline runs.
+_RENDER_LOCK = threading.Lock()
+
+
 def html_to_document(html: str) -> Any:
-    """The laid-out document (weasyprint.Document: its pages, then its PDF), with the fonts and stylesheet this
-    process holds."""
+    """The laid-out document (weasyprint.Document: its pages; `html_to_pdf` for its PDF), with the fonts and
+    stylesheet this process holds."""
+    with _RENDER_LOCK:
+        return _layout(html)
+
+
+def _layout(html: str) -> Any:
     from weasyprint import HTML
 
     fonts, css = _weasy()
@@ -54,7 +66,8 @@ def html_to_document(html: str) -> Any:
 
 
 def html_to_pdf(html: str) -> bytes:
-    return html_to_document(html).write_pdf()
+    with _RENDER_LOCK:
+        return _layout(html).write_pdf()
 
 
 def _amount(value: Any, currency: str) -> str:

@@ -51,11 +51,16 @@ def test_twenty_concurrent_approvals_take_numbers_one_to_twenty(world) -> None:
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=approve, args=pair) for pair in zip(invoices, approvers, strict=True)]
+    # Each approval renders its invoice's PDF in its thread (tasks run eagerly here): renders in one process take
+    # turns on its fonts — before they did, one in four runs of this test stalled in the font code for minutes.
+    threads = [
+        threading.Thread(target=approve, args=pair, daemon=True) for pair in zip(invoices, approvers, strict=True)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
+        thread.join(timeout=120)
+    assert not [thread for thread in threads if thread.is_alive()], "an approval did not finish within two minutes"
     assert errors == []
     numbers = sorted(Invoice.objects.values_list("number", flat=True))
     year = timezone.now().year
