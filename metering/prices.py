@@ -77,6 +77,9 @@ def price_add(
     the same moment with other prices is refused (history is not edited). Without `aliases`, the row keeps the
     model's (those of the row in force before it). Starting in the past, it prices again the events it now
     prices (after the commit: `price_window_rerate`)."""
+    if connection.vendor == "postgresql":  # the model's rows may not exist yet to be locked: its name is
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"meterline-price:{provider}/{model}"])
     rows = list(
         ModelPrice.objects.select_for_update().filter(provider=provider, model=model).order_by("effective_from")
     )

@@ -204,3 +204,39 @@ def test_concurrent_re_ratings_of_the_same_events_change_each_once(world, prices
     period_start, period_end = period_bounds("month", spent_day)
     live = redis_client().hmget(counter_key(budget.pk, period_start), "cost", "tokens")
     assert counter_rebuild(budget, period_start, period_end) == (int(live[0]), int(live[1]))
+
+
+def test_concurrent_first_prices_of_a_model_chain_their_periods(world, prices) -> None:
+    """Two admins add the first prices of a new model at the same moment, starting on different days: the book
+    holds one row after the other (the earlier ends where the later starts), never two open rows."""
+    from metering.models import ModelPrice
+    from metering.prices import price_add
+
+    starts = [dt.datetime(2026, 10, 1, tzinfo=dt.UTC) + dt.timedelta(days=n) for n in range(6)]
+    barrier = threading.Barrier(len(starts))
+    errors: list[Exception] = []
+
+    def add(start: dt.datetime) -> None:
+        try:
+            barrier.wait()
+            price_add(
+                actor=None,
+                provider="acme-ai",
+                model="fresh-llm",
+                prices={"input": Decimal(start.day), "output": Decimal(1)},
+                effective_from=start,
+                rerate=False,
+            )
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=add, args=(start,)) for start in starts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    rows = list(ModelPrice.objects.filter(model="fresh-llm").order_by("effective_from"))
+    assert [(r.effective_from, r.effective_to) for r in rows] == list(zip(starts, [*starts[1:], None], strict=True))
