@@ -4,7 +4,9 @@ rollups equal the sums of their events, and usage totals are exact."""
 import datetime as dt
 import random
 import threading
+from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from django.core.management import call_command
@@ -178,25 +180,7 @@ def test_concurrent_re_ratings_of_the_same_events_change_each_once(world, prices
         lambda: events_rerate(models=["late-llm", "gpt-4o"], start=start, only_unpriced=False, batch_size=50),
         lambda: events_rerate(only_unpriced=False, start=start, batch_size=70),
     ]
-    errors: list[Exception] = []
-    changed: list[int] = []
-    barrier = threading.Barrier(len(runs))
-
-    def run(rerate) -> None:  # type: ignore[no-untyped-def]
-        try:
-            barrier.wait()
-            changed.append(rerate().changed)
-        except Exception as exc:  # noqa: BLE001
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(rerate,)) for rerate in runs]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    changed = [result.changed for result in at_once(runs)]
     assert sum(changed) == 400  # each event re-priced by one of them
     assert set(UsageEvent.objects.values_list("cost", flat=True)) == {Decimal(3)}
     assert rollups_verify() == []
@@ -213,30 +197,42 @@ def test_concurrent_first_prices_of_a_model_chain_their_periods(world, prices) -
     from metering.prices import price_add
 
     starts = [dt.datetime(2026, 10, 1, tzinfo=dt.UTC) + dt.timedelta(days=n) for n in range(6)]
-    barrier = threading.Barrier(len(starts))
+
+    def add(start: dt.datetime) -> Any:
+        return price_add(
+            actor=None,
+            provider="acme-ai",
+            model="fresh-llm",
+            prices={"input": Decimal(start.day), "output": Decimal(1)},
+            effective_from=start,
+            rerate=False,
+        )
+
+    at_once([lambda start=start: add(start) for start in starts])
+    rows = list(ModelPrice.objects.filter(model="fresh-llm").order_by("effective_from"))
+    assert [(r.effective_from, r.effective_to) for r in rows] == list(zip(starts, [*starts[1:], None], strict=True))
+
+
+def at_once(calls: list[Callable[[], Any]]) -> list[Any]:
+    """The results of `calls`, each run in a thread of its own with its own database connection, all released at
+    once; an exception in any of them fails the test."""
+    barrier = threading.Barrier(len(calls))
+    results: list[Any] = []
     errors: list[Exception] = []
 
-    def add(start: dt.datetime) -> None:
+    def run(call: Callable[[], Any]) -> None:
         try:
             barrier.wait()
-            price_add(
-                actor=None,
-                provider="acme-ai",
-                model="fresh-llm",
-                prices={"input": Decimal(start.day), "output": Decimal(1)},
-                effective_from=start,
-                rerate=False,
-            )
+            results.append(call())
         except Exception as exc:  # noqa: BLE001
             errors.append(exc)
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=add, args=(start,)) for start in starts]
+    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     assert errors == []
-    rows = list(ModelPrice.objects.filter(model="fresh-llm").order_by("effective_from"))
-    assert [(r.effective_from, r.effective_to) for r in rows] == list(zip(starts, [*starts[1:], None], strict=True))
+    return results
