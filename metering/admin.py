@@ -5,6 +5,8 @@ from import_export.admin import ImportExportModelAdmin
 
 from metering.models import ModelPrice
 from metering.resources import ModelPriceResource
+from tenants.roles import PLATFORM_ADMINS
+from tenants.selectors import has_staff_role
 
 
 @admin.register(ModelPrice)
@@ -42,6 +44,23 @@ class ModelPriceAdmin(ImportExportModelAdmin):
         "source",
         "created_at",
     ]
+
+    # The price book is the platform admins' (SPEC §9): they browse it here, edit aliases and import CSV (the
+    # portal's price book links here); other staff do not write prices — not through an import either.
+    def has_module_permission(self, request: Any) -> bool:
+        return has_staff_role(request.user, PLATFORM_ADMINS) or super().has_module_permission(request)
+
+    def has_view_permission(self, request: Any, obj: Any = None) -> bool:
+        return has_staff_role(request.user, PLATFORM_ADMINS) or super().has_view_permission(request, obj)
+
+    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
+        return has_staff_role(request.user, PLATFORM_ADMINS)
+
+    def has_import_permission(self, request: Any) -> bool:
+        return has_staff_role(request.user, PLATFORM_ADMINS)
+
+    def has_export_permission(self, request: Any) -> bool:
+        return self.has_view_permission(request)
 
     def has_add_permission(self, request: Any) -> bool:
         return False  # new prices: the portal's price book, the API, or a CSV import

@@ -693,3 +693,30 @@ def test_a_litellm_batch_over_16_mib_is_refused_with_the_way_out(world, prices) 
     assert response.status_code == 413
     assert "turn_off_message_logging" in response.json()["error"]["message"]
     assert not UsageEvent.objects.exists()
+
+
+def test_the_admin_price_book_is_the_platform_admins(world, prices) -> None:
+    """The portal's price book links to admin for CSV import and export: platform admins browse the rows there,
+    edit aliases and import; other staff are refused, an import included, and no row is stored."""
+    import io
+
+    for who in ("platform", "finance", "am"):  # staff who may open admin at all, as the demo's are
+        world.users[who].is_staff = True
+        world.users[who].save(update_fields=["is_staff"])
+    platform = world.portal("platform")
+    row = ModelPrice.objects.get(model="gpt-4o")
+    for path in ("", "import/", "export/", f"{row.pk}/change/"):
+        assert platform.get(f"/admin/metering/modelprice/{path}").status_code == 200, path
+    assert "/admin/metering/modelprice/" in platform.get("/staff/prices/").content.decode()
+    sheet = "provider,model,effective_from,input,output\nx,staff-llm,2026-11-20 00:00:00,0,0\n"
+    for who in ("finance", "am"):
+        portal = world.portal(who)
+        assert portal.get("/admin/metering/modelprice/").status_code == 403
+        assert portal.get("/admin/metering/modelprice/import/").status_code == 403
+        upload = io.BytesIO(sheet.encode())
+        upload.name = "prices.csv"
+        response = portal.post(
+            "/admin/metering/modelprice/import/", {"format": "0", "resource": "0", "import_file": upload}
+        )
+        assert response.status_code == 403
+    assert not ModelPrice.objects.filter(model="staff-llm").exists()
