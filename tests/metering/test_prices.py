@@ -707,11 +707,13 @@ def test_the_admin_price_book_is_the_platform_admins(world, prices) -> None:
     row = ModelPrice.objects.get(model="gpt-4o")
     for path in ("", "import/", "export/", f"{row.pk}/change/"):
         assert platform.get(f"/admin/metering/modelprice/{path}").status_code == 200, path
-    assert "/admin/metering/modelprice/" in platform.get("/staff/prices/").content.decode()
+    page = platform.get("/staff/prices/").content.decode()
+    assert "/admin/metering/modelprice/" in page and 'href="/admin/"' in page  # the nav's Administration link
     sheet = "provider,model,effective_from,input,output\nx,staff-llm,2026-11-20 00:00:00,0,0\n"
     for who in ("finance", "am"):
         portal = world.portal(who)
         assert portal.get("/admin/metering/modelprice/").status_code == 403
+        assert 'href="/admin/"' not in portal.get("/staff/tenants/").content.decode()  # nothing for them there
         assert portal.get("/admin/metering/modelprice/import/").status_code == 403
         upload = io.BytesIO(sheet.encode())
         upload.name = "prices.csv"
