@@ -13,7 +13,7 @@ from django.utils.translation import gettext_lazy as _
 
 from core.forms import decimal_for_field
 from metering.events import parse_timestamp
-from metering.models import ModelPrice
+from metering.models import ModelPrice, price_aliases
 from metering.prices import PRICE_FIELDS
 
 
@@ -29,6 +29,7 @@ def _aliases_parse(text: str) -> list[str]:
         raise forms.ValidationError(_("At most 50 aliases."))
     if any(len(a) > 200 for a in aliases):
         raise forms.ValidationError(_("An alias has at most 200 characters."))
+    price_aliases(aliases)
     return aliases
 
 

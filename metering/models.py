@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
@@ -16,6 +17,24 @@ def price_book_currency(value: str) -> None:
         raise ValidationError(_("The price book is in USD: convert the price to USD first."), code="currency")
 
 
+GLOB_CHARACTERS = "*?[]"
+
+
+def price_aliases(value: object) -> None:
+    """A row's aliases: a list of names; a glob among them (`*`, `?`, `[…]`) keeps at least three plain characters,
+    so that no pattern (`*`, `*-*`) takes every model — an unknown model stays unpriced until it has a price."""
+    if not isinstance(value, list) or not all(isinstance(alias, str) and alias.strip() for alias in value):
+        raise ValidationError(_("A list of model names."), code="aliases")
+    for alias in value:
+        literal = re.sub(r"\[[^\]]*\]?", "", alias)  # a [set] stands for one character of many
+        if any(ch in GLOB_CHARACTERS for ch in alias) and len([c for c in literal if c not in GLOB_CHARACTERS]) < 3:
+            raise ValidationError(
+                _("%(alias)s would match almost any model: keep at least three characters besides *, ? and [sets]."),
+                code="aliases",
+                params={"alias": alias},
+            )
+
+
 class ModelPrice(models.Model):
     """One effective-dated row of the price book. A changed price is a new row; history is never edited."""
 
@@ -27,7 +46,7 @@ class ModelPrice(models.Model):
     provider = models.CharField(max_length=100)
     model = models.CharField(max_length=200)
     # Exact names and glob patterns such as "gpt-4o-2024-*".
-    aliases = models.JSONField(default=list, blank=True)
+    aliases = models.JSONField(default=list, blank=True, validators=[price_aliases])
     effective_from = models.DateTimeField()
     effective_to = models.DateTimeField(null=True, blank=True)
     currency = models.CharField(max_length=3, default="USD", validators=[price_book_currency])

@@ -1,9 +1,10 @@
 from collections.abc import Mapping
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
-from metering.models import Anomaly, ModelPrice
+from metering.models import Anomaly, ModelPrice, price_aliases
 
 
 class IngestResultSerializer(serializers.Serializer):
@@ -126,6 +127,14 @@ PRICE_SET_BY_THE_BOOK = {
 }
 
 
+def aliases_checked(value: list[str]) -> None:
+    """The book's rule for aliases (metering.models.price_aliases), as an API error."""
+    try:
+        price_aliases(value)
+    except DjangoValidationError as exc:
+        raise serializers.ValidationError(exc.messages) from None
+
+
 class ModelPriceCreateSerializer(serializers.Serializer):
     """A new effective-dated row (POST /api/v1/prices, a line of a CSV import). A field it does not take is an
     error, never dropped: a price sent in another currency or with its own end must not be stored as something
@@ -133,7 +142,9 @@ class ModelPriceCreateSerializer(serializers.Serializer):
 
     provider = serializers.CharField(max_length=100)
     model = serializers.CharField(max_length=200)
-    aliases = serializers.ListField(child=serializers.CharField(max_length=200), required=False, max_length=50)
+    aliases = serializers.ListField(
+        child=serializers.CharField(max_length=200), required=False, max_length=50, validators=[aliases_checked]
+    )
     effective_from = serializers.DateTimeField()
     input = serializers.DecimalField(max_digits=20, decimal_places=8, min_value=0)
     output = serializers.DecimalField(max_digits=20, decimal_places=8, min_value=0)
@@ -170,7 +181,9 @@ class ModelPriceCreateSerializer(serializers.Serializer):
 
 
 class ModelPriceAliasesSerializer(serializers.Serializer):
-    aliases = serializers.ListField(child=serializers.CharField(max_length=200), max_length=50)
+    aliases = serializers.ListField(
+        child=serializers.CharField(max_length=200), max_length=50, validators=[aliases_checked]
+    )
 
 
 class UnpricedModelSerializer(serializers.Serializer):

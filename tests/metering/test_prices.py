@@ -722,3 +722,32 @@ def test_the_admin_price_book_is_the_platform_admins(world, prices) -> None:
         )
         assert response.status_code == 403
     assert not ModelPrice.objects.filter(model="staff-llm").exists()
+
+
+@pytest.mark.parametrize("pattern", ["*", "*-*", "??", "[a-z]*", " "])
+def test_an_alias_that_would_price_almost_any_model_is_refused_everywhere(world, prices, pattern) -> None:
+    """A glob with fewer than three characters besides * ? [ ] would price every unknown model (instead of leaving
+    it unpriced): refused by the API (new row and alias edit), the portal's form and admin's import; a pattern that
+    names a model family (`*claude-v2*`, as genai-prices writes them) is kept."""
+    from metering.resources import ModelPriceResource
+
+    client = world.client("platform")
+    body = {"provider": "x", "model": "loose-llm", "input": "1", "output": "1", "effective_from": iso(timezone.now())}
+    refused = client.post("/api/v1/prices", body | {"aliases": [pattern]}, format="json")
+    assert refused.status_code == 400 and [f[:7] for f in refused.json()["error"]["fields"]] == ["aliases"]
+    row = ModelPrice.objects.get(model="gpt-4o")
+    edit = client.patch(f"/api/v1/prices/{row.pk}", {"aliases": ["gpt-4o-2024-*", pattern]}, format="json")
+    assert edit.status_code == 400 and [f[:7] for f in edit.json()["error"]["fields"]] == ["aliases"]
+    sheet = _price_sheet(("x", "loose-llm", "2026-01-01 00:00:00", "1", "1"))
+    sheet.append_col([pattern], header="aliases")
+    assert ModelPriceResource().import_data(sheet).has_validation_errors()
+    assert not ModelPrice.objects.filter(model="loose-llm").exists()
+    assert ModelPrice.objects.get(pk=row.pk).aliases == ["gpt-4o-2024-*"]
+    if pattern.strip():  # the form reads a blank between commas as no alias
+        when = timezone.now().strftime("%Y-%m-%dT%H:%M")
+        form = body | {"aliases": f"loose-llm-*, {pattern}", "effective_from": when}
+        page = world.portal("platform").post("/staff/prices/new/", form)
+        assert page.status_code == 200 and "would match almost any model" in page.content.decode()
+        assert not ModelPrice.objects.filter(model="loose-llm").exists()
+    kept = client.post("/api/v1/prices", body | {"aliases": ["*claude-v2*", "loose-*"]}, format="json")
+    assert kept.status_code == 201, kept.json()
