@@ -139,14 +139,28 @@ def _openai_read(
 ) -> Buckets:
     reader = _Reader(usage)
     prompt_tokens = reader.count(prompt, required=True)
-    cached = reader.count(prompt_details, "cached_tokens")
-    cache_write = reader.count(prompt_details, "cache_write_tokens")
+    cached = reader.count(*_first_present(reader, (prompt_details, "cached_tokens"), ("cache_read_input_tokens",)))
+    cache_write = reader.count(
+        *_first_present(
+            reader,
+            (prompt_details, "cache_write_tokens"),
+            (prompt_details, "cache_creation_tokens"),
+            ("cache_creation_input_tokens",),
+        )
+    )
     output_tokens = reader.count(output)
     reasoning = reader.count(output_details, "reasoning_tokens")
     buckets = Buckets(prompt_tokens - cached - cache_write, cached, cache_write, output_tokens, reasoning)
     total = reader.count("total_tokens") if reader.present("total_tokens") else None
     reader.total(buckets, total, prompt_tokens + output_tokens)
     return reader.check(buckets, input_field=prompt, output_field=output)
+
+
+def _first_present(reader: _Reader, *paths: tuple[str, ...]) -> tuple[str, ...]:
+    """The first path the payload holds a value at, else the first. LiteLLM reports an Anthropic-style cache in
+    OpenAI's shape under its own names (`prompt_tokens_details.cache_creation_tokens`, and beside the details
+    `cache_creation_input_tokens` and `cache_read_input_tokens`), its prompt including both, as OpenAI's does."""
+    return next((path for path in paths if reader.present(*path)), paths[0])
 
 
 def _openai_quick(
@@ -159,6 +173,12 @@ def _openai_quick(
         out_details is not None and type(out_details) is not dict
     ):
         return None
+    if (
+        "cache_creation_input_tokens" in usage
+        or "cache_read_input_tokens" in usage
+        or (details and "cache_creation_tokens" in details)
+    ):
+        return None  # LiteLLM's names for an Anthropic-style cache: the reader finds them
     counts = (
         usage.get(prompt),
         usage.get(output, 0),
@@ -220,7 +240,8 @@ class AnthropicAdapter(UsageAdapter):
 
     @classmethod
     def detect(cls, usage: dict[str, Any]) -> bool:
-        return bool(
+        # An OpenAI-shaped object (a prompt count) with these keys is LiteLLM's, read as openai_chat.
+        return "prompt_tokens" not in usage and bool(
             {"cache_creation_input_tokens", "cache_read_input_tokens", "cache_creation", "service_tier"} & set(usage)
         )
 
@@ -230,11 +251,24 @@ class AnthropicAdapter(UsageAdapter):
         buckets = Buckets(
             reader.count("input_tokens", required=True),
             reader.count("cache_read_input_tokens"),
-            reader.count("cache_creation_input_tokens"),
+            cls._cache_write(reader, usage),
             reader.count("output_tokens"),
             0,
         )
         return reader.check(buckets, input_field="input_tokens", output_field="output_tokens")
+
+    @staticmethod
+    def _cache_write(reader: _Reader, usage: dict[str, Any]) -> int:
+        """`cache_creation_input_tokens`, the total Anthropic reports beside its breakdown by cache lifetime
+        (`cache_creation.ephemeral_5m_input_tokens`, `…_1h_…`); a payload that kept only the breakdown (a proxy
+        re-shaping the usage) is counted by its parts rather than as no cache write at all."""
+        if reader.present("cache_creation_input_tokens") or not isinstance(usage.get("cache_creation"), dict):
+            return reader.count("cache_creation_input_tokens")
+        total = sum(reader.count("cache_creation", part) for part in sorted(usage["cache_creation"]))
+        if total > MAX_TOKENS:
+            reader.errors["usage.cache_creation"] = f"Must add up to at most {MAX_TOKENS}."
+            return 0
+        return total
 
 
 class GeminiAdapter(UsageAdapter):

@@ -67,6 +67,66 @@ def test_dify_usage_can_be_the_inner_usage_object() -> None:
     )
 
 
+def test_anthropic_cache_writes_by_lifetime_count_when_the_total_is_missing() -> None:
+    breakdown = {"ephemeral_5m_input_tokens": 300, "ephemeral_1h_input_tokens": 200}
+    reported = {"input_tokens": 10, "output_tokens": 5, "cache_creation_input_tokens": 500, "cache_creation": breakdown}
+    assert normalize_usage(reported, None)[1].cache_write_tokens == 500
+    parts_only = {"input_tokens": 10, "output_tokens": 5, "cache_creation": breakdown}
+    assert normalize_usage(parts_only, None)[1].as_dict() == {
+        "input_tokens": 10,
+        "cached_input_tokens": 0,
+        "cache_write_tokens": 500,
+        "output_tokens": 5,
+        "reasoning_tokens": 0,
+    }
+    with pytest.raises(UsageError) as caught:
+        normalize_usage({**parts_only, "cache_creation": {"ephemeral_5m_input_tokens": -3}}, None)
+    assert caught.value.errors == {"usage.cache_creation.ephemeral_5m_input_tokens": f"Must be between 0 and {10**9}."}
+    with pytest.raises(UsageError) as caught:
+        normalize_usage({**parts_only, "cache_creation": {"a": 10**9, "b": 1}}, None)
+    assert caught.value.errors == {"usage.cache_creation": f"Must add up to at most {10**9}."}
+
+
+# LiteLLM's usage for a Claude call with prompt caching (its OpenAI shape: the prompt includes cache reads and
+# writes), in its recent form and in the older one that kept the cache write beside the details only.
+LITELLM_CLAUDE = {
+    "prompt_tokens": 1500,
+    "completion_tokens": 20,
+    "total_tokens": 1520,
+    "prompt_tokens_details": {"cached_tokens": 400, "cache_creation_tokens": 1000, "text_tokens": 100},
+    "cache_creation_input_tokens": 1000,
+    "cache_read_input_tokens": 400,
+}
+LITELLM_CLAUDE_OLDER = {
+    "prompt_tokens": 1500,
+    "completion_tokens": 20,
+    "total_tokens": 1520,
+    "prompt_tokens_details": {"cached_tokens": 400},
+    "cache_creation_input_tokens": 1000,
+    "cache_read_input_tokens": 400,
+}
+
+
+@pytest.mark.parametrize("usage", [LITELLM_CLAUDE, LITELLM_CLAUDE_OLDER], ids=["recent", "older"])
+def test_litellms_claude_usage_keeps_its_cache_writes_apart(usage) -> None:  # type: ignore[no-untyped-def]
+    expected = {
+        "input_tokens": 100,
+        "cached_input_tokens": 400,
+        "cache_write_tokens": 1000,
+        "output_tokens": 20,
+        "reasoning_tokens": 0,
+    }
+    assert detect_format(usage) == "openai_chat"
+    for explicit in (None, "openai_chat"):
+        name, buckets = normalize_usage(usage, explicit)
+        assert (name, buckets.as_dict(), buckets.total_mismatch) == ("openai_chat", expected, None)
+    only_top = {k: v for k, v in usage.items() if k != "prompt_tokens_details"}
+    assert normalize_usage(only_top, None)[1].as_dict() == expected
+    with pytest.raises(UsageError) as caught:
+        normalize_usage({**usage, "cache_creation_input_tokens": 1200, "prompt_tokens_details": {}}, None)
+    assert caught.value.errors == {"usage.prompt_tokens": "Smaller than the cached and cache-write tokens it includes."}
+
+
 def test_a_total_that_disagrees_is_kept_and_flagged() -> None:
     _name, buckets = normalize_usage({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 99}, None)
     assert buckets.input_tokens == 10 and buckets.output_tokens == 5

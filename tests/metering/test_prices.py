@@ -532,6 +532,39 @@ def test_litellm_payloads_are_ingested_with_their_mapping(world, prices) -> None
     assert stored.project_id == world.alpha_project.pk
 
 
+def test_litellms_claude_cache_writes_are_priced_as_cache_writes(world, prices) -> None:
+    """LiteLLM reports a Claude call in OpenAI's shape with the cache writes under its own names; both its callback
+    and an SDK forwarding that usage object to /api/v1/events store them as cache writes, at the cache-write
+    price."""
+    from tests.metering.test_adapters import LITELLM_CLAUDE
+
+    now = timezone.now()
+    payload = {
+        "id": "ll-claude",
+        "startTime": now.timestamp(),
+        "endTime": now.timestamp(),
+        "model": "claude-sonnet-4",
+        "custom_llm_provider": "anthropic",
+        "status": "success",
+        "hidden_params": {"usage_object": LITELLM_CLAUDE},
+    }
+    client = world.key_client(world.alpha_key_secret)
+    assert client.post("/api/v1/integrations/litellm", [payload], format="json").json()["accepted"] == 1
+    event = {"event_id": "sdk-claude", "timestamp": iso(now), "model": "claude-sonnet-4", "usage": LITELLM_CLAUDE}
+    assert client.post("/api/v1/events", event, format="json").status_code == 201
+    # 100 × 3 + 400 × 0.30 + 1,000 × 3.75 + 20 × 15, per million tokens
+    expected = (100, 400, 1000, 20, Decimal("0.0044700000"))
+    for event_id in ("ll-claude", "sdk-claude"):
+        stored = UsageEvent.objects.get(event_id=event_id)
+        assert (
+            stored.input_tokens,
+            stored.cached_input_tokens,
+            stored.cache_write_tokens,
+            stored.output_tokens,
+            stored.cost,
+        ) == expected
+
+
 def test_a_rejected_litellm_payload_names_litellms_own_fields(world, prices) -> None:
     """Errors read against the payload LiteLLM logged: `id`, `startTime`, the usage where it was found."""
     vector = json.loads(VECTOR.read_text())["payload"]
