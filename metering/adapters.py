@@ -139,7 +139,11 @@ def _openai_read(
 ) -> Buckets:
     reader = _Reader(usage)
     prompt_tokens = reader.count(prompt, required=True)
-    cached = reader.count(*_first_present(reader, (prompt_details, "cached_tokens"), ("cache_read_input_tokens",)))
+    cached = reader.count(
+        *_first_present(
+            reader, (prompt_details, "cached_tokens"), ("cache_read_input_tokens",), ("prompt_cache_hit_tokens",)
+        )
+    )
     cache_write = reader.count(
         *_first_present(
             reader,
@@ -159,7 +163,8 @@ def _openai_read(
 def _first_present(reader: _Reader, *paths: tuple[str, ...]) -> tuple[str, ...]:
     """The first path the payload holds a value at, else the first. LiteLLM reports an Anthropic-style cache in
     OpenAI's shape under its own names (`prompt_tokens_details.cache_creation_tokens`, and beside the details
-    `cache_creation_input_tokens` and `cache_read_input_tokens`), its prompt including both, as OpenAI's does."""
+    `cache_creation_input_tokens` and `cache_read_input_tokens`), its prompt including both, as OpenAI's does;
+    DeepSeek's OpenAI-compatible usage names its cache reads `prompt_cache_hit_tokens`."""
     return next((path for path in paths if reader.present(*path)), paths[0])
 
 
@@ -176,9 +181,10 @@ def _openai_quick(
     if (
         "cache_creation_input_tokens" in usage
         or "cache_read_input_tokens" in usage
+        or "prompt_cache_hit_tokens" in usage
         or (details and "cache_creation_tokens" in details)
     ):
-        return None  # LiteLLM's names for an Anthropic-style cache: the reader finds them
+        return None  # LiteLLM's and DeepSeek's names for the cache: the reader finds them
     counts = (
         usage.get(prompt),
         usage.get(output, 0),

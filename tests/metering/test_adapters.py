@@ -127,6 +127,25 @@ def test_litellms_claude_usage_keeps_its_cache_writes_apart(usage) -> None:  # t
     assert caught.value.errors == {"usage.prompt_tokens": "Smaller than the cached and cache-write tokens it includes."}
 
 
+def test_deepseeks_cache_hits_are_cache_reads() -> None:
+    usage = {
+        "prompt_tokens": 900,
+        "completion_tokens": 50,
+        "total_tokens": 950,
+        "prompt_cache_hit_tokens": 600,
+        "prompt_cache_miss_tokens": 300,
+        "completion_tokens_details": {"reasoning_tokens": 30},
+    }
+    assert normalize_usage(usage, None) == normalize_usage(usage, "openai_chat")
+    assert normalize_usage(usage, None)[1].as_dict() == {
+        "input_tokens": 300,
+        "cached_input_tokens": 600,
+        "cache_write_tokens": 0,
+        "output_tokens": 50,
+        "reasoning_tokens": 30,
+    }
+
+
 def test_a_total_that_disagrees_is_kept_and_flagged() -> None:
     _name, buckets = normalize_usage({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 99}, None)
     assert buckets.input_tokens == 10 and buckets.output_tokens == 5
