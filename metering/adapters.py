@@ -285,6 +285,7 @@ class GeminiAdapter(UsageAdapter):
         "candidatesTokenCount",
         "thoughtsTokenCount",
         "totalTokenCount",
+        "toolUsePromptTokenCount",
     )
     SNAKE = (
         "prompt_token_count",
@@ -292,6 +293,7 @@ class GeminiAdapter(UsageAdapter):
         "candidates_token_count",
         "thoughts_token_count",
         "total_token_count",
+        "tool_use_prompt_token_count",
     )
 
     @classmethod
@@ -308,9 +310,12 @@ class GeminiAdapter(UsageAdapter):
         cached = reader.count(names[1])
         candidates = reader.count(names[2])
         thoughts = reader.count(names[3])
-        buckets = Buckets(prompt - cached, cached, 0, candidates + thoughts, thoughts)
+        # The prompts of tools the model called (search grounding, code execution) are input beside the prompt,
+        # billed at the input price, and in Gemini's total.
+        tool_use = reader.count(names[5])
+        buckets = Buckets(prompt - cached + tool_use, cached, 0, candidates + thoughts, thoughts)
         total = reader.count(names[4]) if reader.present(names[4]) else None
-        reader.total(buckets, total, prompt + candidates + thoughts)
+        reader.total(buckets, total, prompt + tool_use + candidates + thoughts)
         return reader.check(buckets, input_field=names[0], output_field=names[2])
 
 

@@ -53,6 +53,29 @@ def test_gemini_snake_case_is_read_too() -> None:
     }
 
 
+@pytest.mark.parametrize(
+    "names",
+    [
+        ("promptTokenCount", "cachedContentTokenCount", "toolUsePromptTokenCount", "candidatesTokenCount"),
+        ("prompt_token_count", "cached_content_token_count", "tool_use_prompt_token_count", "candidates_token_count"),
+    ],
+    ids=["camelCase", "snake_case"],
+)
+def test_geminis_tool_use_prompts_are_input(names) -> None:  # type: ignore[no-untyped-def]
+    prompt, cached, tool_use, candidates = names
+    total = "totalTokenCount" if prompt.startswith("prompt") and "T" in prompt else "total_token_count"
+    usage = {prompt: 1000, cached: 400, tool_use: 250, candidates: 80, total: 1330}
+    _name, buckets = normalize_usage(usage, None)
+    assert buckets.as_dict() == {
+        "input_tokens": 850,
+        "cached_input_tokens": 400,
+        "cache_write_tokens": 0,
+        "output_tokens": 80,
+        "reasoning_tokens": 0,
+    }
+    assert buckets.total_mismatch is None
+
+
 def test_otel_legacy_names_are_read() -> None:
     usage = {"gen_ai.usage.prompt_tokens": 30, "gen_ai.usage.completion_tokens": 7}
     assert normalize_usage(usage, None)[1].as_dict()["input_tokens"] == 30
