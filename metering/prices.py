@@ -342,19 +342,21 @@ def events_rerate(
                         facts["reasoning_tokens"],
                     )
                     cost = event_cost(card, buckets)
-                    if (
+                    provider = facts["provider"] or card.provider  # an event that named none takes the book's
+                    repriced = not (
                         cost == facts["cost"]
                         and facts["rating_status"] == "priced"
                         and facts["price_id"] == card.price_id
-                    ):
+                    )
+                    if not repriced and provider == facts["provider"]:
                         continue
                     cursor.execute(
-                        "UPDATE metering_usageevent SET cost = %s, price_id = %s, rating_status = 'priced' "
-                        "WHERE tenant_id = %s AND occurred_at = %s AND id = %s",
-                        [cost, card.price_id, facts["tenant_id"], facts["occurred_at"], facts["id"]],
+                        "UPDATE metering_usageevent SET cost = %s, price_id = %s, rating_status = 'priced', "
+                        "provider = %s WHERE tenant_id = %s AND occurred_at = %s AND id = %s",
+                        [cost, card.price_id, provider, facts["tenant_id"], facts["occurred_at"], facts["id"]],
                     )
-                    if cursor.rowcount != 1:  # gone since it was read (an estimate corrected meanwhile)
-                        continue
+                    if cursor.rowcount != 1 or not repriced:  # gone since it was read (an estimate corrected
+                        continue  # meanwhile), or only its provider named
                     removed.append(facts)
                     added.append({**facts, "cost": cost, "rating_status": "priced"})
                     result.changed += 1

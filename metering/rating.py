@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import threading
@@ -177,11 +178,14 @@ class RateCardResolver:
         terms = next((t for t in self.terms if t.covers(day)), None)
         card = override_card(terms, model=model, provider=provider)
         start, end = day_start, day_end
-        if card is None:
+        if card is None or not provider:
+            # The book prices the model, or (under a contract's override) names its provider when the event did not.
             row, row_start, row_end = price_book.lookup_span(model=model, provider=provider or None, at=at)
             start, end = max(start, row_start), min(end, row_end)
-            if row is not None:
+            if card is None and row is not None:
                 card = _held_book_card(row, terms.markup_percent if terms else Decimal(0))
+            elif card is not None and row is not None and row.provider:
+                card = dataclasses.replace(card, provider=row.provider)
         if len(self._spans) >= 1_000:  # model names come from clients: bound what is kept
             self._spans.clear()
         self._spans[(model, provider)] = (start, end, card)

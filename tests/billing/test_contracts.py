@@ -84,6 +84,12 @@ def test_events_are_rated_with_the_override_and_the_markup(world, prices, django
     assert UsageEvent.objects.get(event_id="markup").cost == Decimal("3.85")
     # override 2 in (cached falls back to input), 10 out, no markup: 1 × 2 + 0.5 × 2 + 0.1 × 10 = 4
     assert UsageEvent.objects.get(event_id="override").cost == Decimal("4")
+    # The event named no provider: under the override as under book prices, the book names it.
+    assert dict(UsageEvent.objects.values_list("event_id", "provider")) == {
+        "before": "openai",
+        "markup": "openai",
+        "override": "anthropic",
+    }
 
 
 def test_a_new_contract_takes_over_and_ends_the_old_one(world, prices, django_capture_on_commit_callbacks) -> None:

@@ -304,7 +304,10 @@ def test_an_unpriced_model_is_queued_then_rerated_when_a_price_arrives(world, pr
     out = StringIO()
     call_command("rerate", stdout=out)
     assert "3 re-priced" in out.getvalue()
-    assert set(UsageEvent.objects.values_list("rating_status", "cost")) == {("priced", Decimal("0.003"))}
+    # Priced, and named by the book's provider as events priced at ingestion are.
+    assert set(UsageEvent.objects.values_list("rating_status", "cost", "provider")) == {
+        ("priced", Decimal("0.003"), "openai")
+    }
     daily = flushed_rollups().get(grain="day")
     assert (daily.unpriced_requests, daily.cost) == (0, Decimal("0.009"))
     assert rollups_verify() == []
