@@ -94,6 +94,29 @@ def test_the_events_page_shows_a_long_id_by_its_start_and_end(world, usage) -> N
     assert '<code title="a1">a1</code>' in html  # a short id as it is
 
 
+def test_the_events_page_shows_every_bucket_the_cost_is_made_of(world, usage) -> None:  # noqa: F811
+    """Cache writes and reasoning are priced apart: a row that left them out could not be checked against its cost."""
+    from metering.services import IngestScope, events_ingest
+    from tests.metering.conftest import iso
+
+    usage_object = {
+        "input_tokens": 1100,
+        "cache_read_input_tokens": 2200,
+        "cache_creation_input_tokens": 3300,
+        "output_tokens": 440,
+    }
+    when = iso(timezone.now() - dt.timedelta(minutes=5))
+    events_ingest(
+        scope=IngestScope(kind="project_key", api_key=world.alpha_key),
+        raw_events=[{"event_id": "buckets", "timestamp": when, "model": "claude-sonnet-4", "usage": usage_object}],
+    )
+    html = _client(world, "alpha_owner").get("/t/alpha/usage/events/", {"preset": "7d"}).content.decode()
+    head = html.split("<thead>")[1].split("</thead>")[0]
+    assert [name in head for name in ("Input", "Cached", "Cache write", "Output", "Reasoning")] == [True] * 5
+    row = html.split('<code title="buckets">')[1].split("</tr>")[0]
+    assert [f'<td class="num">{n}</td>' in row for n in ("1,100", "2,200", "3,300", "440")] == [True] * 4
+
+
 def test_a_developer_explores_only_their_projects(world, usage) -> None:  # noqa: F811
     page = _client(world, "alpha_dev").get("/t/alpha/usage/", {"preset": "7d", "group_by": "project"})
     assert [r["project"] for r in page.context["rows"]] == ["chatbot"]
