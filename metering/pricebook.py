@@ -41,6 +41,7 @@ class _Index:
         self.memo: dict[tuple[str, str | None, tuple[str, ...]], list[PriceRow]] = {}
         self.exact: dict[str, list[PriceRow]] = {}
         self.globs: list[tuple[str, PriceRow]] = []
+        self.providers = {row.provider.lower() for row in rows if row.provider}
         for row in rows:
             self.exact.setdefault(row.model.lower(), []).append(row)
             for alias in aliases.get(row.id, []):
@@ -72,11 +73,18 @@ class _Index:
         return found
 
     def candidates(self, model: str) -> list[PriceRow]:
+        """The rows of the model's own name or an exact alias (any case); failing those, of a matching glob alias;
+        failing those, for a name led by a provider of the book (`openai/gpt-4o`, as LiteLLM, OpenRouter and other
+        gateways name models), that provider's rows for the rest of the name."""
         name = model.lower()
         found = self.exact.get(name)
         if found:
             return found
-        return [row for pattern, row in self.globs if fnmatch.fnmatchcase(name, pattern)]
+        globbed = [row for pattern, row in self.globs if fnmatch.fnmatchcase(name, pattern)]
+        provider, slash, rest = name.partition("/")
+        if globbed or not slash or provider not in self.providers:
+            return globbed
+        return [row for row in self.candidates(rest) if row.provider.lower() == provider]
 
 
 class PriceBook:

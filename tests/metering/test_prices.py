@@ -315,6 +315,27 @@ def test_an_unpriced_model_is_queued_then_rerated_when_a_price_arrives(world, pr
     assert flushed_rollups().get(grain="day").cost == Decimal("0.009")
 
 
+def test_events_naming_the_provider_in_the_model_are_priced_and_queued_by_the_book(world, prices) -> None:
+    when = iso(timezone.now() - dt.timedelta(hours=1))
+    result = events_ingest(
+        scope=IngestScope(kind="project_key", api_key=world.alpha_key),
+        raw_events=[
+            {"event_id": "routed", "timestamp": when, "model": "openai/gpt-4o", "usage": {"input_tokens": 1000}},
+            {"event_id": "new", "timestamp": when, "model": "anthropic/claude-next", "usage": {"input_tokens": 1000}},
+        ],
+    )
+    assert (result.accepted, result.unpriced) == (2, 1)
+    routed = UsageEvent.objects.get(event_id="routed")
+    assert (routed.model, routed.provider, routed.cost) == ("openai/gpt-4o", "openai", Decimal("0.0025"))
+    queue = world.client("platform").get("/api/v1/prices/unpriced").json()
+    assert [q["model"] for q in queue] == ["anthropic/claude-next"]
+    add_price("claude-next", "anthropic", input="4", output="20")
+    call_command("rerate", stdout=StringIO())
+    priced = UsageEvent.objects.get(event_id="new")
+    assert (priced.rating_status, priced.provider, priced.cost) == ("priced", "anthropic", Decimal("0.004"))
+    assert rollups_verify() == []
+
+
 def test_rerate_refuses_a_range_that_ends_before_it_starts() -> None:
     from django.core.management import CommandError
 

@@ -89,6 +89,24 @@ def test_a_named_provider_picks_its_own_price() -> None:
 
 
 @pytest.mark.django_db
+def test_a_model_led_by_its_provider_takes_that_providers_price() -> None:
+    """Gateways name models `provider/model` (LiteLLM's `openai/gpt-4o`, OpenRouter's `anthropic/…`)."""
+    add_price("llama-3", "groq", input="0.1", output="0.1")
+    add_price("llama-3", "meta", input="0.2", output="0.2")
+    add_price("gpt-4o", input="2.5", output="10", aliases=["gpt-4o-2024-*"])
+    now = dt.datetime.now(dt.UTC)
+    assert price_book.lookup(model="groq/llama-3", at=now).provider == "groq"
+    assert price_book.lookup(model="Meta/Llama-3", at=now).provider == "meta"
+    assert price_book.lookup(model="openai/gpt-4o-2024-08-06", at=now).model == "gpt-4o"
+    assert price_book.lookup(model="openai/gpt-4o", provider="openai", at=now).model == "gpt-4o"
+    # Another provider's name, a provider the book does not know, or a provider that does not sell the model:
+    assert price_book.lookup(model="openai/gpt-4o", provider="azure", at=now) is None
+    assert price_book.lookup(model="azure/gpt-4o", at=now) is None
+    assert price_book.lookup(model="groq/gpt-4o", at=now) is None
+    assert price_book.lookup(model="openai/", at=now) is None
+
+
+@pytest.mark.django_db
 def test_one_resolver_answers_across_price_changes_and_contract_days(
     world, prices, django_capture_on_commit_callbacks
 ) -> None:  # type: ignore[no-untyped-def]
