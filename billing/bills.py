@@ -242,7 +242,9 @@ def period_usage(tenant: Tenant, period: dt.date, splitter: _Splitter, contracts
                         f"The model {row['model']} has no price for {period_label(period)}.",
                         {"models": [row["model"]]},
                     )
-                card = book_card(book_row, markup_percent=terms.markup_percent if terms else Decimal(0))
+                card = override_card(terms, model=book_row.model, provider=row["provider"]) or book_card(
+                    book_row, markup_percent=terms.markup_percent if terms else Decimal(0)
+                )
             group = splitter.group(row["project_id"])
             for bucket, unit_price, quantity in _bucket_quantities(card, row):
                 if not quantity:

@@ -183,7 +183,11 @@ class RateCardResolver:
             row, row_start, row_end = price_book.lookup_span(model=model, provider=provider or None, at=at)
             start, end = max(start, row_start), min(end, row_end)
             if card is None and row is not None:
-                card = _held_book_card(row, terms.markup_percent if terms else Decimal(0))
+                # A name the book prices as another model (a dated snapshot, a gateway's `provider/model`) takes
+                # that model's override.
+                card = override_card(terms, model=row.model, provider=provider or row.provider) or _held_book_card(
+                    row, terms.markup_percent if terms else Decimal(0)
+                )
             elif card is not None and row is not None and row.provider:
                 card = dataclasses.replace(card, provider=row.provider)
         if len(self._spans) >= 1_000:  # model names come from clients: bound what is kept
@@ -216,7 +220,8 @@ def held_rate_cards(tenant_id: int, timezone_name: str) -> RateCardResolver:
 
 
 def override_card(terms: ContractTerms | None, *, model: str, provider: str = "") -> RateCard | None:
-    """The contract's rate override for the model as a whole card (markup does not apply), if it has one."""
+    """The contract's rate override for the model as a whole card (markup does not apply), if it has one. Callers
+    ask for the name as sent, then for the model the price book prices it as."""
     if terms is None:
         return None
     override = terms.overrides.get(model.lower())

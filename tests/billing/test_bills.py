@@ -120,6 +120,36 @@ def test_cny_bill_with_override_markup_discount_and_vat(world, prices) -> None:
     assert gpt_input.unit_price == Decimal("2.875") and gpt_input.amount_usd == Decimal("3.635630")
 
 
+def test_an_override_prices_every_name_the_book_prices_as_its_model(world, prices) -> None:
+    """A contract's price for claude-sonnet-4 holds for a dated snapshot (a book alias) and a gateway's
+    `anthropic/claude-sonnet-4` too, at ingestion and on the bill alike; another model keeps book × markup."""
+    from metering.models import ModelPrice
+    from metering.pricebook import price_book_changed
+
+    ModelPrice.objects.filter(model="claude-sonnet-4").update(aliases=["claude-sonnet-4-2025*"])
+    price_book_changed()
+    activate(
+        world,
+        billing_currency="USD",
+        markup_percent=Decimal("15"),
+        rate_overrides=[{"model": "claude-sonnet-4", "input": "2", "output": "10"}],
+    )
+    send(
+        world,
+        event("snapshot", "claude-sonnet-4-20250514", input_tokens=1_000_000),
+        event("routed", "anthropic/claude-sonnet-4", input_tokens=1_000_000),
+        event("book", "gpt-4o", input_tokens=1_000_000),
+    )
+    costs = dict(UsageEvent.objects.values_list("event_id", "cost"))
+    assert costs == {"snapshot": Decimal("2"), "routed": Decimal("2"), "book": Decimal("2.875")}
+    [bill] = close(world).bills
+    assert lines_of(bill) == [
+        ("usage", "anthropic/claude-sonnet-4", "input", 1_000_000, Decimal("2.00")),
+        ("usage", "claude-sonnet-4-20250514", "input", 1_000_000, Decimal("2.00")),
+        ("usage", "gpt-4o", "input", 1_000_000, Decimal("2.88")),
+    ]
+
+
 def test_jpy_commitment_and_tax_inclusive(world, prices) -> None:
     world.alpha.billing_currency = "JPY"
     world.alpha.save()
