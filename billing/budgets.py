@@ -883,11 +883,31 @@ def quota_decide(
                     "block", model, f"Budget '{budget.name}' is at {state.percent}% of its limit.", states
                 )
             if budget.action_at_limit == Budget.Action.DOWNGRADE and decision == "allow":
-                cheaper = (budget.downgrade_map or {}).get(model)
+                cheaper = downgrade_for(budget.downgrade_map, model)
                 if cheaper:
                     decision, chosen = "downgrade", cheaper
                     reason = f"Budget '{budget.name}' is at {state.percent}% of its limit: use {cheaper}."
     return QuotaDecision(decision, chosen, reason, states)
+
+
+def downgrade_for(mapping: dict[str, str] | None, model: str) -> str | None:
+    """The cheaper model a downgrade budget names for `model`: by the name asked (in any case), else by the model
+    the price book prices that name as (a dated snapshot, a gateway's `provider/model`) — a gateway's name gets
+    the cheaper model under its own provider prefix, so that it can route it."""
+    if not mapping:
+        return None
+    cheaper = {name.lower(): other for name, other in mapping.items()}
+    found = cheaper.get(model.lower())
+    if found:
+        return found
+    from metering.pricebook import price_book
+
+    row = price_book.lookup(model=model, at=timezone.now())
+    found = cheaper.get(row.model.lower()) if row is not None else None
+    if found is None or row is None:
+        return None
+    prefix, slash, _rest = model.partition("/")
+    return f"{prefix}/{found}" if slash and "/" not in found and prefix.lower() == row.provider.lower() else found
 
 
 def tenants_spend_and_budgets(tenants: list[Any]) -> dict[int, tuple[Decimal, Decimal | None]]:

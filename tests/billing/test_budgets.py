@@ -140,6 +140,16 @@ def test_quota_check_allows_blocks_and_downgrades(world, prices, usd, django_cap
     downgrade = key_client.post("/api/v1/quota/check", {"model": "gpt-4o"}, format="json").json()
     assert (downgrade["decision"], downgrade["model"]) == ("downgrade", "gpt-4o-mini")
     assert downgrade["budgets"][0]["spent"] == "2.5000" and downgrade["budgets"][0]["percent"] == "125.00"
+    # The model as gateways and SDKs name it: another case, a dated snapshot, a provider/model route.
+    for asked, offered in (
+        ("GPT-4o", "gpt-4o-mini"),
+        ("gpt-4o-2024-08-06", "gpt-4o-mini"),
+        ("openai/gpt-4o", "openai/gpt-4o-mini"),
+    ):
+        answer = key_client.post("/api/v1/quota/check", {"model": asked}, format="json").json()
+        assert (answer["decision"], answer["model"]) == ("downgrade", offered), asked
+    other = key_client.post("/api/v1/quota/check", {"model": "o3"}, format="json").json()
+    assert (other["decision"], other["model"]) == ("allow", "o3")  # nothing cheaper named: allowed, as before
     make_budget(
         world,
         name="dev tokens",
