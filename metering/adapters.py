@@ -359,8 +359,14 @@ class OtelAdapter(UsageAdapter):
         else:  # legacy semantic conventions
             prompt = reader.count(f"{p}prompt_tokens", required=True)
             output = reader.count(f"{p}completion_tokens")
-        cached = reader.count(f"{p}cache_read.input_tokens")
-        cache_write = reader.count(f"{p}cache_creation.input_tokens")
+        # The cache counts under the conventions' names, or the earlier ones instrumentations still send
+        # (OpenLLMetry and others: `…cache_read_input_tokens`), within the input as the conventions have it.
+        cached = reader.count(
+            *_first_present(reader, (f"{p}cache_read.input_tokens",), (f"{p}cache_read_input_tokens",))
+        )
+        cache_write = reader.count(
+            *_first_present(reader, (f"{p}cache_creation.input_tokens",), (f"{p}cache_creation_input_tokens",))
+        )
         reasoning = reader.count(f"{p}reasoning.output_tokens")
         buckets = Buckets(prompt - cached - cache_write, cached, cache_write, output, reasoning)
         return reader.check(buckets, input_field=f"{p}input_tokens", output_field=f"{p}output_tokens")

@@ -81,6 +81,34 @@ def test_otel_legacy_names_are_read() -> None:
     assert normalize_usage(usage, None)[1].as_dict()["input_tokens"] == 30
 
 
+def test_otel_cache_counts_under_their_earlier_names_are_read() -> None:
+    usage = {
+        "gen_ai.usage.input_tokens": 3000,
+        "gen_ai.usage.output_tokens": 500,
+        "gen_ai.usage.cache_read_input_tokens": 2048,
+        "gen_ai.usage.cache_creation_input_tokens": 500,
+    }
+    assert normalize_usage(usage, None) == (
+        "otel",
+        normalize_usage(
+            {
+                "gen_ai.usage.input_tokens": 3000,
+                "gen_ai.usage.output_tokens": 500,
+                "gen_ai.usage.cache_read.input_tokens": 2048,
+                "gen_ai.usage.cache_creation.input_tokens": 500,
+            },
+            "otel",
+        )[1],
+    )
+    assert normalize_usage(usage, None)[1].as_dict() == {
+        "input_tokens": 452,
+        "cached_input_tokens": 2048,
+        "cache_write_tokens": 500,
+        "output_tokens": 500,
+        "reasoning_tokens": 0,
+    }
+
+
 def test_dify_usage_can_be_the_inner_usage_object() -> None:
     assert (
         normalize_usage({"prompt_tokens": 3, "completion_tokens": 4, "prompt_unit_price": "0.001"}, "dify")[
