@@ -251,3 +251,44 @@ def estimate_json(result: Estimate) -> dict[str, Any]:
         "tax": money_str(result.totals.tax, currency),
         "total": money_str(result.totals.total, currency),
     }
+
+
+def traffic_from_usage(tenant: Any, models: list[str], *, days: int = 30, rows: int = 5) -> dict[str, Any] | None:
+    """The estimator's form filled from the tenant's own last `days` days (in its time zone): requests per day,
+    average tokens per request and the model mix by requests — each model as the price book names it, among
+    `models` (the book's models in force), the `rows` most used. None without usage to start from."""
+    from zoneinfo import ZoneInfo
+
+    from metering.pricebook import price_book
+    from metering.selectors import UsageQuery, usage_aggregate
+
+    today = timezone.now().astimezone(ZoneInfo(tenant.timezone)).date()
+    query = UsageQuery(tenant=tenant, start=today - dt.timedelta(days=days - 1), end=today, group_by=["model"])
+    offered, now = set(models), timezone.now()
+    by_model: dict[str, int] = {}
+    totals = dict.fromkeys(("requests", "input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens"), 0)
+    for row in usage_aggregate(query)["rows"]:
+        book = price_book.lookup(model=row["model"] or "", at=now)
+        if book is None or book.model not in offered or not row["requests"]:
+            continue
+        by_model[book.model] = by_model.get(book.model, 0) + row["requests"]
+        for name in totals:
+            totals[name] += row[name]
+    requests = totals.pop("requests")
+    if not requests:
+        return None
+    top = sorted(by_model.items(), key=lambda item: (-item[1], item[0]))[:rows]
+    kept = sum(count for _model, count in top)
+    # Whole percents adding up to 100: each model's floor, the rest to the largest remainders.
+    exact = [(model, Decimal(count) * 100 / kept) for model, count in top]
+    shares = {model: int(share) for model, share in exact}
+    for model, _share in sorted(exact, key=lambda item: -(item[1] - int(item[1])))[: 100 - sum(shares.values())]:
+        shares[model] += 1
+    average = {name: str(round(Decimal(total) / requests)) for name, total in totals.items()}
+    return {
+        "requests": str(max(1, round(Decimal(requests) / days))),
+        "unit": "day",
+        "days": str(days),
+        **average,
+        "mix": [{"model": model, "share": str(shares[model])} for model, _count in top if shares[model]],
+    }

@@ -309,6 +309,7 @@ def estimate_page(request: HttpRequest, tenant: str) -> HttpResponse:
         )
     )
     rows = [{"model": params.get(f"model_{i}", ""), "share": params.get(f"share_{i}", "")} for i in range(MIX_ROWS)]
+    prefilled = None
     result = None
     errors: dict[str, list[str]] = {}
     error_message = ""
@@ -326,7 +327,16 @@ def estimate_page(request: HttpRequest, tenant: str) -> HttpResponse:
         except EstimateInvalid as exc:
             errors, error_message = exc.fields, exc.message
     elif not any(r["model"] for r in rows):
-        rows[0] = {"model": models[0] if models else "", "share": "100"}
+        from billing.estimator import traffic_from_usage
+
+        # A first visit starts from the tenant's own traffic of the last 30 days, when it has some.
+        prefilled = traffic_from_usage(tenant_obj, models, rows=MIX_ROWS)
+        if prefilled is not None:
+            params = prefilled  # type: ignore[assignment]
+            for i, item in enumerate(prefilled["mix"]):
+                rows[i] = item
+        else:
+            rows[0] = {"model": models[0] if models else "", "share": "100"}
     groups, others = line_groups(result.totals.lines) if result else ([], [])
     return render(
         request,
@@ -334,6 +344,7 @@ def estimate_page(request: HttpRequest, tenant: str) -> HttpResponse:
         {
             "tenant": tenant_obj,
             "params": params,
+            "prefilled": prefilled,
             "rows": rows,
             "models": models,
             "result": result,

@@ -158,3 +158,51 @@ def test_the_estimator_page_shows_the_same_month(world, cny_terms) -> None:
     wrong = portal.get("/t/alpha/estimate/", dict(query, share_1="30"))
     assert wrong.context["result"] is None and "add up to 90" in wrong.content.decode()
     assert world.portal("alpha_dev").get("/t/alpha/estimate/").status_code == 403
+
+
+def test_the_estimator_starts_from_the_tenants_own_last_30_days(world, cny_terms) -> None:
+    """A first visit is filled in from the tenant's traffic: requests per day, average tokens per request and the
+    model mix by requests in whole percents adding up to 100 — a dated snapshot counted as its book model."""
+    from metering.models import ModelPrice
+    from metering.pricebook import price_book_changed
+    from metering.services import IngestScope, events_ingest
+    from tests.metering.conftest import iso
+
+    ModelPrice.objects.filter(model="gpt-4o").update(aliases=["gpt-4o-2024-*"])
+    price_book_changed()
+    when = iso(timezone.now() - dt.timedelta(hours=2))
+    sent = [
+        ("gpt-4o", 2),
+        ("gpt-4o-2024-08-06", 1),
+        ("claude-sonnet-4", 2),
+        ("o3", 1),
+        ("unknown-model", 3),  # no price: not offered in the mix
+    ]
+    events = [
+        {
+            "event_id": f"{model}-{n}",
+            "timestamp": when,
+            "model": model,
+            "usage": {"input_tokens": 1000, "cache_read_input_tokens": 300, "output_tokens": 200}
+            if model.startswith("claude")
+            else {"prompt_tokens": 1000, "completion_tokens": 200},
+        }
+        for model, count in sent
+        for n in range(count)
+    ]
+    result = events_ingest(scope=IngestScope(kind="project_key", api_key=world.alpha_key), raw_events=events)
+    assert result.accepted == 9
+    page = world.portal("alpha_owner").get("/t/alpha/estimate/")
+    assert page.context["result"] is None and page.context["prefilled"] is not None
+    params = page.context["params"]
+    # 6 priced requests over 30 days; per request: input (1000 × 4 + 1000 × 2) / 6, cached 600 / 6, output 200
+    assert (params["requests"], params["days"], params["unit"]) == ("1", "30", "day")
+    assert (params["input_tokens"], params["cached_input_tokens"], params["output_tokens"]) == ("1000", "100", "200")
+    assert params["reasoning_tokens"] == "0"
+    # gpt-4o 3 of 6 = 50 %, claude-sonnet-4 2 of 6 = 33.3 %, o3 1 of 6 = 16.7 %: 50 + 33 + 17
+    assert [(r["model"], r["share"]) for r in page.context["rows"] if r["model"]] == [
+        ("gpt-4o", "50"),
+        ("claude-sonnet-4", "33"),
+        ("o3", "17"),
+    ]
+    assert "Filled in from your own traffic" in page.content.decode()
