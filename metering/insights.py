@@ -117,21 +117,27 @@ def _step_down(provider: str, model: str, at: dt.datetime, preferred: dict[str, 
     else a cheaper sibling of the same family (gpt-4o → gpt-4o-mini), else the dearest model cheaper for
     both input and output. Models that price reasoning apart are not offered: their hidden reasoning
     tokens make them no cheaper in practice."""
-    live = ModelPrice.objects.filter(provider=provider, effective_from__lte=at).filter(
+    from metering.pricebook import price_book
+
+    book = price_book.lookup(model=model, provider=provider or None, at=at)  # a snapshot or routed name: its model
+    if book is None:
+        return None
+    live = ModelPrice.objects.filter(provider=book.provider, effective_from__lte=at).filter(
         Q(effective_to__isnull=True) | Q(effective_to__gt=at)
     )
-    current = live.filter(model=model).first()
+    current = live.filter(model=book.model).first()
     if current is None:
         return None
     cheaper = [
         row
-        for row in live.filter(input__lt=current.input, output__lt=current.output).exclude(model=model)
+        for row in live.filter(input__lt=current.input, output__lt=current.output).exclude(model=book.model)
         if row.reasoning is None or row.reasoning == row.output
     ]
     names = {row.model for row in cheaper}
-    if preferred.get(model.lower()) in names:
-        return preferred[model.lower()]
-    siblings = sorted((row for row in cheaper if row.model.startswith(model + "-")), key=lambda r: -r.output)
+    for name in (model.lower(), book.model.lower()):
+        if preferred.get(name) in names:
+            return preferred[name]
+    siblings = sorted((row for row in cheaper if row.model.startswith(book.model + "-")), key=lambda r: -r.output)
     ranked = siblings or sorted(cheaper, key=lambda r: (-r.output, -r.input, r.model))
     return ranked[0].model if ranked else None
 

@@ -82,6 +82,24 @@ def test_small_savings_and_models_without_a_cheaper_sibling_say_nothing(world, m
     assert ("model", "draft") not in kinds
 
 
+def test_a_snapshot_or_a_routed_name_is_moved_as_its_book_model(world, prices) -> None:
+    from metering.models import ModelPrice
+    from metering.pricebook import price_book_changed
+
+    add_price("gpt-4o-mini", input="0.15", cached_input="0.075", output="0.6")
+    ModelPrice.objects.filter(model="gpt-4o").update(aliases=["gpt-4o-2024-*"])
+    price_book_changed()
+    send(world.alpha_key, "snap", 30, feature="chat", model="gpt-4o-2024-08-06", input_tokens=100_000)
+    send(world.alpha_key, "routed", 30, feature="search", model="openai/gpt-4o", input_tokens=100_000)
+    found = by_kind(suggestions(world.alpha, OCT, use_cache=False))
+    moves = {key: (s.model, s.suggested_model, s.saving) for key, s in found.items() if key[0] == "model"}
+    # 30 × 100,000 × (2.50 − 0.15) / 1M = 7.05 each
+    assert moves == {
+        ("model", "chat"): ("gpt-4o-2024-08-06", "gpt-4o-mini", Decimal("7.05")),
+        ("model", "search"): ("openai/gpt-4o", "gpt-4o-mini", Decimal("7.05")),
+    }
+
+
 def test_another_month_is_empty(world, month) -> None:
     assert suggestions(world.alpha, dt.date(2026, 9, 1), use_cache=False) == []
 
