@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 MAX_TOKENS = 10**9
 BUCKETS = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens")
-FORMATS = ("canonical", "openai_chat", "openai_responses", "anthropic", "gemini", "dify", "otel")
+FORMATS = ("canonical", "openai_chat", "openai_responses", "anthropic", "gemini", "dify", "otel", "bedrock")
 
 
 class UsageError(Exception):
@@ -277,6 +277,36 @@ class AnthropicAdapter(UsageAdapter):
         return total
 
 
+class BedrockAdapter(UsageAdapter):
+    """Amazon Bedrock's Converse API (`usage` of Converse and ConverseStream): camelCase counts where, as with
+    Anthropic's, the input excludes the cache reads and writes counted beside it (the total adds all four)."""
+
+    name = "bedrock"
+    KEYS = frozenset({"inputTokens", "outputTokens", "cacheReadInputTokens", "cacheWriteInputTokens"})
+
+    @classmethod
+    def detect(cls, usage: dict[str, Any]) -> bool:
+        return bool(cls.KEYS & set(usage))
+
+    @classmethod
+    def normalize(cls, usage: dict[str, Any]) -> Buckets:
+        reader = _Reader(usage)
+        buckets = Buckets(
+            reader.count("inputTokens", required=True),
+            reader.count("cacheReadInputTokens"),
+            reader.count("cacheWriteInputTokens"),
+            reader.count("outputTokens"),
+            0,
+        )
+        total = reader.count("totalTokens") if reader.present("totalTokens") else None
+        reader.total(
+            buckets,
+            total,
+            buckets.input_tokens + buckets.cached_input_tokens + buckets.cache_write_tokens + buckets.output_tokens,
+        )
+        return reader.check(buckets, input_field="inputTokens", output_field="outputTokens")
+
+
 class GeminiAdapter(UsageAdapter):
     name = "gemini"
     CAMEL = (
@@ -382,6 +412,7 @@ ADAPTERS: dict[str, type[UsageAdapter]] = {
         GeminiAdapter,
         DifyAdapter,
         OtelAdapter,
+        BedrockAdapter,
     )
 }
 # Detection order: the most specific key sets first; canonical (a subset of plain bucket names) last.
@@ -389,6 +420,7 @@ _DETECTION = (
     OtelAdapter,
     DifyAdapter,
     GeminiAdapter,
+    BedrockAdapter,
     OpenAIResponsesAdapter,
     AnthropicAdapter,
     OpenAIChatAdapter,

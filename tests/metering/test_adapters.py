@@ -109,6 +109,32 @@ def test_otel_cache_counts_under_their_earlier_names_are_read() -> None:
     }
 
 
+def test_bedrock_converse_usage_keeps_its_cache_apart_from_the_input() -> None:
+    # Bedrock's prompt-caching example: the total adds the input, the output and the cache write.
+    usage = {
+        "inputTokens": 4,
+        "outputTokens": 200,
+        "totalTokens": 1294,
+        "cacheReadInputTokens": 0,
+        "cacheWriteInputTokens": 1090,
+    }
+    for explicit in (None, "bedrock"):
+        name, buckets = normalize_usage(usage, explicit)
+        assert name == "bedrock" and buckets.total_mismatch is None
+        assert buckets.as_dict() == {
+            "input_tokens": 4,
+            "cached_input_tokens": 0,
+            "cache_write_tokens": 1090,
+            "output_tokens": 200,
+            "reasoning_tokens": 0,
+        }
+    plain = normalize_usage({"inputTokens": 30, "outputTokens": 628, "totalTokens": 658}, None)
+    assert plain[0] == "bedrock" and plain[1].input_tokens == 30 and plain[1].output_tokens == 628
+    with pytest.raises(UsageError) as caught:
+        normalize_usage({"outputTokens": 5}, None)
+    assert caught.value.errors == {"usage.inputTokens": "This field is required."}
+
+
 def test_dify_usage_can_be_the_inner_usage_object() -> None:
     assert (
         normalize_usage({"prompt_tokens": 3, "completion_tokens": 4, "prompt_unit_price": "0.001"}, "dify")[
