@@ -283,10 +283,13 @@ class BedrockAdapter(UsageAdapter):
 
     name = "bedrock"
     KEYS = frozenset({"inputTokens", "outputTokens", "cacheReadInputTokens", "cacheWriteInputTokens"})
+    # The Vercel AI SDK's camelCase usage counts its cache within the input: not read as Bedrock's.
+    OTHERS = frozenset({"cachedInputTokens", "reasoningTokens", "inputTokenDetails", "outputTokenDetails"})
 
     @classmethod
     def detect(cls, usage: dict[str, Any]) -> bool:
-        return bool(cls.KEYS & set(usage))
+        keys = set(usage)
+        return bool(cls.KEYS & keys) and not cls.OTHERS & keys
 
     @classmethod
     def normalize(cls, usage: dict[str, Any]) -> Buckets:

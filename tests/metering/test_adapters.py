@@ -133,6 +133,9 @@ def test_bedrock_converse_usage_keeps_its_cache_apart_from_the_input() -> None:
     with pytest.raises(UsageError) as caught:
         normalize_usage({"outputTokens": 5}, None)
     assert caught.value.errors == {"usage.inputTokens": "This field is required."}
+    # The AI SDK's shape (its input includes cachedInputTokens) is not taken for Bedrock's: name its format.
+    ai_sdk = {"inputTokens": 1000, "cachedInputTokens": 800, "outputTokens": 50, "totalTokens": 1050}
+    assert detect_format(ai_sdk) is None
 
 
 def test_dify_usage_can_be_the_inner_usage_object() -> None:
