@@ -236,11 +236,12 @@ def finance_export(request: HttpRequest) -> HttpResponse:
             .select_related("invoice__tenant", "recorded_by")
             .order_by("paid_on", "id")
         )
+    from core.spreadsheets import spreadsheet_export
+
     dataset = EXPORTS[kind]().export(rows)
-    content = dataset.export(file_format)
     content_type = (
         "text/csv" if file_format == "csv" else "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     )
-    response = HttpResponse(content.encode() if isinstance(content, str) else content, content_type=content_type)
+    response = HttpResponse(spreadsheet_export(dataset, file_format), content_type=content_type)
     response["Content-Disposition"] = f'attachment; filename="meterline-{kind}.{file_format}"'
     return response

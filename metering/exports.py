@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from core.spreadsheets import spreadsheet_export
 from metering.models import UsageExport
 from metering.resources import UsageEventResource
 from metering.selectors import UsageQuery, events_for, project_summary
@@ -75,7 +76,7 @@ def export_render(
         progress(len(detailed))
     name = export_filename(query, kind)
     if kind == "csv":
-        return ExportFile(name, CONTENT_TYPES["csv"], detailed.export("csv").encode(), len(detailed))
+        return ExportFile(name, CONTENT_TYPES["csv"], spreadsheet_export(detailed, "csv"), len(detailed))
     summary = tablib.Dataset(headers=SUMMARY_HEADERS, title="Summary")
     for row in project_summary(query):
         summary.append(
@@ -92,7 +93,7 @@ def export_render(
             ]
         )
     book = tablib.Databook([summary, detailed])
-    return ExportFile(name, CONTENT_TYPES["xlsx"], book.export("xlsx"), len(detailed))
+    return ExportFile(name, CONTENT_TYPES["xlsx"], spreadsheet_export(book, "xlsx"), len(detailed))
 
 
 def _query_json(query: UsageQuery) -> dict[str, Any]:

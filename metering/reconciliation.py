@@ -658,4 +658,6 @@ def report_xlsx(report: Report) -> bytes:
     )
     summary.append(["cost_usd", provider.cost, metered.cost, metered.cost - provider.cost])
     summary.append(["flagged_rows", "", "", len(report.flagged)])
-    return tablib.Databook([summary, sheet]).export("xlsx")
+    from core.spreadsheets import spreadsheet_export
+
+    return spreadsheet_export(tablib.Databook([summary, sheet]), "xlsx")

@@ -222,3 +222,39 @@ def test_old_exports_are_forgotten(world) -> None:
     assert exports.exports_purge() == 0
     assert exports.exports_purge(now=timezone.now() + dt.timedelta(days=8)) == 1
     assert not UsageExport.objects.filter(pk=export.pk).exists()
+
+
+def test_text_a_client_sent_is_never_a_formula_in_the_exports(world, prices) -> None:
+    """Event ids, features and end users come from API clients: in the XLSX they stay exact text cells (not
+    formulas); in the CSV a value a spreadsheet would run is marked as text with a leading apostrophe."""
+    from metering.services import IngestScope, events_ingest
+    from tests.metering.conftest import iso
+
+    hostile = {
+        "event_id": "=cmd|' /C calc'!A0",
+        "feature": '=HYPERLINK("http://evil.example","click")',
+        "end_user": "+1-555-0100",
+        "session_id": "@SUM(1+1)",
+        "prompt_template": "-2+3",
+    }
+    when = iso(timezone.now() - dt.timedelta(minutes=5))
+    result = events_ingest(
+        scope=IngestScope(kind="project_key", api_key=world.alpha_key),
+        raw_events=[{**hostile, "timestamp": when, "model": "gpt-4o", "usage": {"input_tokens": 5}}],
+    )
+    assert result.accepted == 1
+    client = world.client("alpha_owner")
+    book = openpyxl.load_workbook(io.BytesIO(client.get("/api/v1/usage/export", {"format": "xlsx"}).content))
+    sheet = book["Detailed"]
+    headers = [cell.value for cell in sheet[1]]
+    row = {name: cell for name, cell in zip(headers, sheet[2], strict=True)}
+    for name, text in hostile.items():
+        assert (row[name].value, row[name].data_type) == (text, "s"), name
+    assert not [cell for r in sheet.iter_rows() for cell in r if cell.data_type == "f"]
+    csv_text = client.get("/api/v1/usage/export", {"format": "csv"}).content.decode()
+    import csv
+
+    [line] = list(csv.DictReader(io.StringIO(csv_text)))
+    for name, text in hostile.items():
+        assert line[name] == "'" + text, name
+    assert line["input_tokens"] == "5" and line["cost"].startswith("0.0000125")
