@@ -717,20 +717,45 @@ def thresholds_check(
 
 
 def top_consumers(budget: Budget, start: dt.date, end: dt.date) -> dict[str, list[dict[str, str]]]:
-    """The top five end users, API keys and features of the tenant's period (from rollups)."""
+    """The top five end users, API keys and features of the budget's own scope in its period (USD at contract
+    prices): a project's budget names the project's consumers, not the whole tenant's. From the rollups; the end
+    users of a narrower scope than the tenant from its events (the end-user rollup is per tenant)."""
     from metering.models import EndUserRollup, UsageRollup
+    from metering.selectors import events_in_days
+    from metering.services import rollups_flush
     from tenants.models import ApiKey
 
+    rollups_flush()  # the events that crossed the threshold are in the rollups read here
+    scope, ref, value = budget.scope, budget.scope_ref, budget.scope_value
+    by_scope: dict[str, dict[str, Any]] = {
+        Budget.Scope.PROJECT: {"project_id": ref},
+        Budget.Scope.DEPARTMENT: {"project__department_id": ref},
+        Budget.Scope.API_KEY: {"api_key_id_value": ref},
+        Budget.Scope.ENVIRONMENT: {"environment": value},
+    }
+    narrowing = by_scope.get(scope, {})
     day_rows = UsageRollup.objects.filter(tenant_id=budget.tenant_id, grain="day", day__gte=start, day__lte=end)
-    keys = list(day_rows.values("api_key_id_value").annotate(cost=Sum("cost")).order_by("-cost")[:5])
+    users: Any
+    if scope == Budget.Scope.TENANT:
+        users = EndUserRollup.objects.filter(tenant_id=budget.tenant_id, day__gte=start, day__lte=end)
+    else:
+        events = events_in_days(budget.tenant, start, end)
+        if scope == Budget.Scope.END_USER:
+            events = events.filter(end_user=value)
+            day_rows = day_rows.none()  # the rollups hold no end user: keys and features from the events
+        else:
+            events = events.filter(**{"api_key_id" if k == "api_key_id_value" else k: v for k, v in narrowing.items()})
+            day_rows = day_rows.filter(**narrowing)
+        users = events
+    users = users.values("end_user").annotate(cost=Sum("cost")).order_by("-cost")[:5]
+    features: Any
+    if scope == Budget.Scope.END_USER:
+        keys = list(events.values(api_key_id_value=F("api_key_id")).annotate(cost=Sum("cost")).order_by("-cost")[:5])
+        features = events.values("feature").annotate(cost=Sum("cost")).order_by("-cost")[:5]
+    else:
+        keys = list(day_rows.values("api_key_id_value").annotate(cost=Sum("cost")).order_by("-cost")[:5])
+        features = day_rows.values("feature").annotate(cost=Sum("cost")).order_by("-cost")[:5]
     prefixes = dict(ApiKey.objects.filter(pk__in=[k["api_key_id_value"] for k in keys]).values_list("pk", "prefix"))
-    features = day_rows.values("feature").annotate(cost=Sum("cost")).order_by("-cost")[:5]
-    users = (
-        EndUserRollup.objects.filter(tenant_id=budget.tenant_id, day__gte=start, day__lte=end)
-        .values("end_user")
-        .annotate(cost=Sum("cost"))
-        .order_by("-cost")[:5]
-    )
     return {
         "end_users": [{"end_user": u["end_user"] or "—", "cost": str(u["cost"])} for u in users],
         "api_keys": [{"api_key": prefixes.get(k["api_key_id_value"], "—"), "cost": str(k["cost"])} for k in keys],

@@ -15,8 +15,10 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
@@ -91,8 +93,25 @@ def text_of(payload: dict[str, Any]) -> str:
             f"[{payload['severity'].upper()}] {payload['tenant']}: budget '{b['name']}' at {payload['percent']}% "
             f"({payload['spent']} of {payload['limit']} {payload['unit']}, {payload['period']} from "
             f"{payload['period_start']}). 预算已达 {payload['percent']}%。"
+            + _consumers_text(payload.get("top_consumers") or {})
+            + f"\n{settings.METERLINE_BASE_URL.rstrip('/')}/t/{payload['tenant']}/budgets/"
         )
     return json.dumps(payload, ensure_ascii=False)[:2000]
+
+
+def _consumers_text(top: dict[str, list[dict[str, str]]]) -> str:
+    """Where the spend went, in one line per kind: the three largest end users, API keys and features (USD at
+    contract prices) — who or what to look at first."""
+    lines = []
+    for kind, name, label in (
+        ("end_users", "end_user", "Top end users / 主要终端用户"),
+        ("api_keys", "api_key", "Top API keys / 主要密钥"),
+        ("features", "feature", "Top features / 主要功能"),
+    ):
+        items = [f"{item[name]} {Decimal(item['cost']):.2f} USD" for item in top.get(kind, [])[:3] if item.get(name)]
+        if items:
+            lines.append(f"\n{label}: " + ", ".join(items))
+    return "".join(lines)
 
 
 def _json(data: dict[str, Any]) -> bytes:

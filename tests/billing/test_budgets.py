@@ -113,6 +113,37 @@ def test_a_batch_crossing_several_thresholds_fires_each_once(
     assert {"end_users", "api_keys", "features"} <= set(top)
 
 
+def test_an_alert_names_the_consumers_of_its_own_scope_and_says_where_to_look(
+    world, prices, usd, django_capture_on_commit_callbacks
+) -> None:
+    """A project's budget names the project's top end users, keys and features — not the whole tenant's — and
+    its chat message lists them with a link to the budgets page."""
+    from billing.channels import text_of
+    from tests.factories import api_key_for
+
+    other_key, _secret = api_key_for(world.alpha_other_project)
+    budget = make_budget(
+        world, scope="project", scope_value=world.alpha_project.slug, limit_amount="1.00", thresholds=[100]
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        send(
+            world,
+            {**ev("elsewhere", input_tokens=4_000_000), "end_user": "big-elsewhere", "feature": "other"},
+            key=other_key,
+        )  # 10 USD in the other project
+        send(world, {**ev("here", input_tokens=400_000), "end_user": "loop-bot", "feature": "chat"})  # 1.00 USD
+    [alert] = BudgetAlert.objects.filter(budget_id=budget["id"])
+    top = alert.top_consumers
+    assert [u["end_user"] for u in top["end_users"]] == ["loop-bot"]
+    assert [f["feature"] for f in top["features"]] == ["chat"]
+    assert [k["api_key"] for k in top["api_keys"]] == [world.alpha_key.prefix]
+    from billing.channels import alert_payload
+
+    text = text_of(alert_payload(alert))
+    assert "loop-bot 1.00 USD" in text and "big-elsewhere" not in text
+    assert text.rstrip().endswith("/t/alpha/budgets/")
+
+
 def test_a_new_period_starts_fresh(world, prices, usd, django_capture_on_commit_callbacks) -> None:
     budget = make_budget(world, limit_tokens=1000, period="day", thresholds=[100])
     with django_capture_on_commit_callbacks(execute=True):
