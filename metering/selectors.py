@@ -206,9 +206,10 @@ def project_summary(query: UsageQuery) -> list[dict[str, Any]]:
     return usage_aggregate(scoped)["rows"]
 
 
-def unpriced_models() -> list[Any]:
-    """The platform admin's queue: models seen in events with no price, with counts."""
-    return list(
+def unpriced_groups() -> QuerySet[Any]:
+    """The platform admin's queue: models seen in events with no price, with counts, most events first (a query:
+    clients name models freely, so the queue can be long — pages take it a slice at a time)."""
+    return (
         UsageEvent.objects.filter(rating_status=UsageEvent.RatingStatus.UNPRICED)
         .values("model", "provider")
         .annotate(
@@ -218,6 +219,21 @@ def unpriced_models() -> list[Any]:
             last_seen=Max("occurred_at"),
         )
         .order_by("-events", "model")
+    )
+
+
+def unpriced_models() -> list[Any]:
+    """The whole queue (the API's list)."""
+    return list(unpriced_groups())
+
+
+def unpriced_count() -> int:
+    """How many (model, provider) pairs wait for a price."""
+    return (
+        UsageEvent.objects.filter(rating_status=UsageEvent.RatingStatus.UNPRICED)
+        .values("model", "provider")
+        .distinct()
+        .count()
     )
 
 

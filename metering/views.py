@@ -31,7 +31,8 @@ from metering.selectors import (
     GROUP_BY,
     UsageQuery,
     events_for,
-    unpriced_models,
+    unpriced_count,
+    unpriced_groups,
     usage_aggregate,
     usage_scope_projects,
 )
@@ -303,7 +304,7 @@ def price_book(request: HttpRequest) -> HttpResponse:
             "page": page,
             "search": search,
             "current": current,
-            "unpriced_count": len(unpriced_models()),
+            "unpriced_count": unpriced_count(),
         },
     )
 
@@ -389,7 +390,8 @@ def price_book_import(request: HttpRequest) -> HttpResponse:
 @login_required
 def unpriced_queue(request: HttpRequest) -> HttpResponse:
     _require_platform_admin(request)
-    return render(request, "metering/unpriced.html", {"models": unpriced_models()})
+    page = Paginator(unpriced_groups(), 50).get_page(request.GET.get("page"))
+    return render(request, "metering/unpriced.html", {"models": page.object_list, "page": page})
 
 
 @login_required

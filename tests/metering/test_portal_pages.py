@@ -377,3 +377,29 @@ def test_a_platform_admin_edits_a_prices_aliases_and_the_events_they_name_are_pr
     assert "at most 200 characters" in page
     assert ModelPrice.objects.get(pk=price.pk).aliases == ["gpt-4o-2024-*", "gpt-4o-latest"]
     assert _client(world, "alpha_owner").post(f"/staff/prices/{price.pk}/aliases/", {"aliases": ""}).status_code == 403
+
+
+def test_a_long_unpriced_queue_is_paged(world, prices) -> None:
+    """Clients name models freely: a sender putting a request id in `model` must not make the queue one endless
+    page (nor the price book count it by reading it whole)."""
+    from django.utils import timezone
+
+    from metering.services import IngestScope, events_ingest
+    from tests.metering.conftest import iso
+
+    when = iso(timezone.now())
+    events = [
+        {"event_id": f"junk-{n}", "timestamp": when, "model": f"junk-model-{n:03d}", "usage": {"input_tokens": 1}}
+        for n in range(60)
+    ]
+    events += [{"event_id": "busy-2", "timestamp": when, "model": "junk-model-007", "usage": {"input_tokens": 1}}]
+    assert (
+        events_ingest(scope=IngestScope(kind="project_key", api_key=world.alpha_key), raw_events=events).unpriced == 61
+    )
+    client = _client(world, "platform")
+    first = client.get("/staff/prices/unpriced/")
+    listed = [m["model"] for m in first.context["models"]]
+    assert len(listed) == 50 and listed[0] == "junk-model-007"  # the most events first
+    assert "Page 1 of 2" in first.content.decode()
+    assert len(client.get("/staff/prices/unpriced/", {"page": 2}).context["models"]) == 10
+    assert client.get("/staff/prices/").context["unpriced_count"] == 60
