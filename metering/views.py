@@ -200,9 +200,22 @@ def usage_explorer(request: HttpRequest, tenant: str) -> HttpResponse:
 
 @login_required
 def usage_events(request: HttpRequest, tenant: str) -> HttpResponse:
+    """The events of the explorer's period and filters, newest first; or, given `event_id`, that event whenever it
+    happened ("did event X arrive, and how was it priced?") — among the projects the person sees."""
     tenant_obj = tenant_get_for_user(user=request.user, slug=tenant)
     query, state = _explorer_query(request, tenant_obj)
-    events = events_for(query).order_by("-occurred_at", "-id")
+    event_id = request.GET.get("event_id", "").strip()[:128].replace("\x00", "")
+    if event_id:
+        since_ever = UsageQuery(
+            tenant=tenant_obj,
+            start=dt.date(2000, 1, 1),
+            end=dt.date(2100, 12, 31),
+            group_by=[],
+            project_ids=query.project_ids,
+        )
+        events = events_for(since_ever, event_id=event_id).order_by("-occurred_at", "-id")
+    else:
+        events = events_for(query).order_by("-occurred_at", "-id")
     page = Paginator(events, 50).get_page(request.GET.get("page"))
     params = request.GET.copy()
     params.pop("page", None)
@@ -213,6 +226,7 @@ def usage_events(request: HttpRequest, tenant: str) -> HttpResponse:
             "tenant": tenant_obj,
             "page": page,
             "state": state,
+            "event_id": event_id,
             "query_string": params.urlencode(),
             **_export_context(tenant_obj, query, page.paginator.count),
         },

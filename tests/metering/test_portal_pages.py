@@ -403,3 +403,37 @@ def test_a_long_unpriced_queue_is_paged(world, prices) -> None:
     assert "Page 1 of 2" in first.content.decode()
     assert len(client.get("/staff/prices/unpriced/", {"page": 2}).context["models"]) == 10
     assert client.get("/staff/prices/").context["unpriced_count"] == 60
+
+
+def test_an_event_is_found_by_its_id_whenever_it_happened(world, prices) -> None:
+    """Support asks "did event X arrive?": the id finds it outside the period on screen, among the projects the
+    person sees only."""
+    from django.utils import timezone
+
+    from metering.services import IngestScope, events_ingest
+    from tests.factories import api_key_for
+    from tests.metering.conftest import iso
+
+    other_key, _secret = api_key_for(world.alpha_other_project)
+    old = iso(timezone.now() - dt.timedelta(days=33))  # before the default 30 days
+    for key, event_id in ((world.alpha_key, "gw-2026-000417"), (other_key, "other-project-1")):
+        events = [{"event_id": event_id, "timestamp": old, "model": "gpt-4o", "usage": {"input_tokens": 7}}]
+        assert events_ingest(scope=IngestScope(kind="project_key", api_key=key), raw_events=events).accepted == 1
+    owner = _client(world, "alpha_owner")
+    assert "gw-2026-000417" not in owner.get("/t/alpha/usage/events/").content.decode()
+    found = owner.get("/t/alpha/usage/events/", {"event_id": " gw-2026-000417 "})
+    assert [e.event_id for e in found.context["page"].object_list] == ["gw-2026-000417"]
+    assert "whenever they happened" in found.content.decode()
+    developer = _client(world, "alpha_dev")  # sees the chatbot project only
+    assert [
+        e.event_id
+        for e in developer.get("/t/alpha/usage/events/", {"event_id": "gw-2026-000417"}).context["page"].object_list
+    ] == ["gw-2026-000417"]
+    hidden = developer.get("/t/alpha/usage/events/", {"event_id": "other-project-1"})
+    assert not hidden.context["page"].object_list and "No event with this id" in hidden.content.decode()
+    assert (
+        not _client(world, "bravo_owner")
+        .get("/t/bravo/usage/events/", {"event_id": "gw-2026-000417"})
+        .context["page"]
+        .object_list
+    )
