@@ -87,6 +87,13 @@ class _Reader:
         if reported is not None and reported != computed:
             buckets.total_mismatch = {"reported": reported, "computed": computed}
 
+    def reported_total(self, buckets: Buckets, field: str, computed: int | None = None) -> None:
+        """The payload's own total at `field`, when it sends one, against `computed` (by default every token the
+        buckets hold: uncached and cached input, cache writes, output)."""
+        if self.present(field):
+            whole = buckets.input_tokens + buckets.cached_input_tokens + buckets.cache_write_tokens
+            self.total(buckets, self.count(field), whole + buckets.output_tokens if computed is None else computed)
+
 
 class UsageAdapter:
     name: ClassVar[str]
@@ -113,12 +120,7 @@ class CanonicalAdapter(UsageAdapter):
         reader = _Reader(usage)
         counts = [reader.count(name) for name in BUCKETS]
         buckets = Buckets(counts[0], counts[1], counts[2], counts[3], counts[4])
-        total = reader.count("total_tokens") if reader.present("total_tokens") else None
-        reader.total(
-            buckets,
-            total,
-            buckets.input_tokens + buckets.cached_input_tokens + buckets.cache_write_tokens + buckets.output_tokens,
-        )
+        reader.reported_total(buckets, "total_tokens")
         return reader.check(buckets, input_field="input_tokens", output_field="output_tokens")
 
 
@@ -155,8 +157,7 @@ def _openai_read(
     output_tokens = reader.count(output)
     reasoning = reader.count(output_details, "reasoning_tokens")
     buckets = Buckets(prompt_tokens - cached - cache_write, cached, cache_write, output_tokens, reasoning)
-    total = reader.count("total_tokens") if reader.present("total_tokens") else None
-    reader.total(buckets, total, prompt_tokens + output_tokens)
+    reader.reported_total(buckets, "total_tokens", prompt_tokens + output_tokens)
     return reader.check(buckets, input_field=prompt, output_field=output)
 
 
@@ -301,12 +302,7 @@ class BedrockAdapter(UsageAdapter):
             reader.count("outputTokens"),
             0,
         )
-        total = reader.count("totalTokens") if reader.present("totalTokens") else None
-        reader.total(
-            buckets,
-            total,
-            buckets.input_tokens + buckets.cached_input_tokens + buckets.cache_write_tokens + buckets.output_tokens,
-        )
+        reader.reported_total(buckets, "totalTokens")
         return reader.check(buckets, input_field="inputTokens", output_field="outputTokens")
 
 
@@ -347,8 +343,7 @@ class GeminiAdapter(UsageAdapter):
         # billed at the input price, and in Gemini's total.
         tool_use = reader.count(names[5])
         buckets = Buckets(prompt - cached + tool_use, cached, 0, candidates + thoughts, thoughts)
-        total = reader.count(names[4]) if reader.present(names[4]) else None
-        reader.total(buckets, total, prompt + tool_use + candidates + thoughts)
+        reader.reported_total(buckets, names[4], prompt + tool_use + candidates + thoughts)
         return reader.check(buckets, input_field=names[0], output_field=names[2])
 
 
