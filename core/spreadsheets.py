@@ -45,6 +45,9 @@ def _is_number(value: str) -> bool:
 
 
 def _csv_safe(data: tablib.Dataset) -> tablib.Dataset:
+    """`data` itself when no value needs marking (the usual file: nothing copied), else a marked copy."""
+    if not any(csv_cell(value) is not value for row in data for value in row):
+        return data
     safe = tablib.Dataset(headers=data.headers, title=data.title)
     for row in data:
         safe.append([csv_cell(value) for value in row])
