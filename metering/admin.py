@@ -2,7 +2,9 @@ from typing import Any
 
 from django.contrib import admin
 from import_export.admin import ImportExportModelAdmin
+from import_export.formats import base_formats
 
+from core.spreadsheets import SpreadsheetCSV, SpreadsheetXLSX
 from metering.models import ModelPrice
 from metering.resources import ModelPriceResource
 from tenants.roles import PLATFORM_ADMINS
@@ -15,6 +17,8 @@ class ModelPriceAdmin(ImportExportModelAdmin):
     an import that would change an existing row's prices is refused."""
 
     resource_classes = [ModelPriceResource]
+    # Files for a spreadsheet: a model name a client sent (the unpriced queue's) is never run as a formula.
+    export_formats = [SpreadsheetCSV, SpreadsheetXLSX, base_formats.JSON]
     list_display = [
         "provider",
         "model",

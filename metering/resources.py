@@ -6,6 +6,7 @@ from typing import Any
 from django.db import transaction
 from import_export import fields, resources
 
+from core.spreadsheets import csv_text
 from metering.models import ModelPrice, UsageEvent
 
 
@@ -56,6 +57,8 @@ class ModelPriceResource(resources.ModelResource):
     book), `source` is the book's own (an imported row is `import`), and only aliases change on a row that exists."""
 
     def before_import(self, dataset: Any, **kwargs: Any) -> None:
+        for number, row in enumerate(dataset):  # a CSV exported from the book: its text cells as they were
+            dataset[number] = tuple(csv_text(value) for value in row)
         self._starts: dict[tuple[str, str], list[dt.datetime]] = {}
         for row in dataset.dict:
             try:

@@ -258,3 +258,30 @@ def test_text_a_client_sent_is_never_a_formula_in_the_exports(world, prices) -> 
     for name, text in hostile.items():
         assert line[name] == "'" + text, name
     assert line["input_tokens"] == "5" and line["cost"].startswith("0.0000125")
+
+
+def test_control_characters_a_client_sent_do_not_break_the_workbook(world, prices) -> None:
+    """A workbook cannot hold most control characters; a feature or end user that carries one (a terminal colour
+    code, a bell) still exports: U+FFFD in the XLSX, the text exact in the CSV, the event stored as sent."""
+    import csv
+
+    from metering.models import UsageEvent
+    from metering.services import IngestScope, events_ingest
+    from tests.metering.conftest import iso
+
+    sent = {"feature": "bell\x07", "end_user": "\x1b[31mred"}
+    when = iso(timezone.now() - dt.timedelta(minutes=5))
+    result = events_ingest(
+        scope=IngestScope(kind="project_key", api_key=world.alpha_key),
+        raw_events=[{**sent, "event_id": "ctl-1", "timestamp": when, "model": "gpt-4o", "usage": {"input_tokens": 5}}],
+    )
+    assert result.accepted == 1
+    assert UsageEvent.objects.values("feature", "end_user").get(event_id="ctl-1") == sent
+    client = world.client("alpha_owner")
+    response = client.get("/api/v1/usage/export", {"format": "xlsx"})
+    assert response.status_code == 200, response.content[:200]
+    sheet = openpyxl.load_workbook(io.BytesIO(response.content))["Detailed"]
+    row = dict(zip([cell.value for cell in sheet[1]], [cell.value for cell in sheet[2]], strict=True))
+    assert (row["feature"], row["end_user"]) == ("bell\ufffd", "\ufffd[31mred")
+    [line] = list(csv.DictReader(io.StringIO(client.get("/api/v1/usage/export", {"format": "csv"}).content.decode())))
+    assert (line["feature"], line["end_user"]) == tuple(sent.values())

@@ -808,3 +808,56 @@ def test_an_alias_that_would_price_almost_any_model_is_refused_everywhere(world,
         assert not ModelPrice.objects.filter(model="loose-llm").exists()
     kept = client.post("/api/v1/prices", body | {"aliases": ["*claude-v2*", "loose-*"]}, format="json")
     assert kept.status_code == 201, kept.json()
+
+
+def test_the_admin_price_book_export_runs_no_model_name_as_a_formula_and_reads_back(world, prices, tmp_path) -> None:
+    """Model names come from what clients send (the unpriced queue): admin's CSV marks one a spreadsheet would run
+    (`'=…`, `'@…`) and its XLSX stores it as text; the marked CSV imports back to the names as they were."""
+    import csv
+    import io
+
+    import tablib
+    from openpyxl import load_workbook
+
+    from metering.prices import price_add
+    from metering.resources import ModelPriceResource
+
+    names = ['=HYPERLINK("http://x.test","llm")', "@cf/meta/llama-3-8b-instruct", "-1+1", "plain-llm"]
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    for name in names:
+        price_add(
+            actor=None,
+            provider="x",
+            model=name,
+            prices={"input": Decimal("1"), "output": Decimal("2")},
+            effective_from=start,
+            aliases=[],
+        )
+    world.users["platform"].is_staff = True
+    world.users["platform"].save(update_fields=["is_staff"])
+    platform = world.portal("platform")
+    columns = {f"modelpriceresource_{name}": "on" for name in ModelPriceResource().get_export_order()}
+
+    def export(index: str) -> bytes:
+        response = platform.post(
+            "/admin/metering/modelprice/export/?provider=x", {"format": index, "resource": "0"} | columns
+        )
+        assert response.status_code == 200, response.content[:300]
+        return response.content
+
+    text = export("0").decode("utf-8-sig")
+    written = sorted(row[1] for row in csv.reader(io.StringIO(text)) if row[0] == "x")
+    assert written == sorted(["'" + name for name in names[:3]] + ["plain-llm"])
+    sheet = load_workbook(io.BytesIO(export("1"))).active
+    assert not [cell.coordinate for row in sheet.iter_rows() for cell in row if cell.data_type == "f"]
+    assert sorted(row[1].value for row in sheet.iter_rows(min_row=2)) == sorted(names)
+
+    path = tmp_path / "book.csv"
+    path.write_text(text)
+    ModelPrice.objects.filter(provider="x").delete()
+    call_command("import_prices", "--source", "csv", "--file", str(path), stdout=StringIO())
+    assert sorted(ModelPrice.objects.filter(provider="x").values_list("model", flat=True)) == sorted(names)
+    ModelPrice.objects.filter(provider="x").delete()
+    imported = ModelPriceResource().import_data(tablib.Dataset().load(text, format="csv"))  # admin's import
+    assert not imported.has_errors() and not imported.has_validation_errors()
+    assert sorted(ModelPrice.objects.filter(provider="x").values_list("model", flat=True)) == sorted(names)

@@ -9,6 +9,7 @@ from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 from rest_framework.fields import DateTimeField
 
+from core.spreadsheets import csv_text
 from metering.models import ModelPrice
 from metering.prices import PRICE_FIELDS, genai_prices_rows, prices_import
 
@@ -42,7 +43,7 @@ def _csv_rows(path: Path) -> list[dict]:
     except csv.Error as exc:
         raise CommandError(f"{path} does not read as CSV: {exc}") from None
     for number, record in enumerate(records, start=2):
-        fields = {name: value.strip() for name, value in record.items() if name and value and value.strip()}
+        fields = {name: csv_text(value).strip() for name, value in record.items() if name and value and value.strip()}
         fields.pop("source", None)
         end = fields.pop("effective_to", None)
         if "aliases" in fields:
