@@ -10,6 +10,7 @@ import zoneinfo
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import partial
 from typing import Any, NamedTuple
 
 from django.core.cache import cache
@@ -700,20 +701,46 @@ def thresholds_check(
                     spent=after.spent,
                     limit=after.limit,
                     percent=after.percent,
-                    top_consumers=top_consumers(budget, start, end),
+                )
+                from billing.channels import alert_payload, deliveries_queue
+
+                deliveries_queue(
+                    channels=list(budget.channels.filter(enabled=True)),
+                    payload=alert_payload(alert),
+                    subject="alert",
+                    alert=alert,
+                    send=False,  # once the alert names its top consumers (`alert_announce`)
                 )
         except IntegrityError:
             continue
         fired.append(alert)
-        from billing.channels import alert_payload, deliveries_queue
-
-        deliveries_queue(
-            channels=list(budget.channels.filter(enabled=True)),
-            payload=alert_payload(alert),
-            subject="alert",
-            alert=alert,
-        )
+        transaction.on_commit(partial(_announce_later, alert.pk))
     return fired
+
+
+def _announce_later(alert_id: int) -> None:
+    from billing.tasks import budget_alert_announce
+
+    budget_alert_announce.delay(alert_id)
+
+
+def alert_announce(alert_id: int) -> BudgetAlert:
+    """An alert's top consumers, named by a worker rather than in the request that crossed the threshold (reading a
+    month of a project's events can take seconds), then its messages sent with them."""
+    from billing.channels import alert_deliveries_send
+
+    alert = alert_consumers_named(BudgetAlert.objects.select_related("budget__tenant").get(pk=alert_id))
+    alert_deliveries_send(alert)
+    return alert
+
+
+def alert_consumers_named(alert: BudgetAlert) -> BudgetAlert:
+    """The alert with its top consumers in its period (SPEC §6), worked out once."""
+    if not alert.top_consumers:
+        _start, end = period_bounds(alert.budget.period, alert.period_start)
+        alert.top_consumers = top_consumers(alert.budget, alert.period_start, end)
+        alert.save(update_fields=["top_consumers"])
+    return alert
 
 
 def top_consumers(budget: Budget, start: dt.date, end: dt.date) -> dict[str, list[dict[str, str]]]:

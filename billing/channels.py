@@ -89,14 +89,20 @@ def text_of(payload: dict[str, Any]) -> str:
         return f"Meterline test message for {payload.get('tenant')} — this channel works. / 测试消息：通道可用。"
     if payload.get("type") == "budget.threshold":
         b = payload["budget"]
+        spent, limit = (_amount_text(payload[name], payload["unit"]) for name in ("spent", "limit"))
         return (
             f"[{payload['severity'].upper()}] {payload['tenant']}: budget '{b['name']}' at {payload['percent']}% "
-            f"({payload['spent']} of {payload['limit']} {payload['unit']}, {payload['period']} from "
+            f"({spent} of {limit} {payload['unit']}, {payload['period']} from "
             f"{payload['period_start']}). 预算已达 {payload['percent']}%。"
             + _consumers_text(payload.get("top_consumers") or {})
             + f"\n{settings.METERLINE_BASE_URL.rstrip('/')}/t/{payload['tenant']}/budgets/"
         )
     return json.dumps(payload, ensure_ascii=False)[:2000]
+
+
+def _amount_text(value: str, unit: str) -> str:
+    """An alert's spend or limit for people to read (the payload keeps it exact): tokens whole, money to the cent."""
+    return f"{Decimal(value):,.0f}" if unit == "tokens" else f"{Decimal(value):,.2f}"
 
 
 def _consumers_text(top: dict[str, list[dict[str, str]]]) -> str:
@@ -130,9 +136,10 @@ def _post(url: str, body: bytes, headers: dict[str, str] | None = None) -> None:
 
 
 def send_email(channel: NotificationChannel, payload: dict[str, Any]) -> None:
+    text = text_of(payload)
     send_mail(
-        subject=f"Meterline: {text_of(payload)[:120]}",
-        message=text_of(payload) + "\n\n" + json.dumps(payload, ensure_ascii=False, indent=2),
+        subject=f"Meterline: {text.splitlines()[0][:120]}",  # a header holds one line: the message's first
+        message=text + "\n\n" + json.dumps(payload, ensure_ascii=False, indent=2),
         from_email=None,
         recipient_list=[channel.target],
     )
@@ -192,17 +199,41 @@ def retry_delay(attempts: int) -> int:
     return min(FIRST_RETRY_SECONDS * 2 ** max(attempts - 1, 0), MAX_RETRY_SECONDS)
 
 
+FIRST_SEND_GRACE = timedelta(minutes=5)
+
+
 def deliveries_queue(
-    *, channels: list[NotificationChannel], payload: dict[str, Any], subject: str, alert: BudgetAlert | None = None
+    *,
+    channels: list[NotificationChannel],
+    payload: dict[str, Any],
+    subject: str,
+    alert: BudgetAlert | None = None,
+    send: bool = True,
 ) -> list[Delivery]:
+    """A delivery per enabled channel, stored with the caller's transaction and sent after its commit (`send`);
+    an alert's are sent by `alert_deliveries_send` once the alert names its top consumers. Should that first send
+    be lost (a worker stopped with it), `deliveries_retry_due` takes the delivery up after FIRST_SEND_GRACE."""
+    due = timezone.now() + FIRST_SEND_GRACE
     deliveries = [
-        Delivery.objects.create(channel=channel, alert=alert, subject=subject, payload=payload)
+        Delivery.objects.create(channel=channel, alert=alert, subject=subject, payload=payload, next_attempt_at=due)
         for channel in channels
         if channel.enabled
     ]
-    ids = [d.pk for d in deliveries]
-    transaction.on_commit(lambda: _enqueue(ids))
+    if send:
+        ids = [d.pk for d in deliveries]
+        transaction.on_commit(lambda: _enqueue(ids))
     return deliveries
+
+
+def alert_deliveries_send(alert: BudgetAlert) -> None:
+    """An alert's deliveries not yet tried, their message rewritten with what the alert now holds, then sent."""
+    pending = list(Delivery.objects.filter(alert=alert, status=Delivery.Status.PENDING, attempts=0))
+    payload = alert_payload(alert)
+    for delivery in pending:
+        delivery.payload = payload
+        delivery.save(update_fields=["payload"])
+    ids = [d.pk for d in pending]
+    transaction.on_commit(lambda: _enqueue(ids))
 
 
 def _enqueue(ids: list[int], countdown: int = 0) -> None:
@@ -218,6 +249,13 @@ def delivery_attempt(delivery_id: int, *, now: Any = None) -> Delivery:
     delivery = Delivery.objects.select_related("channel").get(pk=delivery_id)
     if delivery.status != Delivery.Status.PENDING:
         return delivery
+    if delivery.alert_id is not None and not delivery.payload.get("top_consumers"):
+        # its alert's announcement was lost (a worker stopped): the retry names the consumers itself
+        from billing.budgets import alert_consumers_named
+
+        alert = BudgetAlert.objects.select_related("budget__tenant").get(pk=delivery.alert_id)
+        delivery.payload = alert_payload(alert_consumers_named(alert))
+        delivery.save(update_fields=["payload"])
     began = time.perf_counter()
     error, status_code, permanent = "", None, False
     try:

@@ -35,6 +35,14 @@ def budget_counters_reconcile() -> int:
 
 
 @shared_task(acks_late=True)
+def budget_alert_announce(alert_id: int) -> int:
+    """A fired alert's top consumers named, then its deliveries sent."""
+    from billing.budgets import alert_announce
+
+    return alert_announce(alert_id).pk
+
+
+@shared_task(acks_late=True)
 def delivery_send(delivery_id: int) -> str:
     """One attempt of one delivery; transient failures are picked up again by `deliveries_retry_due`."""
     from billing.channels import delivery_attempt

@@ -36,6 +36,7 @@ def worker(tmp_path):  # type: ignore[no-untyped-def]
         "--without-heartbeat",
         "--loglevel=INFO",
         CELERY_TASK_ALWAYS_EAGER="false",
+        CELERY_DEFAULT_QUEUE=queue,  # the tasks it queues itself (an alert's messages) come back to it
         EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
         EMAIL_FILE_PATH=str(mail_dir),
     )
@@ -185,3 +186,33 @@ def test_a_real_worker_folds_the_rollup_deltas_and_vacuums_their_table(worker, w
         time.sleep(0.2)
     assert last_vacuum() != before, "the worker did not vacuum the deltas table within 60 s"
     assert rollups_verify() == []
+
+
+def test_a_real_worker_names_an_alerts_top_consumers_and_mails_it(worker, world, prices) -> None:  # noqa: F811
+    """The ingest that crosses a budget's threshold stores the alert; the worker names the period's top consumers
+    and sends the channel's message with them."""
+    from django.utils import timezone
+
+    from billing.models import BudgetAlert, NotificationChannel
+    from metering.services import IngestScope, events_ingest
+
+    world.alpha.billing_currency = "USD"
+    world.alpha.save()
+    mail = NotificationChannel.objects.create(tenant=world.alpha, name="ops", kind="email", target="ops@alpha.example")
+    body = {"tenant": "alpha", "name": "cap", "scope": "tenant", "period": "month", "limit_amount": "1.00"}
+    created = world.client("alpha_admin").post(
+        "/api/v1/budgets", body | {"thresholds": [100], "channels": [mail.pk]}, format="json"
+    )
+    assert created.status_code == 201, created.content
+    usage = {"timestamp": timezone.now().isoformat(), "model": "gpt-4o", "end_user": "night-loop"}
+    events_ingest(
+        scope=IngestScope(kind="project_key", api_key=world.alpha_key),
+        raw_events=[{**usage, "event_id": "cross", "usage": {"input_tokens": 400_000}}],  # 1.00 USD
+    )
+    deadline, text = time.monotonic() + 60, ""
+    while time.monotonic() < deadline and "-" * 79 not in text:  # the backend's line after a whole message
+        time.sleep(0.2)
+        text = "".join(message.read_text() for message in worker.glob("*.log"))
+    assert "To: ops@alpha.example" in text and "night-loop" in text, text
+    [alert] = BudgetAlert.objects.filter(budget_id=created.json()["id"])
+    assert [u["end_user"] for u in alert.top_consumers["end_users"]] == ["night-loop"]

@@ -116,7 +116,8 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_DEFAULT_QUEUE = "default"
+# The queue of tasks not routed to `long` (a worker under test, or a second installation on the broker, names its own).
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_DEFAULT_QUEUE") or "default"
 # Long work (month close, invoice PDFs, rollup rebuilds) runs on its own queue so that alerts and
 # notification retries are never stuck behind it.
 CELERY_TASK_ROUTES = {

@@ -214,3 +214,82 @@ def test_an_alert_reaches_the_budgets_channels(world, prices, receiver, django_c
     )
     alerts = world.client("alpha_member").get("/api/v1/alerts").json()["results"]
     assert [(a["threshold"], a["severity"]) for a in alerts] == [(100, "critical")]
+
+
+def test_an_alerts_top_consumers_are_named_after_the_request_then_its_messages_sent(
+    world, prices, receiver, django_capture_on_commit_callbacks, monkeypatch
+) -> None:
+    """Reading a month of a project's events for the top consumers is a worker's job, not the ingest request's: the
+    request stores the alert and its deliveries; the announcement (a task) names the consumers and sends the
+    messages with them. Should the announcement be lost, the delivery's retry names them itself."""
+    from billing import budgets
+    from billing.models import BudgetAlert
+    from billing.tasks import budget_alert_announce, deliveries_retry_due
+    from metering.services import IngestScope, events_ingest
+
+    announced: list[int] = []
+    monkeypatch.setattr(budgets, "_announce_later", announced.append)  # the task held back, to look in between
+    world.alpha.billing_currency = "USD"
+    world.alpha.save()
+    hook = channel(world, "webhook", receiver.url, secret="k")
+    body = {"tenant": "alpha", "name": "cap", "scope": "project", "scope_value": world.alpha_project.slug}
+    body |= {"period": "month", "limit_amount": "1.00", "thresholds": [50, 100], "channels": [hook.pk]}
+    budget = world.client("alpha_admin").post("/api/v1/budgets", body, format="json").json()
+    usage = {"timestamp": timezone.now().isoformat(), "model": "gpt-4o", "end_user": "night-loop"}
+    scope = IngestScope(kind="project_key", api_key=world.alpha_key)
+    with django_capture_on_commit_callbacks(execute=True):
+        events_ingest(scope=scope, raw_events=[{**usage, "event_id": "big", "usage": {"input_tokens": 240_000}}])
+    [alert] = BudgetAlert.objects.filter(budget_id=budget["id"])  # 0.60 USD: 60 %
+    [delivery] = Delivery.objects.filter(alert=alert)
+    assert announced == [alert.pk] and alert.top_consumers == {}
+    assert (delivery.status, delivery.attempts, receiver.requests) == ("pending", 0, [])
+    with django_capture_on_commit_callbacks(execute=True):
+        budget_alert_announce(alert.pk)
+    alert.refresh_from_db()
+    assert [u["end_user"] for u in alert.top_consumers["end_users"]] == ["night-loop"]
+    [request] = receiver.requests
+    assert json.loads(request["body"])["top_consumers"] == alert.top_consumers
+
+    # the 100 % alert's announcement lost: the retry, once the first send's grace is over, names the consumers
+    with django_capture_on_commit_callbacks(execute=True):
+        events_ingest(scope=scope, raw_events=[{**usage, "event_id": "bigger", "usage": {"input_tokens": 200_000}}])
+    lost = BudgetAlert.objects.get(budget_id=budget["id"], threshold=100)
+    [waiting] = Delivery.objects.filter(alert=lost)
+    assert lost.top_consumers == {} and waiting.next_attempt_at > timezone.now()
+    assert deliveries_retry_due() == 0
+    Delivery.objects.filter(pk=waiting.pk).update(next_attempt_at=timezone.now())
+    assert deliveries_retry_due() == 1
+    lost.refresh_from_db()
+    waiting.refresh_from_db()
+    assert waiting.status == "sent" and [u["end_user"] for u in lost.top_consumers["end_users"]] == ["night-loop"]
+    assert json.loads(receiver.requests[-1]["body"])["top_consumers"] == lost.top_consumers
+
+
+def test_an_alert_email_has_a_one_line_subject_and_the_whole_message(
+    world, prices, django_capture_on_commit_callbacks
+) -> None:
+    """An alert's text runs over several lines (top consumers, the budgets link); an email header holds one, so the
+    subject is its first line and the body the whole text. Amounts read to the cent; the JSON keeps them exact."""
+    from metering.services import IngestScope, events_ingest
+
+    world.alpha.billing_currency = "USD"
+    world.alpha.save()
+    mailbox = channel(world, "email", "ops@alpha.example")
+    body = {"tenant": "alpha", "name": "cap", "scope": "tenant", "period": "month", "limit_amount": "1.00"}
+    body |= {"thresholds": [100], "channels": [mailbox.pk]}
+    assert world.client("alpha_admin").post("/api/v1/budgets", body, format="json").status_code == 201
+    usage = {"timestamp": timezone.now().isoformat(), "model": "gpt-4o", "end_user": "night-loop"}
+    with django_capture_on_commit_callbacks(execute=True):
+        events_ingest(
+            scope=IngestScope(kind="project_key", api_key=world.alpha_key),
+            raw_events=[{**usage, "event_id": "cross", "usage": {"input_tokens": 500_000}}],  # 1.25 USD
+        )
+    [delivery] = Delivery.objects.filter(channel=mailbox)
+    assert (delivery.status, delivery.last_error) == ("sent", "")
+    [message] = mail.outbox
+    assert message.subject == (
+        "Meterline: [CRITICAL] alpha: budget 'cap' at 125.00% (1.25 of 1.00 USD, month from "
+        f"{delivery.alert.period_start:%Y-%m-%d}). 预算已达 125.00%。"
+    )
+    assert "Top end users / 主要终端用户: night-loop 1.25 USD" in message.body
+    assert "/t/alpha/budgets/" in message.body and '"spent": "1.2500000000"' in message.body
