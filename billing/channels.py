@@ -14,7 +14,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -97,12 +97,50 @@ def text_of(payload: dict[str, Any]) -> str:
             + _consumers_text(payload.get("top_consumers") or {})
             + f"\n{settings.METERLINE_BASE_URL.rstrip('/')}/t/{payload['tenant']}/budgets/"
         )
+    if payload.get("type") == "anomaly":
+        return _anomaly_text(payload)
     return json.dumps(payload, ensure_ascii=False)[:2000]
 
 
+# The anomaly kinds (metering.models.Anomaly.Kind) as the messages name them, in both languages.
+ANOMALY_KINDS = {
+    "daily_cost_spike": "Daily cost spike / 日费用激增",
+    "end_user_spike": "End user hourly spike / 终端用户小时用量激增",
+    "request_outlier": "Oversized request / 超大请求",
+    "night_usage": "Night-time usage / 夜间用量",
+    "identical_burst": "Burst of identical calls / 相同调用突发",
+    "month_growth": "Month-over-month growth / 月度增长",
+}
+
+
+def _anomaly_text(payload: dict[str, Any]) -> str:
+    unit = payload.get("unit", "")
+    observed, expected = (_amount_text(payload[name], unit) for name in ("observed", "expected"))
+    return (
+        f"[ANOMALY] {payload['tenant']}: {ANOMALY_KINDS.get(payload['kind'], payload['kind'])} — {payload['scope']}: "
+        f"{observed} {unit}, usually {expected} ({payload['ratio']}×), "
+        f"{_window_text(payload['window_start'], payload['window_end'])}."
+        f"\n{settings.METERLINE_BASE_URL.rstrip('/')}/t/{payload['tenant']}/budgets/#anomalies"
+    )
+
+
+def _window_text(start: str, end: str) -> str:
+    """`2026-11-24 01:00–02:00 UTC+08:00` in the offset the window was found in (the tenant's local time), with the
+    end's date when it is another day."""
+    first, last = (datetime.fromisoformat(moment) for moment in (start, end))
+    last = last.astimezone(first.tzinfo)
+    offset = first.strftime("%z")
+    zone = "UTC" if offset in ("", "+0000") else f"UTC{offset[:3]}:{offset[3:]}"
+    if first.date() == last.date():
+        return f"{first:%Y-%m-%d %H:%M}–{last:%H:%M} {zone}"
+    return f"{first:%Y-%m-%d %H:%M} – {last:%Y-%m-%d %H:%M} {zone}"
+
+
 def _amount_text(value: str, unit: str) -> str:
-    """An alert's spend or limit for people to read (the payload keeps it exact): tokens whole, money to the cent."""
-    return f"{Decimal(value):,.0f}" if unit == "tokens" else f"{Decimal(value):,.2f}"
+    """An amount for people to read (the payload keeps it exact): a currency to the cent, counts (tokens, calls,
+    requests) whole."""
+    text = f"{Decimal(value):,.2f}"
+    return text if len(unit) == 3 and unit.isupper() or not text.endswith(".00") else text[:-3]
 
 
 def _consumers_text(top: dict[str, list[dict[str, str]]]) -> str:
