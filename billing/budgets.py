@@ -744,9 +744,10 @@ def alert_consumers_named(alert: BudgetAlert) -> BudgetAlert:
 
 
 def top_consumers(budget: Budget, start: dt.date, end: dt.date) -> dict[str, list[dict[str, str]]]:
-    """The top five end users, API keys and features of the budget's own scope in its period (USD at contract
-    prices): a project's budget names the project's consumers, not the whole tenant's. From the rollups; the end
-    users of a narrower scope than the tenant from its events (the end-user rollup is per tenant)."""
+    """The top five end users, API keys and features of the budget's own scope in its period, by cost at contract
+    prices in the budget's currency (converted as its spend is, `currency` on each): a project's budget names the
+    project's consumers, not the whole tenant's. From the rollups; the end users of a narrower scope than the
+    tenant from its events (the end-user rollup is per tenant)."""
     from metering.models import EndUserRollup, UsageRollup
     from metering.selectors import events_in_days
     from metering.services import rollups_flush
@@ -783,10 +784,16 @@ def top_consumers(budget: Budget, start: dt.date, end: dt.date) -> dict[str, lis
         keys = list(day_rows.values("api_key_id_value").annotate(cost=Sum("cost")).order_by("-cost")[:5])
         features = day_rows.values("feature").annotate(cost=Sum("cost")).order_by("-cost")[:5]
     prefixes = dict(ApiKey.objects.filter(pk__in=[k["api_key_id_value"] for k in keys]).values_list("pk", "prefix"))
+    currency = budget_currency(budget)
+    rate = usd_to(currency)
+
+    def item(name: str, value: str, cost: Decimal) -> dict[str, str]:
+        return {name: value, "cost": str((cost * rate).quantize(SPENT_DIGITS)), "currency": currency}
+
     return {
-        "end_users": [{"end_user": u["end_user"] or "—", "cost": str(u["cost"])} for u in users],
-        "api_keys": [{"api_key": prefixes.get(k["api_key_id_value"], "—"), "cost": str(k["cost"])} for k in keys],
-        "features": [{"feature": f["feature"] or "—", "cost": str(f["cost"])} for f in features],
+        "end_users": [item("end_user", u["end_user"] or "—", u["cost"]) for u in users],
+        "api_keys": [item("api_key", prefixes.get(k["api_key_id_value"], "—"), k["cost"]) for k in keys],
+        "features": [item("feature", f["feature"] or "—", f["cost"]) for f in features],
     }
 
 

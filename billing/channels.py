@@ -144,15 +144,19 @@ def _amount_text(value: str, unit: str) -> str:
 
 
 def _consumers_text(top: dict[str, list[dict[str, str]]]) -> str:
-    """Where the spend went, in one line per kind: the three largest end users, API keys and features (USD at
-    contract prices) — who or what to look at first."""
+    """Where the spend went, in one line per kind: the three largest end users, API keys and features (in the
+    budget's currency; alerts fired before it was given are in USD) — who or what to look at first."""
     lines = []
     for kind, name, label in (
         ("end_users", "end_user", "Top end users / 主要终端用户"),
         ("api_keys", "api_key", "Top API keys / 主要密钥"),
         ("features", "feature", "Top features / 主要功能"),
     ):
-        items = [f"{item[name]} {Decimal(item['cost']):.2f} USD" for item in top.get(kind, [])[:3] if item.get(name)]
+        items = [
+            f"{item[name]} {Decimal(item['cost']):,.2f} {item.get('currency', 'USD')}"
+            for item in top.get(kind, [])[:3]
+            if item.get(name)
+        ]
         if items:
             lines.append(f"\n{label}: " + ", ".join(items))
     return "".join(lines)

@@ -92,6 +92,9 @@ def test_money_budgets_convert_at_the_latest_rate(world, prices, django_capture_
         send(world, ev("a", input_tokens=1_000_000))  # 2.50 USD × 7 = 17.50 CNY
     read = world.client("alpha_owner").get(f"/api/v1/budgets/{budget['id']}").json()
     assert (read["currency"], read["spent"], read["percent"]) == ("CNY", "17.50", "50.00")
+    [alert] = BudgetAlert.objects.filter(budget_id=budget["id"])  # its top consumers in the budget's currency too
+    key = {"api_key": world.alpha_key.prefix, "cost": "17.5000", "currency": "CNY"}
+    assert alert.top_consumers["api_keys"] == [key]
 
 
 def test_a_batch_crossing_several_thresholds_fires_each_once(
