@@ -7,7 +7,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import json
+import socket
 import time
 import urllib.error
 import urllib.parse
@@ -44,14 +46,51 @@ class DeliveryFailed(Exception):
         self.status = status
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is answered as it came (a failure), never followed: it could lead anywhere, the server's own
+    network included."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
 def http_post(url: str, body: bytes, headers: dict[str, str]) -> HttpResult:
     """POST to a third party (webhooks, chat bots). The one seam for outbound HTTP."""
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310 (http/https only)
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310
+        with _OPENER.open(request, timeout=TIMEOUT_SECONDS) as response:
             return HttpResult(response.status, response.read(4096).decode("utf-8", "replace"))
     except urllib.error.HTTPError as exc:
         return HttpResult(exc.code, exc.read(4096).decode("utf-8", "replace") if exc.fp else "")
+
+
+def private_target(url: str, *, resolve: bool = True) -> str | None:
+    """The address on the server's own network (loopback, private, link-local, reserved) that `url` reaches, or None
+    — always None where settings.METERLINE_CHANNEL_PRIVATE_TARGETS allows those. `resolve`: look the host name up
+    (when a message goes: a name may point anywhere); without it only an address written in the URL and
+    `localhost` are judged (a name that does not resolve here may well resolve where messages go)."""
+    if settings.METERLINE_CHANNEL_PRIVATE_TARGETS:
+        return None
+    host = (urllib.parse.urlsplit(url).hostname or "").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return host
+    try:
+        addresses = [ipaddress.ip_address(host)]
+    except ValueError:
+        if not resolve:
+            return None
+        try:
+            found = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+        except OSError:
+            return None  # not found: the send fails as a network error and is retried
+        addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in found]
+    for address in addresses:
+        if not address.is_global:
+            return str(address)
+    return None
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -167,6 +206,12 @@ def _json(data: dict[str, Any]) -> bytes:
 
 
 def _post(url: str, body: bytes, headers: dict[str, str] | None = None) -> None:
+    if (address := private_target(url)) is not None:
+        raise DeliveryFailed(
+            f"refused: {urllib.parse.urlsplit(url).hostname} is on the server's own network ({address}); "
+            "channels reach public addresses only (METERLINE_CHANNEL_PRIVATE_TARGETS)",
+            permanent=True,
+        )
     try:
         result = http_post(url, body, {"Content-Type": "application/json", **(headers or {})})
     except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:

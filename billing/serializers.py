@@ -4,6 +4,7 @@ from typing import Any
 from rest_framework import serializers
 
 from billing.bills import period_parse
+from billing.channels import private_target
 from billing.models import (
     Bill,
     BillLine,
@@ -436,6 +437,10 @@ class ChannelSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError(
                 {"target": ["An email address." if kind == "email" else "An http(s) URL."]}
             ) from None
+        if kind != NotificationChannel.Kind.EMAIL and private_target(target, resolve=False) is not None:
+            raise serializers.ValidationError(
+                {"target": ["An address on the server's own network; channels reach public addresses only."]}
+            )
         return attrs
 
     def to_representation(self, channel: NotificationChannel) -> dict[str, Any]:

@@ -179,6 +179,10 @@ EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD") or ""
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", default=False)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL") or "Meterline <billing@meterline.localhost>"
 METERLINE_BASE_URL = env_str("METERLINE_BASE_URL") or "http://127.0.0.1:8000"
+# Whether webhook and chat channels may reach addresses on the server's own network (loopback, private, link-local
+# such as cloud metadata): off in production, so that a tenant's channel cannot probe the operator's network; on
+# where the chat server is internal (and in development, for a local receiver).
+METERLINE_CHANNEL_PRIVATE_TARGETS = env_bool("METERLINE_CHANNEL_PRIVATE_TARGETS", default=DEBUG)
 
 # --- API ------------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -26,3 +26,5 @@ CELERY_TASK_ALWAYS_EAGER = True
 CACHES["default"]["KEY_PREFIX"] = "ml-test"
 assert REDIS_URL
 METERLINE_PRICEBOOK_CHECK_SECONDS = 0.0
+# Channels deliver to local receivers in tests; the refusal of private targets is tested with this off.
+METERLINE_CHANNEL_PRIVATE_TARGETS = True

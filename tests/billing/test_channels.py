@@ -34,6 +34,8 @@ class Receiver:
                 receiver.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
                 self.send_response(status)
+                if 300 <= status < 400:
+                    self.send_header("Location", "/followed")
                 self.end_headers()
                 self.wfile.write(b"{}")
 
@@ -293,3 +295,68 @@ def test_an_alert_email_has_a_one_line_subject_and_the_whole_message(
     )
     assert "Top end users / 主要终端用户: night-loop 1.25 USD" in message.body
     assert "/t/alpha/budgets/" in message.body and '"spent": "1.2500000000"' in message.body
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "http://127.0.0.1:8099/hook",
+        "http://localhost/hook",
+        "http://169.254.169.254/latest/meta-data/",  # cloud metadata
+        "http://[::1]/hook",
+        "http://10.0.0.5/hook",
+        "http://192.168.1.20/hook",
+        "http://0.0.0.0/hook",
+    ],
+)
+def test_a_channel_cannot_reach_the_servers_own_network(world, settings, target) -> None:
+    """A tenant's webhook or chat channel must not probe the operator's network: an address on it is refused when the
+    channel is added (API and portal)."""
+    settings.METERLINE_CHANNEL_PRIVATE_TARGETS = False
+    body = {"tenant": "alpha", "name": "inside", "kind": "webhook", "target": target}
+    refused = world.client("alpha_admin").post("/api/v1/channels", body, format="json")
+    assert refused.status_code == 400, refused.json()
+    assert refused.json()["error"]["fields"]["target"] == [
+        "An address on the server's own network; channels reach public addresses only."
+    ]
+    page = world.portal("alpha_admin").post("/t/alpha/channels/", {"name": "inside", "kind": "slack", "target": target})
+    assert page.status_code == 200 and "channels reach public addresses only" in page.content.decode()
+    assert not NotificationChannel.objects.filter(name="inside").exists()
+
+
+def test_a_message_to_the_servers_own_network_is_refused_when_it_goes(world, receiver, settings, monkeypatch) -> None:
+    """A channel stored earlier with such an address, or a public-looking name that resolves into the network, is
+    refused at send time, for good, with nothing sent; a public address is taken as written."""
+    import socket
+
+    from billing import channels
+
+    settings.METERLINE_CHANNEL_PRIVATE_TARGETS = False
+    admin = world.client("alpha_admin")
+    public = {"tenant": "alpha", "name": "slack", "kind": "slack", "target": "https://hooks.slack.com/services/T/B/X"}
+    assert admin.post("/api/v1/channels", public, format="json").status_code == 201
+    stored = channel(world, "webhook", receiver.url)  # written before addresses were checked
+    real_lookup = socket.getaddrinfo
+
+    def lookup(host, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if host == "hooks.internal.example":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.1.2.3", 0))]
+        return real_lookup(host, *args, **kwargs)
+
+    monkeypatch.setattr(channels.socket, "getaddrinfo", lookup)
+    named = channel(world, "webhook", "http://hooks.internal.example/hook")
+    for target, address in ((stored, "127.0.0.1"), (named, "10.1.2.3")):
+        [delivery] = deliveries_queue(channels=[target], payload={"type": "test"}, subject="test")
+        done = delivery_attempt(delivery.pk)
+        assert done.status == "failed" and f"server's own network ({address})" in done.last_error
+    assert receiver.requests == []
+
+
+def test_a_redirect_is_not_followed(world, receiver) -> None:
+    receiver.statuses = [302]
+    [delivery] = deliveries_queue(
+        channels=[channel(world, "webhook", receiver.url + "/hook")], payload={"type": "test"}, subject="test"
+    )
+    done = delivery_attempt(delivery.pk)
+    assert done.status == "failed" and done.last_error.startswith("HTTP 302")
+    assert [r["path"] for r in receiver.requests] == ["/hook"]  # never /followed
