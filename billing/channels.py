@@ -222,10 +222,18 @@ def _post(url: str, body: bytes, headers: dict[str, str] | None = None) -> None:
     raise DeliveryFailed(f"HTTP {result.status}: {result.body[:200]}", permanent=not transient, status=result.status)
 
 
+def _headline(text: str, limit: int = 160) -> str:
+    """The first line of a message (a header holds one), cut at a word with "…" beyond `limit` characters."""
+    line = text.splitlines()[0] if text else ""
+    if len(line) <= limit:
+        return line
+    return line[:limit].rsplit(" ", 1)[0].rstrip(",;:(—– ") + " …"
+
+
 def send_email(channel: NotificationChannel, payload: dict[str, Any]) -> None:
     text = text_of(payload)
     send_mail(
-        subject=f"Meterline: {text.splitlines()[0][:120]}",  # a header holds one line: the message's first
+        subject=f"Meterline: {_headline(text)}",
         message=text + "\n\n" + json.dumps(payload, ensure_ascii=False, indent=2),
         from_email=None,
         recipient_list=[channel.target],

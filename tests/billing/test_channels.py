@@ -360,3 +360,13 @@ def test_a_redirect_is_not_followed(world, receiver) -> None:
     done = delivery_attempt(delivery.pk)
     assert done.status == "failed" and done.last_error.startswith("HTTP 302")
     assert [r["path"] for r in receiver.requests] == ["/hook"]  # never /followed
+
+
+def test_an_email_subject_is_the_messages_first_line_cut_at_a_word() -> None:
+    from billing.channels import _headline
+
+    assert _headline("short line\nmore") == "short line"
+    long = "[ANOMALY] acme: Burst of identical calls — " + "prompt_template:x/end_user:a-very-long-name " * 5
+    cut = _headline(long)
+    assert len(cut) <= 162 and cut.endswith(" …") and long.startswith(cut[:-2])
+    assert not cut[:-2].endswith(("a-very-long-nam", " "))
