@@ -240,3 +240,33 @@ def test_a_budget_is_changed_and_paused_in_the_portal(world, prices, django_capt
     assert world.portal("alpha_member").get(f"/t/alpha/budgets/{budget.pk}/edit/").status_code == 403
     assert world.portal("bravo_owner").get(f"/t/alpha/budgets/{budget.pk}/edit/").status_code == 404
     assert world.portal("bravo_owner").get(f"/t/bravo/budgets/{budget.pk}/edit/").status_code == 404
+
+
+def test_the_latest_alerts_say_who_spent_and_token_limits_read_grouped(
+    world, prices, django_capture_on_commit_callbacks
+) -> None:
+    """An alert on the budgets page names its top end user and feature — where to look first — and a token
+    budget's spend and limit read with thousands separators."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from metering.services import IngestScope, events_ingest
+
+    world.alpha.billing_currency = "USD"
+    world.alpha.save()
+    body = {"tenant": "alpha", "name": "Token cap", "scope": "tenant", "period": "month", "limit_tokens": 50_000}
+    assert world.client("alpha_admin").post("/api/v1/budgets", body, format="json").status_code == 201
+    when = (timezone.now() - dt.timedelta(minutes=1)).isoformat()
+    with django_capture_on_commit_callbacks(execute=True):
+        events_ingest(
+            scope=IngestScope(kind="project_key", api_key=world.alpha_key),
+            raw_events=[
+                {"event_id": "t1", "timestamp": when, "model": "gpt-4o", "usage": {"input_tokens": 60_000}}
+                | {"end_user": "loop-bot", "feature": "summarise"}
+            ],
+        )
+    page = world.portal("alpha_member").get("/t/alpha/budgets/").content.decode()
+    alerts = page.split('id="alerts"')[1].split("</section>")[0]
+    assert "Token cap" in alerts and "Top end user: loop-bot · feature: summarise" in alerts
+    assert "60,000 tokens" in page and "50,000 tokens" in page
