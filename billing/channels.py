@@ -176,8 +176,8 @@ def _window_text(start: str, end: str) -> str:
 
 
 def _amount_text(value: str, unit: str) -> str:
-    """An amount for people to read (the payload keeps it exact): a currency to the cent, counts (tokens, calls,
-    requests) whole."""
+    """An amount for people to read (the payload keeps it exact): a currency to the cent; counts (tokens, calls,
+    requests) to two places at most, without a trailing `.00`."""
     text = f"{Decimal(value):,.2f}"
     return text if len(unit) == 3 and unit.isupper() or not text.endswith(".00") else text[:-3]
 
