@@ -734,14 +734,14 @@ class PriceViewSet(
         return self.partial_update(request, *args, **kwargs)
 
     @extend_schema(responses=UnpricedModelSerializer(many=True))
-    @action(
-        detail=False, methods=["get"], permission_classes=[IsPerson, staff_only(PLATFORM_ADMINS)], pagination_class=None
-    )
+    @action(detail=False, methods=["get"], permission_classes=[IsPerson, staff_only(PLATFORM_ADMINS)])
     def unpriced(self, request: Request) -> Response:
-        """Models seen in events without a price, with counts: add a price and they are re-rated."""
-        from metering.selectors import unpriced_models
+        """Models seen in events without a price, with counts, most events first, paged as every list (clients
+        name models freely: the queue can be long): add a price and they are re-rated."""
+        from metering.selectors import unpriced_groups
 
-        return Response(UnpricedModelSerializer(unpriced_models(), many=True).data)
+        page = self.paginate_queryset(unpriced_groups())
+        return self.get_paginated_response(UnpricedModelSerializer(page, many=True).data)
 
 
 # --- LiteLLM ------------------------------------------------------------------------------------------

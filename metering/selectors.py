@@ -222,11 +222,6 @@ def unpriced_groups() -> QuerySet[Any]:
     )
 
 
-def unpriced_models() -> list[Any]:
-    """The whole queue (the API's list)."""
-    return list(unpriced_groups())
-
-
 def unpriced_count() -> int:
     """How many (model, provider) pairs wait for a price."""
     return (

@@ -297,7 +297,7 @@ def test_an_unpriced_model_is_queued_then_rerated_when_a_price_arrives(world, pr
     assert UsageEvent.objects.filter(rating_status="unpriced").count() == 3
     assert flushed_rollups().get(grain="day").unpriced_requests == 3
     queue = world.client("platform").get("/api/v1/prices/unpriced").json()
-    assert [(q["model"], q["events"]) for q in queue] == [("novel-model-1", 3)]
+    assert queue["count"] == 1 and [(q["model"], q["events"]) for q in queue["results"]] == [("novel-model-1", 3)]
     assert world.client("alpha_owner").get("/api/v1/prices/unpriced").status_code == 403
 
     add_price("novel-model-1", input="1", output="2")
@@ -327,7 +327,7 @@ def test_events_naming_the_provider_in_the_model_are_priced_and_queued_by_the_bo
     assert (result.accepted, result.unpriced) == (2, 1)
     routed = UsageEvent.objects.get(event_id="routed")
     assert (routed.model, routed.provider, routed.cost) == ("openai/gpt-4o", "openai", Decimal("0.0025"))
-    queue = world.client("platform").get("/api/v1/prices/unpriced").json()
+    queue = world.client("platform").get("/api/v1/prices/unpriced").json()["results"]
     assert [q["model"] for q in queue] == ["anthropic/claude-next"]
     add_price("claude-next", "anthropic", input="4", output="20")
     call_command("rerate", stdout=StringIO())
@@ -861,3 +861,21 @@ def test_the_admin_price_book_export_runs_no_model_name_as_a_formula_and_reads_b
     imported = ModelPriceResource().import_data(tablib.Dataset().load(text, format="csv"))  # admin's import
     assert not imported.has_errors() and not imported.has_validation_errors()
     assert sorted(ModelPrice.objects.filter(provider="x").values_list("model", flat=True)) == sorted(names)
+
+
+def test_the_unpriced_queue_api_is_paged_most_events_first(world, prices) -> None:
+    """Clients name models freely (a request id put in `model` makes a new one each call): the queue is paged as
+    every list of the API."""
+    when = iso(timezone.now() - dt.timedelta(minutes=5))
+    events_ingest(
+        scope=IngestScope(kind="project_key", api_key=world.alpha_key),
+        raw_events=[
+            {"event_id": f"odd-{n}", "timestamp": when, "model": f"odd-{min(n, 2)}", "usage": {"input_tokens": 1}}
+            for n in range(5)
+        ],
+    )
+    platform = world.client("platform")
+    first = platform.get("/api/v1/prices/unpriced", {"page_size": 2}).json()
+    assert first["count"] == 3 and [(q["model"], q["events"]) for q in first["results"]] == [("odd-2", 3), ("odd-0", 1)]
+    second = platform.get(first["next"]).json()
+    assert [q["model"] for q in second["results"]] == ["odd-1"] and second["next"] is None
