@@ -17,6 +17,7 @@ from billing.models import (
     NotificationChannel,
 )
 from billing.money import money_str
+from core.serializers import KnownFieldsOnly
 from tenants.validators import validate_currency
 
 
@@ -36,7 +37,7 @@ class FxRateSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class FxRateCreateSerializer(serializers.Serializer):
+class FxRateCreateSerializer(KnownFieldsOnly, serializers.Serializer):
     base = serializers.CharField(max_length=3, validators=[_currency])
     quote = serializers.CharField(max_length=3, validators=[_currency])
     date = serializers.DateField()
@@ -50,12 +51,12 @@ class FxRateCreateSerializer(serializers.Serializer):
         return attrs
 
 
-class VolumeTierSerializer(serializers.Serializer):
+class VolumeTierSerializer(KnownFieldsOnly, serializers.Serializer):
     from_amount = serializers.DecimalField(max_digits=18, decimal_places=4, min_value=0)
     percent = serializers.DecimalField(max_digits=7, decimal_places=4, min_value=0, max_value=100)
 
 
-class RateOverrideSerializer(serializers.Serializer):
+class RateOverrideSerializer(KnownFieldsOnly, serializers.Serializer):
     model = serializers.CharField(max_length=200)
     input = serializers.DecimalField(max_digits=20, decimal_places=8, min_value=0)
     output = serializers.DecimalField(max_digits=20, decimal_places=8, min_value=0)
@@ -78,7 +79,7 @@ def _json_safe(items: list[dict]) -> list[dict]:
     ]
 
 
-class ContractSerializer(serializers.ModelSerializer):
+class ContractSerializer(KnownFieldsOnly, serializers.ModelSerializer):
     tenant: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     billing_currency = serializers.CharField(max_length=3, validators=[_currency], required=False)
     volume_tiers = VolumeTierSerializer(many=True, required=False)
@@ -294,7 +295,7 @@ class BillPreviewSerializer(BillSerializer):
         return body
 
 
-class BillCloseSerializer(serializers.Serializer):
+class BillCloseSerializer(KnownFieldsOnly, serializers.Serializer):
     period = serializers.RegexField(r"^\d{4}-(0[1-9]|1[0-2])$", error_messages={"invalid": "A month as YYYY-MM."})
     tenant = serializers.CharField(required=False, help_text="slug; all tenants when absent")
 
@@ -314,7 +315,7 @@ class BillCloseResultSerializer(serializers.Serializer):
     error = serializers.DictField(allow_null=True)
 
 
-class BudgetSerializer(serializers.Serializer):
+class BudgetSerializer(KnownFieldsOnly, serializers.Serializer):
     """POST/PATCH body and read shape of /api/v1/budgets (SPEC §6)."""
 
     id = serializers.IntegerField(read_only=True)
@@ -409,7 +410,7 @@ class QuotaDecisionSerializer(serializers.Serializer):
     budgets = QuotaBudgetSerializer(many=True)
 
 
-class ChannelSerializer(serializers.ModelSerializer):
+class ChannelSerializer(KnownFieldsOnly, serializers.ModelSerializer):
     tenant = serializers.CharField(required=False, help_text="tenant slug", write_only=True)
     secret = serializers.CharField(required=False, allow_blank=True, write_only=True, max_length=200)
     has_secret = serializers.SerializerMethodField()
@@ -489,7 +490,7 @@ class AlertSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class BudgetRaiseSerializer(serializers.ModelSerializer):
+class BudgetRaiseSerializer(KnownFieldsOnly, serializers.ModelSerializer):
     budget = serializers.PrimaryKeyRelatedField(queryset=Budget.objects.all())
     requested_by = serializers.CharField(source="requested_by.username", read_only=True, default=None)
     decided_by = serializers.CharField(source="decided_by.username", read_only=True, default=None)
@@ -523,5 +524,5 @@ class BudgetRaiseSerializer(serializers.ModelSerializer):
         extra_kwargs = {"amount": {"min_value": Decimal("0.0001")}}
 
 
-class RaiseDecisionSerializer(serializers.Serializer):
+class RaiseDecisionSerializer(KnownFieldsOnly, serializers.Serializer):
     note = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)

@@ -1,9 +1,38 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from rest_framework import serializers
 
 from core.models import AuditEntry
 from tenants.models import Tenant
+
+
+class KnownFieldsOnly:
+    """For write serializers: a body naming a field the serializer does not have is refused, each such field named
+    (`"Unknown field."`, beside the errors of the known ones) — a misspelt `threshold` would otherwise be dropped
+    without a word and the default used. Read-only fields a client echoes back from a read are known, and ignored
+    as DRF ignores them."""
+
+    fields: Any
+    unknown_field_messages: dict[str, str] = {}  # a better word for some names than "Unknown field."
+
+    def to_internal_value(self, data: Any) -> Any:
+        unknown = sorted(set(data) - set(self.fields)) if isinstance(data, Mapping) else []
+        refused = {name: [self.unknown_field_messages.get(name, UNKNOWN_FIELD)] for name in unknown[:20]}
+        try:
+            value = super().to_internal_value(data)  # type: ignore[misc]
+        except serializers.ValidationError as exc:
+            if refused and isinstance(exc.detail, dict):
+                raise serializers.ValidationError({**exc.detail, **refused}) from None
+            raise
+        if refused:
+            raise serializers.ValidationError(refused)
+        return value
+
+
+UNKNOWN_FIELD = "Unknown field."
 
 
 class TextSlugRelatedField(serializers.SlugRelatedField):

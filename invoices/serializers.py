@@ -6,6 +6,7 @@ from rest_framework import serializers
 
 from billing.money import money_str
 from billing.serializers import decimal_str, line_json
+from core.serializers import KnownFieldsOnly
 from invoices.models import CreditNote, Invoice, Payment
 
 
@@ -22,7 +23,7 @@ class InvoiceLineSerializer(serializers.Serializer):
     description = serializers.CharField()
 
 
-class PaymentSerializer(serializers.Serializer):
+class PaymentSerializer(KnownFieldsOnly, serializers.Serializer):
     id = serializers.IntegerField(read_only=True)
     amount = serializers.DecimalField(max_digits=20, decimal_places=4, min_value=0)
     paid_on = serializers.DateField()
@@ -37,7 +38,7 @@ class PaymentSerializer(serializers.Serializer):
         }
 
 
-class CreditNoteCreateSerializer(serializers.Serializer):
+class CreditNoteCreateSerializer(KnownFieldsOnly, serializers.Serializer):
     amount = serializers.DecimalField(max_digits=20, decimal_places=4, required=False, allow_null=True)
     reason = serializers.CharField(max_length=2000)
 
@@ -68,7 +69,7 @@ class CreditNoteSerializer(serializers.Serializer):
         }
 
 
-class RejectSerializer(serializers.Serializer):
+class RejectSerializer(KnownFieldsOnly, serializers.Serializer):
     reason = serializers.CharField(max_length=2000)
 
 

@@ -1,9 +1,7 @@
-from collections.abc import Mapping
-from typing import Any
-
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
+from core.serializers import KnownFieldsOnly
 from metering.models import Anomaly, ModelPrice, price_aliases
 
 
@@ -135,7 +133,7 @@ def aliases_checked(value: list[str]) -> None:
         raise serializers.ValidationError(exc.messages) from None
 
 
-class ModelPriceCreateSerializer(serializers.Serializer):
+class ModelPriceCreateSerializer(KnownFieldsOnly, serializers.Serializer):
     """A new effective-dated row (POST /api/v1/prices, a line of a CSV import). A field it does not take is an
     error, never dropped: a price sent in another currency or with its own end must not be stored as something
     else."""
@@ -164,23 +162,10 @@ class ModelPriceCreateSerializer(serializers.Serializer):
         error_messages={"invalid_choice": "The price book is in USD: convert the price to USD first."},
     )
 
-    def to_internal_value(self, data: Any) -> Any:
-        unknown = {
-            name: [PRICE_SET_BY_THE_BOOK.get(name, "Unknown field.")]
-            for name in (sorted(set(data) - set(self.fields))[:20] if isinstance(data, Mapping) else [])
-        }
-        try:
-            value = super().to_internal_value(data)
-        except serializers.ValidationError as exc:
-            if unknown and isinstance(exc.detail, dict):
-                raise serializers.ValidationError({**exc.detail, **unknown}) from None
-            raise
-        if unknown:
-            raise serializers.ValidationError(unknown)
-        return value
+    unknown_field_messages = PRICE_SET_BY_THE_BOOK
 
 
-class ModelPriceAliasesSerializer(serializers.Serializer):
+class ModelPriceAliasesSerializer(KnownFieldsOnly, serializers.Serializer):
     aliases = serializers.ListField(
         child=serializers.CharField(max_length=200), max_length=50, validators=[aliases_checked]
     )

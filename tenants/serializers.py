@@ -5,7 +5,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
-from core.serializers import TextSlugRelatedField
+from core.serializers import KnownFieldsOnly, TextSlugRelatedField
 from tenants.models import ApiKey, Department, Environment, GatewayToken, Membership, Project, Role, Tenant
 from tenants.validators import slug_validator, validate_country, validate_currency, validate_timezone
 
@@ -25,7 +25,7 @@ def _django_validator(func):  # type: ignore[no-untyped-def]
     return run
 
 
-class TenantSerializer(serializers.ModelSerializer):
+class TenantSerializer(KnownFieldsOnly, serializers.ModelSerializer):
     slug = serializers.CharField(max_length=40, validators=[_django_validator(slug_validator)])
     country = serializers.CharField(max_length=2, validators=[_django_validator(validate_country)])
     billing_currency = serializers.CharField(
@@ -68,7 +68,7 @@ class TenantSerializer(serializers.ModelSerializer):
 TENANT_PROFILE_FIELDS = {"name", "legal_name", "tax_id", "address", "billing_emails"}
 
 
-class DepartmentSerializer(serializers.ModelSerializer):
+class DepartmentSerializer(KnownFieldsOnly, serializers.ModelSerializer):
     tenant: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(slug_field="slug", read_only=True)
 
     class Meta:
@@ -77,7 +77,7 @@ class DepartmentSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "created_at"]
 
 
-class DepartmentCreateSerializer(serializers.Serializer):
+class DepartmentCreateSerializer(KnownFieldsOnly, serializers.Serializer):
     tenant = serializers.CharField(required=False, max_length=40)
     name = serializers.CharField(max_length=200)
     code = serializers.CharField(max_length=64)
@@ -95,7 +95,7 @@ class ProjectSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ProjectWriteSerializer(serializers.Serializer):
+class ProjectWriteSerializer(KnownFieldsOnly, serializers.Serializer):
     tenant = serializers.CharField(required=False, max_length=40)
     slug = serializers.CharField(max_length=40, validators=[_django_validator(slug_validator)])
     name = serializers.CharField(max_length=200)
@@ -104,7 +104,7 @@ class ProjectWriteSerializer(serializers.Serializer):
     is_internal = serializers.BooleanField(required=False)
 
 
-class ProjectUpdateSerializer(serializers.Serializer):
+class ProjectUpdateSerializer(KnownFieldsOnly, serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False)
     environment = serializers.ChoiceField(choices=Environment.choices, required=False)
     department = serializers.IntegerField(required=False, allow_null=True, min_value=1)
@@ -125,7 +125,7 @@ class MemberSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class MemberCreateSerializer(serializers.Serializer):
+class MemberCreateSerializer(KnownFieldsOnly, serializers.Serializer):
     tenant = serializers.CharField(required=False, max_length=40)
     username = serializers.RegexField(r"^[\w.@+-]{1,150}\Z", max_length=150)
     email = serializers.EmailField(required=False, allow_blank=True)
@@ -133,7 +133,7 @@ class MemberCreateSerializer(serializers.Serializer):
     projects = serializers.ListField(child=serializers.CharField(max_length=40), required=False, max_length=500)
 
 
-class MemberUpdateSerializer(serializers.Serializer):
+class MemberUpdateSerializer(KnownFieldsOnly, serializers.Serializer):
     role = serializers.ChoiceField(choices=Role.choices, required=False)
     projects = serializers.ListField(child=serializers.CharField(max_length=40), required=False, max_length=500)
 
@@ -164,7 +164,7 @@ class ApiKeySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ApiKeyCreateSerializer(serializers.Serializer):
+class ApiKeyCreateSerializer(KnownFieldsOnly, serializers.Serializer):
     tenant = serializers.CharField(required=False, max_length=40)
     project = serializers.CharField(max_length=40)
     name = serializers.CharField(max_length=200)
@@ -201,7 +201,7 @@ class GatewayTokenSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class GatewayTokenCreateSerializer(serializers.Serializer):
+class GatewayTokenCreateSerializer(KnownFieldsOnly, serializers.Serializer):
     name = serializers.CharField(max_length=200)
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
 
@@ -214,7 +214,7 @@ class GatewayTokenCreatedSerializer(GatewayTokenSerializer):
         read_only_fields = fields
 
 
-class TokenRequestSerializer(serializers.Serializer):
+class TokenRequestSerializer(KnownFieldsOnly, serializers.Serializer):
     username = serializers.CharField(max_length=150)
     password = serializers.CharField(max_length=4096, trim_whitespace=False)
 
