@@ -353,9 +353,12 @@ def _usage_tenant(request: Request, params: Any) -> tuple[Any, list[int] | None]
     return tenant, usage_scope_projects(tenant=tenant, user=request.user)
 
 
-def usage_query_from(request: Request, *, default_days: int = 30, params: Any = None) -> Any:
+def usage_query_from(
+    request: Request, *, default_days: int = 30, params: Any = None, also: tuple[str, ...] = ()
+) -> Any:
     """The usage query a request's parameters ask for. Days are the tenant's calendar days; `end` defaults to today,
-    `start` to `default_days` days up to `end`."""
+    `start` to `default_days` days up to `end`. A parameter that is neither the query's nor one of `also` (the
+    endpoint's own) is refused: a misspelt filter (`projct=`) would otherwise answer the whole tenant's usage."""
     import datetime as dt
 
     from django.utils import timezone as django_timezone
@@ -365,6 +368,9 @@ def usage_query_from(request: Request, *, default_days: int = 30, params: Any = 
     params = request.query_params if params is None else params
     tenant, project_ids = _usage_tenant(request, params)
     errors: dict[str, list[str]] = {}
+    known = {"start", "end", "tenant", "group_by", "format", *FILTERS, *also}  # `format`: DRF's own override
+    for name in sorted(set(params) - known)[:20]:
+        errors[name] = ["Unknown parameter."]
     dates: dict[str, dt.date] = {}
     for name in ("start", "end"):
         raw = params.get(name)
@@ -459,7 +465,9 @@ class UsageEventsView(ListAPIView):
     def get_queryset(self) -> Any:
         from metering.selectors import events_for
 
-        query = usage_query_from(self.request, default_days=35)
+        query = usage_query_from(
+            self.request, default_days=35, also=("cursor", "page_size", "event_id", "rating_status")
+        )
         extra = {}
         rating = self.request.query_params.get("rating_status")
         if rating:

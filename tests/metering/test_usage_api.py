@@ -157,6 +157,24 @@ def test_bad_usage_queries_are_400_with_fields(world, usage) -> None:
     assert set(reversed_range.json()["error"]["fields"]) == {"end"}
 
 
+def test_a_misspelt_filter_is_refused_rather_than_answering_the_whole_tenant(world, usage) -> None:
+    """`projct=chatbot` named no filter: the answer was every project's usage, read as the chatbot's. Each usage
+    endpoint refuses a parameter it does not know and takes its own (a cursor, a page size, a format)."""
+    client = world.client("alpha_owner")
+    for path, params in (
+        ("/api/v1/usage", {"projct": "chatbot", "group_by": "model"}),
+        ("/api/v1/usage/events", {"projct": "chatbot", "page_size": 2}),
+        ("/api/v1/usage/export", {"projct": "chatbot", "format": "csv"}),
+    ):
+        refused = client.get(path, params)
+        assert refused.status_code == 400, path
+        assert refused.json()["error"]["fields"] == {"projct": ["Unknown parameter."]}, path
+    queued = client.post("/api/v1/usage/exports?projct=chatbot", {"format": "csv"}, format="json")
+    assert queued.status_code == 400 and "projct" in queued.json()["error"]["fields"]
+    assert client.get("/api/v1/usage", {"project": "chatbot", "format": "json"}).status_code == 200
+    assert client.get("/api/v1/usage/events", {"event_id": "a2", "rating_status": "priced"}).status_code == 200
+
+
 def test_without_dates_usage_covers_the_last_30_days_of_the_tenants_calendar(world, usage) -> None:
     import zoneinfo
 
