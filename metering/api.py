@@ -368,7 +368,7 @@ def usage_query_from(
     params = request.query_params if params is None else params
     tenant, project_ids = _usage_tenant(request, params)
     errors: dict[str, list[str]] = {}
-    known = {"start", "end", "tenant", "group_by", "format", *FILTERS, *also}  # `format`: DRF's own override
+    known = {"start", "end", "tenant", "group_by", *FILTERS, *also}
     for name in sorted(set(params) - known)[:20]:
         errors[name] = ["Unknown parameter."]
     dates: dict[str, dt.date] = {}
@@ -510,7 +510,7 @@ class UsageExportView(APIView):
         from metering.exports import ExportTooLarge, export_render
 
         kind = _export_kind(request.query_params)
-        query = usage_query_from(request)
+        query = usage_query_from(request, also=("format",))
         try:
             built = export_render(query, kind, limit=settings.METERLINE_EXPORT_MAX_ROWS)
         except ExportTooLarge as exc:
@@ -576,7 +576,7 @@ class UsageExportJobsView(APIView):
         params = request.query_params.dict()
         params.update(_export_body(request.data))
         kind = _export_kind(params)
-        query = usage_query_from(request, params=params)
+        query = usage_query_from(request, params=params, also=("format",))
         try:
             export = export_request(query=query, kind=kind, user=request.user)
         except ExportTooLarge as exc:

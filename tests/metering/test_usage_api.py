@@ -171,7 +171,8 @@ def test_a_misspelt_filter_is_refused_rather_than_answering_the_whole_tenant(wor
         assert refused.json()["error"]["fields"] == {"projct": ["Unknown parameter."]}, path
     queued = client.post("/api/v1/usage/exports?projct=chatbot", {"format": "csv"}, format="json")
     assert queued.status_code == 400 and "projct" in queued.json()["error"]["fields"]
-    assert client.get("/api/v1/usage", {"project": "chatbot", "format": "json"}).status_code == 200
+    assert client.get("/api/v1/usage", {"project": "chatbot", "group_by": "model"}).status_code == 200
+    assert client.get("/api/v1/usage", {"format": "json"}).status_code == 400  # the exports' parameter, not this
     assert client.get("/api/v1/usage/events", {"event_id": "a2", "rating_status": "priced"}).status_code == 200
 
 
