@@ -67,6 +67,8 @@ from tenants.selectors import can_see_billing, manages_as_staff
 class FxRateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):
     """FX rates: everyone signed in reads; finance adds rates."""
 
+    query_parameters = ("base", "quote", "date")  # the list's filters besides tenant (core.filters)
+
     serializer_class = FxRateSerializer
 
     def get_permissions(self) -> list:
@@ -115,6 +117,8 @@ class ContractViewSet(
 ):
     """Contracts: the tenant's account manager writes; the tenant's owners, admins, members and provider
     staff who see the tenant read. Body and filters name the tenant by slug (`tenant`)."""
+
+    query_parameters = ()  # the list's filters besides tenant (core.filters)
 
     serializer_class = ContractSerializer
     permission_classes = [IsPerson]
@@ -198,6 +202,8 @@ class BillViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     """Monthly bills (SPEC §7): tenants' owners, admins and members and the staff who see the tenant read them;
     finance and platform admins close months. The open month is `current` (a live preview)."""
 
+    query_parameters = ("period", "status")  # the list's filters besides tenant (core.filters)
+
     serializer_class = BillSerializer
     permission_classes = [IsPerson]
 
@@ -229,6 +235,10 @@ class BillViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     def current(self, request: Request) -> Response:
         """The open month so far and a month-end forecast."""
         from rest_framework.exceptions import PermissionDenied
+
+        from core.filters import query_parameters_check
+
+        query_parameters_check(request, ())
 
         from tenants.selectors import can_see_billing, tenant_for_request
 
@@ -284,6 +294,8 @@ class BudgetViewSet(
     """Budgets (SPEC §6): the tenant's owners, admins and account manager write; members read. Reads carry the
     current period's spend from the real-time counters."""
 
+    query_parameters = ()  # the list's filters besides tenant (core.filters)
+
     serializer_class = BudgetSerializer
     permission_classes = [IsPerson]
     http_method_names = ["get", "post", "patch", "head", "options"]
@@ -299,7 +311,7 @@ class BudgetViewSet(
         return budgets.prefetch_related("channels").order_by("tenant__slug", "name", "id")
 
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        page = self.paginate_queryset(self.get_queryset())
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
         return self.get_paginated_response([BudgetSerializer(s).data for s in budget_states(list(page or []))])
 
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -504,18 +516,21 @@ class ChannelViewSet(
     """Notification channels of a tenant: owners, admins and the account manager write (the secret is
     write-only); members read. `POST /<id>/test` sends a test message through the channel now."""
 
+    query_parameters = ()  # the list's filters besides tenant (core.filters)
+
     serializer_class = ChannelSerializer
     permission_classes = [IsPerson]
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def get_queryset(self) -> Any:
-        from tenants.selectors import full_access_tenant_ids
+        from tenants.selectors import full_access_tenant_ids, tenant_for_request
 
-        return (
-            NotificationChannel.objects.filter(tenant__in=full_access_tenant_ids(self.request.user))
-            .select_related("tenant")
-            .order_by("tenant__slug", "name", "id")
-        )
+        channels = NotificationChannel.objects.filter(tenant__in=full_access_tenant_ids(self.request.user))
+        if self.action == "list" and self.request.query_params.get("tenant"):
+            channels = channels.filter(
+                tenant=tenant_for_request(user=self.request.user, slug=self.request.query_params["tenant"])
+            )
+        return channels.select_related("tenant").order_by("tenant__slug", "name", "id")
 
     def _require_manage(self, tenant: Any) -> None:
         from rest_framework.exceptions import PermissionDenied
@@ -593,6 +608,8 @@ class ChannelViewSet(
 class AlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Budget alerts fired, newest first."""
 
+    query_parameters = ("severity",)  # the list's filters besides tenant (core.filters)
+
     serializer_class = AlertSerializer
     permission_classes = [IsPerson]
 
@@ -615,18 +632,21 @@ class BudgetRaiseViewSet(
 ):
     """Budget raises: tenant owners and admins ask; the tenant's account manager approves or rejects."""
 
+    query_parameters = ()  # the list's filters besides tenant (core.filters)
+
     serializer_class = BudgetRaiseSerializer
     permission_classes = [IsPerson]
 
     def get_queryset(self) -> Any:
         from billing.models import BudgetRaiseRequest
-        from tenants.selectors import full_access_tenant_ids
+        from tenants.selectors import full_access_tenant_ids, tenant_for_request
 
-        return (
-            BudgetRaiseRequest.objects.filter(budget__tenant__in=full_access_tenant_ids(self.request.user))
-            .select_related("budget__tenant", "requested_by", "decided_by")
-            .order_by("-created_at", "-id")
-        )
+        raises = BudgetRaiseRequest.objects.filter(budget__tenant__in=full_access_tenant_ids(self.request.user))
+        if self.action == "list" and self.request.query_params.get("tenant"):
+            raises = raises.filter(
+                budget__tenant=tenant_for_request(user=self.request.user, slug=self.request.query_params["tenant"])
+            )
+        return raises.select_related("budget__tenant", "requested_by", "decided_by").order_by("-created_at", "-id")
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         from billing.budgets import RaiseRefused, raise_request

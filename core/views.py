@@ -22,6 +22,8 @@ class AuditEntryViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     """Who changed what: staff see their tenants' entries and provider-wide ones (prices, gateway
     tokens); a tenant's owners and admins see their tenant's."""
 
+    query_parameters = ("object_type", "action")  # the list's filters besides tenant (core.filters)
+
     serializer_class = AuditEntrySerializer
     permission_classes = [IsPerson]
 

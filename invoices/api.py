@@ -41,6 +41,7 @@ def _refused(exc: services.InvoiceRuleViolation) -> ApiError:
     )
 )
 class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    query_parameters = ("period", "status")  # the list's filters besides tenant (core.filters)
     serializer_class = InvoiceSerializer
     permission_classes = [IsPerson]
 

@@ -557,9 +557,11 @@ class UsageExportJobsView(APIView):
         operation_id="usage_exports_list", parameters=[OpenApiParameter("tenant", str)], responses=OpenApiTypes.OBJECT
     )
     def get(self, request: Request) -> Response:
+        from core.filters import query_parameters_check
         from metering.exports import exports_for_user
         from tenants.selectors import tenant_for_request
 
+        query_parameters_check(request, ())
         tenant = tenant_for_request(user=request.user, slug=request.query_params.get("tenant"))
         exports = exports_for_user(tenant=tenant, user=request.user).select_related("tenant")[:50]
         return Response({"results": [_export_json(export, request) for export in exports]})
@@ -665,6 +667,8 @@ class PriceViewSet(
 ):
     """The price book: everyone reads; platform admins add effective-dated rows and edit aliases."""
 
+    query_parameters = ("model", "provider", "at")  # the list's filters besides tenant (core.filters)
+
     serializer_class = ModelPriceSerializer
     http_method_names = ["get", "post", "patch", "head", "options"]
 
@@ -742,12 +746,16 @@ class PriceViewSet(
         return self.partial_update(request, *args, **kwargs)
 
     @extend_schema(responses=UnpricedModelSerializer(many=True))
-    @action(detail=False, methods=["get"], permission_classes=[IsPerson, staff_only(PLATFORM_ADMINS)])
+    @action(
+        detail=False, methods=["get"], permission_classes=[IsPerson, staff_only(PLATFORM_ADMINS)], filter_backends=[]
+    )
     def unpriced(self, request: Request) -> Response:
         """Models seen in events without a price, with counts, most events first, paged as every list (clients
         name models freely: the queue can be long): add a price and they are re-rated."""
+        from core.filters import query_parameters_check
         from metering.selectors import unpriced_groups
 
+        query_parameters_check(request, ("page", "page_size"))
         page = self.paginate_queryset(unpriced_groups())
         return self.get_paginated_response(UnpricedModelSerializer(page, many=True).data)
 
@@ -805,6 +813,8 @@ class LiteLLMView(APIView):
 class AnomalyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Unusual usage found by the hourly and daily scans (SPEC §6); `POST /<id>/acknowledge` marks one seen."""
 
+    query_parameters = ("kind", "status")  # the list's filters besides tenant (core.filters)
+
     serializer_class = AnomalySerializer
     permission_classes = [IsPerson]
 
@@ -846,8 +856,10 @@ class InsightsView(APIView):
     def get(self, request: Request) -> Response:
         from django.utils import timezone as django_timezone
 
+        from core.filters import query_parameters_check
         from metering.insights import last_month, suggestion_json, suggestions
 
+        query_parameters_check(request, ("period",))
         tenant, project_ids = _usage_tenant(request, request.query_params)
         raw = request.query_params.get("period")
         if raw:

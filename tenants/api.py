@@ -148,6 +148,7 @@ class TenantViewSet(
     mixins.UpdateModelMixin,
     viewsets.GenericViewSet,
 ):
+    query_parameters = ("status",)  # the list's filters besides tenant (core.filters)
     serializer_class = TenantSerializer
     permission_classes = [IsPerson]
     lookup_field = "slug"
@@ -189,6 +190,7 @@ class TenantViewSet(
     create=extend_schema(request=DepartmentCreateSerializer, responses={201: DepartmentSerializer}),
 )
 class DepartmentViewSet(viewsets.ModelViewSet):
+    query_parameters = ()  # the list's filters besides tenant (core.filters)
     serializer_class = DepartmentSerializer
     permission_classes = [IsPerson]
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
@@ -249,6 +251,7 @@ class ProjectViewSet(
     mixins.UpdateModelMixin,
     viewsets.GenericViewSet,
 ):
+    query_parameters = ("department", "environment")  # the list's filters besides tenant (core.filters)
     serializer_class = ProjectSerializer
     permission_classes = [IsPerson]
     http_method_names = ["get", "post", "patch", "head", "options"]
@@ -324,6 +327,7 @@ class MemberViewSet(
     mixins.DestroyModelMixin,
     viewsets.GenericViewSet,
 ):
+    query_parameters = ()  # the list's filters besides tenant (core.filters)
     serializer_class = MemberSerializer
     permission_classes = [IsPerson]
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
@@ -402,6 +406,7 @@ class MemberViewSet(
     create=extend_schema(request=ApiKeyCreateSerializer, responses={201: ApiKeyCreatedSerializer}),
 )
 class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):
+    query_parameters = ("project", "state")  # the list's filters besides tenant (core.filters)
     serializer_class = ApiKeySerializer
     permission_classes = [IsPerson]
 
@@ -457,6 +462,7 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
 class GatewayTokenViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
 ):
+    query_parameters = ()  # the list's filters besides tenant (core.filters)
     serializer_class = GatewayTokenSerializer
     permission_classes = [IsPerson, staff_only(PLATFORM_ADMINS)]
     queryset = GatewayToken.objects.select_related("created_by").order_by("-created_at", "-id")

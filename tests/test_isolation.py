@@ -265,7 +265,7 @@ def test_the_outsider_sees_none_of_alphas_data_in_collections(world: Any, name: 
         assert marker not in body, (url, marker)
     if name.startswith("api:"):
         # Naming Alpha explicitly is a 404 (or is ignored), never Alpha's data.
-        named = client.get(url, {"tenant": "alpha", "start": "2026-01-01", "end": "2026-01-31"})
+        named = client.get(url, {"tenant": "alpha"})  # lists refuse parameters they do not take (core.filters)
         assert named.status_code in (200, 404), (url, named.status_code)
         for marker in alpha_markers(world):
             assert marker not in named.content.decode(), (url, marker)

@@ -68,3 +68,51 @@ def test_an_update_names_unknown_fields_beside_bad_ones_and_ignores_read_only_ec
     echoed = admin.patch(f"/api/v1/budgets/{created['id']}", created | {"limit_amount": "6.00"}, format="json")
     assert echoed.status_code == 200, echoed.json()  # `id`, `spent`, `percent`… as read: known, not written
     assert echoed.json()["limit_amount"] == "6.00"
+
+
+def _lists() -> list[tuple[str, list[str]]]:
+    """Every list of the API (a collection path the schema documents with query parameters) and its parameters."""
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    found = []
+    for path, operations in schema["paths"].items():
+        get = operations.get("get")
+        if get is None or "{" in path:
+            continue
+        names = [p["name"] for p in get.get("parameters", []) if p["in"] == "query"]
+        if names:
+            found.append((path, names))
+    return found
+
+
+def test_every_list_refuses_a_parameter_it_does_not_take_and_takes_those_it_documents(world) -> None:
+    """A misspelt filter (`?statuss=overdue`, `?tennant=beta`) would answer everything as if it had filtered: every
+    list of the API refuses it, naming it, and takes each parameter its schema documents."""
+    client = world.client("superuser")
+    lists = _lists()
+    assert {"/api/v1/invoices", "/api/v1/budgets", "/api/v1/channels", "/api/v1/prices", "/api/v1/usage"} <= {
+        path for path, _ in lists
+    }
+    for path, names in lists:
+        refused = client.get(path, {"tenant": "alpha", "statuss": "overdue"})
+        assert refused.status_code == 400, (path, refused.status_code)
+        assert refused.json()["error"]["fields"] == {"statuss": ["Unknown parameter."]}, path
+        for name in names:
+            answer = client.get(path, {"tenant": "alpha", name: "1"})
+            assert "Unknown parameter." not in answer.content.decode(), (path, name)
+
+
+def test_channels_and_raises_are_listed_for_the_tenant_named(world) -> None:
+    """SPEC §9: a tenant is named by its slug in filters — the channel and raise lists ignored `?tenant=`."""
+    from tenants.models import Membership, Role
+
+    NotificationChannel.objects.create(tenant=world.alpha, name="alpha ops", kind="email", target="a@alpha.example")
+    NotificationChannel.objects.create(tenant=world.bravo, name="bravo ops", kind="email", target="b@bravo.example")
+    Membership.objects.create(user=world.users["alpha_owner"], tenant=world.bravo, role=Role.OWNER)
+    client = world.client("alpha_owner")
+    for slug, name in (("alpha", "alpha ops"), ("bravo", "bravo ops")):
+        listed = client.get("/api/v1/channels", {"tenant": slug}).json()["results"]
+        assert [c["name"] for c in listed] == [name]
+    assert client.get("/api/v1/budget-raises", {"tenant": "bravo"}).json()["results"] == []
+    assert world.client("bravo_owner").get("/api/v1/channels", {"tenant": "alpha"}).status_code == 404
