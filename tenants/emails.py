@@ -23,7 +23,8 @@ def member_invite_email(*, membership_id: int) -> bool:
     )
     context = {"membership": membership, "link": f"{settings.METERLINE_BASE_URL.rstrip('/')}{path}"}
     send_mail(
-        subject=f"You have been added to {membership.tenant.name} on Meterline",
+        # a header holds one line: a name written with a line break reads on one
+        subject=f"You have been added to {' '.join(membership.tenant.name.split())} on Meterline",
         message=render_to_string("emails/member_invite.txt", context),
         from_email=None,
         recipient_list=[user.email],

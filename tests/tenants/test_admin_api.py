@@ -179,6 +179,21 @@ def test_adding_a_new_person_creates_the_user_and_emails_a_password_link(
     assert "/accounts/reset/" in mail.outbox[0].body
 
 
+def test_the_invitation_goes_out_when_the_tenant_name_holds_a_line_break(
+    world, django_capture_on_commit_callbacks
+) -> None:
+    """A tenant name written over two lines went whole into the Subject header: the invitation failed."""
+    world.alpha.name = "Alpha\nRobotics"
+    world.alpha.save(update_fields=["name"])
+    with django_capture_on_commit_callbacks(execute=True):
+        response = world.client("alpha_owner").post(
+            "/api/v1/members", {"username": "newbie", "email": "newbie@alpha.example", "role": "member"}, format="json"
+        )
+    assert response.status_code == 201, response.json()
+    [message] = mail.outbox
+    assert message.subject == "You have been added to Alpha Robotics on Meterline"
+
+
 def test_adding_an_existing_user_sends_no_email(world, django_capture_on_commit_callbacks) -> None:
     with django_capture_on_commit_callbacks(execute=True):
         response = world.client("alpha_owner").post(
