@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import http.client
 import ipaddress
 import json
 import socket
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -57,11 +59,46 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 _OPENER = urllib.request.build_opener(_NoRedirects)
 
 
-def http_post(url: str, body: bytes, headers: dict[str, str]) -> HttpResult:
-    """POST to a third party (webhooks, chat bots). The one seam for outbound HTTP."""
+def _pinned(connection_class: Any, address: str, host: str, **kwargs: Any) -> Any:
+    """An HTTP(S) connection to `host` that connects to `address` — the one its name was checked as — rather than
+    looking the name up again (which could answer another address); TLS still checks the certificate for `host`."""
+    connection = connection_class(host, **kwargs)
+
+    def connect(target: tuple[str, int], *args: Any) -> socket.socket:
+        return socket.create_connection((address, target[1]), *args)
+
+    connection._create_connection = connect
+    return connection
+
+
+class _PinnedHTTP(urllib.request.HTTPHandler):
+    def __init__(self, address: str) -> None:
+        super().__init__()
+        self.address = address
+
+    def http_open(self, req: Any) -> Any:
+        return self.do_open(partial(_pinned, http.client.HTTPConnection, self.address), req)
+
+
+class _PinnedHTTPS(urllib.request.HTTPSHandler):
+    def __init__(self, address: str) -> None:
+        super().__init__()
+        self.address = address
+
+    def https_open(self, req: Any) -> Any:
+        context = getattr(self, "_context", None)
+        return self.do_open(partial(_pinned, http.client.HTTPSConnection, self.address), req, context=context)
+
+
+def http_post(url: str, body: bytes, headers: dict[str, str], *, address: str | None = None) -> HttpResult:
+    """POST to a third party (webhooks, chat bots). The one seam for outbound HTTP. `address`: connect there, the
+    address the URL's host was checked as (without a proxy, which makes its own connection)."""
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310 (http/https only)
+    opener = _OPENER
+    if address is not None and not urllib.request.getproxies():
+        opener = urllib.request.build_opener(_NoRedirects, _PinnedHTTP(address), _PinnedHTTPS(address))
     try:
-        with _OPENER.open(request, timeout=TIMEOUT_SECONDS) as response:
+        with opener.open(request, timeout=TIMEOUT_SECONDS) as response:
             return HttpResult(response.status, response.read(4096).decode("utf-8", "replace"))
     except urllib.error.HTTPError as exc:
         return HttpResult(exc.code, exc.read(4096).decode("utf-8", "replace") if exc.fp else "")
@@ -72,25 +109,31 @@ def private_target(url: str, *, resolve: bool = True) -> str | None:
     — always None where settings.METERLINE_CHANNEL_PRIVATE_TARGETS allows those. `resolve`: look the host name up
     (when a message goes: a name may point anywhere); without it only an address written in the URL and
     `localhost` are judged (a name that does not resolve here may well resolve where messages go)."""
+    return target_addresses(url, resolve=resolve)[0]
+
+
+def target_addresses(url: str, *, resolve: bool = True) -> tuple[str | None, str | None]:
+    """(the private address `url` reaches or None, the public address to connect to or None) — both None where
+    private targets are allowed, or the name is not judged or not found."""
     if settings.METERLINE_CHANNEL_PRIVATE_TARGETS:
-        return None
+        return None, None
     host = (urllib.parse.urlsplit(url).hostname or "").rstrip(".").lower()
     if host == "localhost" or host.endswith(".localhost"):
-        return host
+        return host, None
     try:
         addresses = [ipaddress.ip_address(host)]
     except ValueError:
         if not resolve:
-            return None
+            return None, None
         try:
             found = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
         except OSError:
-            return None  # not found: the send fails as a network error and is retried
+            return None, None  # not found: the send fails as a network error and is retried
         addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in found]
     for address in addresses:
         if not address.is_global:
-            return str(address)
-    return None
+            return str(address), None
+    return None, str(addresses[0]) if addresses else None
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -206,14 +249,15 @@ def _json(data: dict[str, Any]) -> bytes:
 
 
 def _post(url: str, body: bytes, headers: dict[str, str] | None = None) -> None:
-    if (address := private_target(url)) is not None:
+    private, public = target_addresses(url)
+    if private is not None:
         raise DeliveryFailed(
-            f"refused: {urllib.parse.urlsplit(url).hostname} is on the server's own network ({address}); "
+            f"refused: {urllib.parse.urlsplit(url).hostname} is on the server's own network ({private}); "
             "channels reach public addresses only (METERLINE_CHANNEL_PRIVATE_TARGETS)",
             permanent=True,
         )
     try:
-        result = http_post(url, body, {"Content-Type": "application/json", **(headers or {})})
+        result = http_post(url, body, {"Content-Type": "application/json", **(headers or {})}, address=public)
     except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
         raise DeliveryFailed(f"network: {exc}", permanent=False) from None
     if 200 <= result.status < 300:

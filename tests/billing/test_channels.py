@@ -370,3 +370,39 @@ def test_an_email_subject_is_the_messages_first_line_cut_at_a_word() -> None:
     cut = _headline(long)
     assert len(cut) <= 162 and cut.endswith(" …") and long.startswith(cut[:-2])
     assert not cut[:-2].endswith(("a-very-long-nam", " "))
+
+
+def test_a_message_connects_to_the_address_its_name_was_checked_as(world, receiver, settings, monkeypatch) -> None:
+    """The name is looked up once, checked, and the connection made to that address: a DNS answer that changes
+    between the check and the connection (to an address inside the network) is never used."""
+    import socket
+
+    from billing import channels
+
+    settings.METERLINE_CHANNEL_PRIVATE_TARGETS = False
+    lookups: list[str] = []
+    connected: list[tuple[str, int]] = []
+    real_connect = socket.create_connection
+    port = int(receiver.url.rsplit(":", 1)[1])
+
+    real_lookup = socket.getaddrinfo
+
+    def lookup(host, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if host != "hooks.public.test":
+            return real_lookup(host, *args, **kwargs)
+        lookups.append(host)
+        answer = "8.8.8.8" if len(lookups) == 1 else "127.0.0.1"  # a second look-up would answer inside
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answer, 0))]
+
+    def connect(target, *args, **kwargs):  # type: ignore[no-untyped-def]
+        connected.append(target)
+        return real_connect(("127.0.0.1", port), *args, **kwargs)  # this host has no Internet: the receiver plays it
+
+    monkeypatch.setattr(channels.socket, "getaddrinfo", lookup)
+    monkeypatch.setattr(channels.socket, "create_connection", connect)
+    hook = channel(world, "webhook", f"http://hooks.public.test:{port}/hook")
+    [delivery] = deliveries_queue(channels=[hook], payload={"type": "test"}, subject="test")
+    done = delivery_attempt(delivery.pk)
+    assert done.status == "sent", done.last_error
+    assert lookups == ["hooks.public.test"] and connected == [("8.8.8.8", port)]
+    assert receiver.requests[0]["headers"]["Host"] == f"hooks.public.test:{port}"
