@@ -17,9 +17,11 @@ class KnownFieldsOnly:
 
     fields: Any
     unknown_field_messages: dict[str, str] = {}  # a better word for some names than "Unknown field."
+    echo_of: Any = None  # the read serializer of the resource, when writes have their own: its fields are known too
 
     def to_internal_value(self, data: Any) -> Any:
-        unknown = sorted(set(data) - set(self.fields)) if isinstance(data, Mapping) else []
+        known = set(self.fields) | (set(self.echo_of().fields) if self.echo_of is not None else set())
+        unknown = sorted(set(data) - known) if isinstance(data, Mapping) else []
         refused = {name: [self.unknown_field_messages.get(name, UNKNOWN_FIELD)] for name in unknown[:20]}
         try:
             value = super().to_internal_value(data)  # type: ignore[misc]

@@ -105,6 +105,7 @@ class ProjectWriteSerializer(KnownFieldsOnly, serializers.Serializer):
 
 
 class ProjectUpdateSerializer(KnownFieldsOnly, serializers.Serializer):
+    echo_of = ProjectSerializer  # a project as read, sent back whole
     name = serializers.CharField(max_length=200, required=False)
     environment = serializers.ChoiceField(choices=Environment.choices, required=False)
     department = serializers.IntegerField(required=False, allow_null=True, min_value=1)
@@ -134,6 +135,7 @@ class MemberCreateSerializer(KnownFieldsOnly, serializers.Serializer):
 
 
 class MemberUpdateSerializer(KnownFieldsOnly, serializers.Serializer):
+    echo_of = MemberSerializer  # a membership as read, sent back whole
     role = serializers.ChoiceField(choices=Role.choices, required=False)
     projects = serializers.ListField(child=serializers.CharField(max_length=40), required=False, max_length=500)
 

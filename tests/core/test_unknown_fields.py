@@ -116,3 +116,26 @@ def test_channels_and_raises_are_listed_for_the_tenant_named(world) -> None:
         assert [c["name"] for c in listed] == [name]
     assert client.get("/api/v1/budget-raises", {"tenant": "bravo"}).json()["results"] == []
     assert world.client("bravo_owner").get("/api/v1/channels", {"tenant": "alpha"}).status_code == 404
+
+
+def test_a_resource_read_and_sent_back_whole_names_no_unknown_field(world) -> None:
+    """Clients often PATCH what they read: every field a read answers is known to the write (read-only ones are
+    ignored), for each resource that takes a PATCH."""
+    channel = NotificationChannel.objects.create(tenant=world.alpha, name="ops", kind="email", target="a@alpha.example")
+    staff, admin = world.client("am"), world.client("alpha_admin")
+    member = world.alpha.memberships.get(user=world.users["alpha_member"])
+    contract = staff.post(
+        "/api/v1/contracts", {"tenant": "alpha", "starts_on": "2026-12-01", "markup_percent": "5"}, format="json"
+    ).json()
+    for client, path in (
+        (admin, f"/api/v1/channels/{channel.pk}"),
+        (admin, f"/api/v1/projects/{world.alpha_project.pk}"),
+        (admin, f"/api/v1/departments/{world.alpha_department.pk}"),
+        (admin, f"/api/v1/budgets/{world.alpha_budget.pk}"),
+        (world.client("alpha_owner"), f"/api/v1/members/{member.pk}"),
+        (staff, f"/api/v1/contracts/{contract['id']}"),
+        (staff, "/api/v1/tenants/alpha"),
+    ):
+        read = client.get(path).json()
+        sent = client.patch(path, read, format="json")
+        assert "Unknown field." not in sent.content.decode(), (path, sent.json())
