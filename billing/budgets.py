@@ -724,13 +724,16 @@ def _announce_later(alert_id: int) -> None:
     budget_alert_announce.delay(alert_id)
 
 
-def alert_announce(alert_id: int) -> BudgetAlert:
+def alert_announce(alert_id: int) -> BudgetAlert | None:
     """An alert's top consumers, named by a worker rather than in the request that crossed the threshold (reading a
-    month of a project's events can take seconds), then its messages sent with them."""
+    month of a project's events can take seconds), then its messages sent with them. None: the alert is gone (its
+    tenant was removed meanwhile)."""
     from billing.channels import alert_deliveries_send
 
-    alert = alert_consumers_named(BudgetAlert.objects.select_related("budget__tenant").get(pk=alert_id))
-    alert_deliveries_send(alert)
+    alert = BudgetAlert.objects.select_related("budget__tenant").filter(pk=alert_id).first()
+    if alert is None:
+        return None
+    alert_deliveries_send(alert_consumers_named(alert))
     return alert
 
 

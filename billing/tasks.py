@@ -35,11 +35,12 @@ def budget_counters_reconcile() -> int:
 
 
 @shared_task(acks_late=True)
-def budget_alert_announce(alert_id: int) -> int:
-    """A fired alert's top consumers named, then its deliveries sent."""
+def budget_alert_announce(alert_id: int) -> int | None:
+    """A fired alert's top consumers named, then its deliveries sent (None: the alert is gone)."""
     from billing.budgets import alert_announce
 
-    return alert_announce(alert_id).pk
+    alert = alert_announce(alert_id)
+    return alert.pk if alert is not None else None
 
 
 @shared_task(acks_late=True)

@@ -252,6 +252,8 @@ def test_an_alerts_top_consumers_are_named_after_the_request_then_its_messages_s
     [request] = receiver.requests
     assert json.loads(request["body"])["top_consumers"] == alert.top_consumers
 
+    assert budget_alert_announce(alert.pk + 1000) is None  # an alert gone meanwhile: nothing to announce
+
     # the 100 % alert's announcement lost: the retry, once the first send's grace is over, names the consumers
     with django_capture_on_commit_callbacks(execute=True):
         events_ingest(scope=scope, raw_events=[{**usage, "event_id": "bigger", "usage": {"input_tokens": 200_000}}])
