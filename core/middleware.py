@@ -7,8 +7,9 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import HttpRequest, HttpResponse
 from django.utils.module_loading import import_string
+from django.utils.translation import gettext as _
 
 from core.api import error_response
 from core.request_id import current_request_id, request_id_var
@@ -81,6 +82,13 @@ def _holds_nul(params: Any) -> bool:
     return any("\x00" in key or any("\x00" in value for value in values) for key, values in params.lists())
 
 
+def _nul_refused(text: str) -> HttpResponse:
+    """A portal request refused for a NUL character: a page in the portal's look, as every other refusal."""
+    from core.error_views import plain_error
+
+    return plain_error(400, _("Bad request"), text)
+
+
 class ApiErrorMiddleware:
     """Turns Django's own HTML error pages into the §11 error body for API paths (and, in the portal, the empty
     405 of an action opened as a page into a page that says so).
@@ -97,7 +105,7 @@ class ApiErrorMiddleware:
             # PostgreSQL text cannot hold NUL: refuse such parameters before they reach a query.
             if is_api_path(request.path):
                 return error_response(400, "invalid", "Query parameters must not contain NUL characters.")
-            return HttpResponseBadRequest("Query parameters must not contain NUL characters.")
+            return _nul_refused(_("The address holds a NUL character, which no page takes. Check the address."))
         if (
             request.method == "POST"
             and not is_api_path(request.path)
@@ -105,7 +113,9 @@ class ApiErrorMiddleware:
             and _holds_nul(request.POST)
         ):
             # The portal's forms likewise (an API body is parsed, and checked, by its own view).
-            return HttpResponseBadRequest("Form fields must not contain NUL characters.")
+            return _nul_refused(
+                _("A field of the form holds a NUL character, which no field takes. Remove it and send again.")
+            )
         response = self.get_response(request)
         if response.status_code < 400:
             return response

@@ -437,3 +437,30 @@ def test_an_event_is_found_by_its_id_whenever_it_happened(world, prices) -> None
         .context["page"]
         .object_list
     )
+
+
+def test_the_events_pages_keep_the_filters_from_page_to_page(world, usage) -> None:  # noqa: F811
+    from metering.services import IngestScope, events_ingest
+    from tests.metering.conftest import iso
+
+    when = iso(timezone.now() - dt.timedelta(minutes=5))
+    raw = [
+        {
+            "event_id": f"many-{n}",
+            "timestamp": when,
+            "model": "gpt-4o",
+            "feature": "paged",
+            "usage": {"input_tokens": 1},
+        }
+        for n in range(60)
+    ]
+    assert events_ingest(scope=IngestScope(kind="project_key", api_key=world.alpha_key), raw_events=raw).accepted == 60
+    client = _client(world, "alpha_owner")
+    first = client.get("/t/alpha/usage/events/", {"preset": "7d", "feature": "paged"}).content.decode()
+    assert "Page 1 of 2" in first
+    link = re.search(r'<a href="([^"]*)">Next</a>', first)
+    assert link is not None
+    second = client.get("/t/alpha/usage/events/" + link.group(1).replace("&amp;", "&"))
+    assert second.context["page"].number == 2
+    assert len(second.context["page"].object_list) == 10
+    assert {e.feature for e in second.context["page"].object_list} == {"paged"}

@@ -113,5 +113,12 @@ def test_a_form_field_with_a_nul_character_is_a_400_before_any_query(world, fiel
 
     upload = SimpleUploadedFile("export.csv", b"date,model,input_tokens\n2026-10-01,gpt-4o,5\n")
     response = world.portal("finance").post("/staff/reconciliation/", {"file": upload, field: "alpha\x00"})
-    assert response.status_code == 400
-    assert b"must not contain NUL" in response.content
+    html = _page(response, 400)
+    assert "A field of the form holds a NUL character" in html
+    assert 'data-status="400"' in html
+
+
+def test_an_address_with_a_nul_character_is_a_400_page(world) -> None:  # type: ignore[no-untyped-def]
+    html = _page(world.portal("alpha_owner").get(f"/t/{world.alpha.slug}/usage/", {"model": "gpt\x00"}), 400)
+    assert "The address holds a NUL character" in html
+    assert 'data-status="400"' in html
