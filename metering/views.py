@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
@@ -31,6 +32,7 @@ from metering.selectors import (
     GROUP_BY,
     UsageQuery,
     events_for,
+    events_page,
     unpriced_count,
     unpriced_groups,
     usage_aggregate,
@@ -40,6 +42,7 @@ from tenants.roles import PLATFORM_ADMINS
 from tenants.selectors import has_staff_role, projects_for_user, tenant_get_for_user
 
 PRESETS = {"7d": 7, "30d": 30, "90d": 90}
+EVENTS_PER_PAGE = 50
 
 
 def _group_labels() -> dict[str, str]:
@@ -216,19 +219,23 @@ def usage_events(request: HttpRequest, tenant: str) -> HttpResponse:
         events = events_for(since_ever, event_id=event_id).order_by("-occurred_at", "-id")
     else:
         events = events_for(query).order_by("-occurred_at", "-id")
-    page = Paginator(events, 50).get_page(request.GET.get("page"))
+    page = events_page(events, older=request.GET.get("older"), newer=request.GET.get("newer"), size=EVENTS_PER_PAGE)
+    # How many match, from the rollups (a count of the events themselves reads every one of them).
+    matching = len(page.object_list) if event_id else usage_aggregate(replace(query, group_by=[]))["totals"]["requests"]
     params = request.GET.copy()
-    params.pop("page", None)
+    for name in ("older", "newer", "page"):
+        params.pop(name, None)
     return render(
         request,
         "metering/usage_events.html",
         {
             "tenant": tenant_obj,
             "page": page,
+            "matching": matching,
             "state": state,
             "event_id": event_id,
             "query_string": params.urlencode(),
-            **_export_context(tenant_obj, query, page.paginator.count),
+            **_export_context(tenant_obj, query, matching),
         },
     )
 

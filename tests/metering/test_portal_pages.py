@@ -439,28 +439,43 @@ def test_an_event_is_found_by_its_id_whenever_it_happened(world, prices) -> None
     )
 
 
-def test_the_events_pages_keep_the_filters_from_page_to_page(world, usage) -> None:  # noqa: F811
+def test_the_events_pages_go_older_and_newer_keeping_the_filters(world, usage) -> None:  # noqa: F811
+    """Pages go by position, not by number (no count or offset over the tenant's events): Older, then Newer back."""
     from metering.services import IngestScope, events_ingest
     from tests.metering.conftest import iso
 
-    when = iso(timezone.now() - dt.timedelta(minutes=5))
+    now = timezone.now()
     raw = [
         {
-            "event_id": f"many-{n}",
-            "timestamp": when,
+            "event_id": f"many-{n:03}",
+            "timestamp": iso(now - dt.timedelta(minutes=5, seconds=n // 2)),  # pairs share a moment
             "model": "gpt-4o",
             "feature": "paged",
             "usage": {"input_tokens": 1},
         }
-        for n in range(60)
+        for n in range(120)
     ]
-    assert events_ingest(scope=IngestScope(kind="project_key", api_key=world.alpha_key), raw_events=raw).accepted == 60
+    assert events_ingest(scope=IngestScope(kind="project_key", api_key=world.alpha_key), raw_events=raw).accepted == 120
     client = _client(world, "alpha_owner")
-    first = client.get("/t/alpha/usage/events/", {"preset": "7d", "feature": "paged"}).content.decode()
-    assert "Page 1 of 2" in first
-    link = re.search(r'<a href="([^"]*)">Next</a>', first)
-    assert link is not None
-    second = client.get("/t/alpha/usage/events/" + link.group(1).replace("&amp;", "&"))
-    assert second.context["page"].number == 2
-    assert len(second.context["page"].object_list) == 10
-    assert {e.feature for e in second.context["page"].object_list} == {"paged"}
+
+    def follow(html: str, label: str):  # type: ignore[no-untyped-def]
+        link = re.search(rf'<a href="([^"]*)">{label}</a>', html)
+        assert link is not None, label
+        assert "feature=paged" in link.group(1) and "preset=7d" in link.group(1)
+        return client.get("/t/alpha/usage/events/" + link.group(1).replace("&amp;", "&"))
+
+    first = client.get("/t/alpha/usage/events/", {"preset": "7d", "feature": "paged"})
+    html = first.content.decode()
+    assert "120 events" in html and ">Newer</a>" not in html
+    pages = [[e.event_id for e in first.context["page"].object_list]]
+    while ">Older</a>" in html:
+        response = follow(html, "Older")
+        html = response.content.decode()
+        pages.append([e.event_id for e in response.context["page"].object_list])
+    assert [len(p) for p in pages] == [50, 50, 20]
+    newest_first = UsageEvent.objects.filter(feature="paged").order_by("-occurred_at", "-id")
+    assert [i for p in pages for i in p] == [e.event_id for e in newest_first]  # each once, in order
+    back = follow(html, "Newer")
+    assert [e.event_id for e in back.context["page"].object_list] == pages[1]
+    assert [e.event_id for e in follow(back.content.decode(), "Newer").context["page"].object_list] == pages[0]
+    assert client.get("/t/alpha/usage/events/", {"older": "not-a-position"}).status_code == 200  # the first page
