@@ -13,7 +13,7 @@ from typing import Any
 from django.utils import timezone
 
 from metering.charts import bar_chart
-from metering.selectors import UsageQuery, usage_aggregate, usage_scope_projects
+from metering.selectors import UsageQuery, usage_aggregate, usage_counts, usage_scope_projects
 
 BREAKDOWNS = ("project", "model", "feature", "end_user", "api_key")
 TOP = 5
@@ -76,9 +76,9 @@ def dashboard(user: Any, tenant: Any, *, now: dt.datetime | None = None) -> dict
     ]
     peak = max(points, key=lambda p: p[1]) if any(v for _d, v in points) else None
     mtd = usage_aggregate(month)["totals"]
-    estimated = usage_aggregate(
+    _count, estimated = usage_counts(
         UsageQuery(tenant, month.start, month.end, [], filters={"estimated": True}, project_ids=project_ids)
-    )["totals"]["cost"]
+    )
     context: dict[str, Any] = {
         "chart": bar_chart(points),
         "peak": peak,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -154,6 +154,31 @@ def usage_aggregate(query: UsageQuery) -> dict[str, Any]:
             continue  # a bucket emptied by a correction
         out_rows.append(row)
     return {"currency": "USD", "rows": out_rows, "totals": totals}
+
+
+def usage_counts(query: UsageQuery) -> tuple[int, Decimal]:
+    """How many events match and what they cost (USD), ignoring `group_by`. From the rollups even when the query
+    asks for estimated events (or for the others): the rollups count those apart, though their tokens, which
+    usage_aggregate answers, must be read from the events."""
+    from metering.services import rollups_flush
+
+    ungrouped = replace(query, group_by=[])
+    estimated = query.filters.get("estimated")
+    others = replace(ungrouped, filters={k: v for k, v in query.filters.items() if k != "estimated"})
+    source = _rollup_source(others)
+    if estimated is None or source == "events":
+        totals = usage_aggregate(ungrouped)["totals"]
+        return int(totals["requests"]), Decimal(totals["cost"])
+    rollups_flush()
+    sums = _base(others, source).aggregate(
+        requests=Sum("requests"),
+        cost=Sum("cost"),
+        flagged=Sum("estimated_requests"),
+        flagged_cost=Sum("estimated_cost"),
+    )
+    requests, cost = int(sums["requests"] or 0), Decimal(sums["cost"] or 0)
+    flagged, flagged_cost = int(sums["flagged"] or 0), Decimal(sums["flagged_cost"] or 0)
+    return (flagged, flagged_cost) if estimated else (requests - flagged, cost - flagged_cost)
 
 
 def project_month_usage(*, project: Project, user: Any) -> dict[str, Any]:

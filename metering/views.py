@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
-from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
@@ -30,12 +29,14 @@ from metering.models import ModelPrice
 from metering.selectors import (
     FILTERS,
     GROUP_BY,
+    EventsPage,
     UsageQuery,
     events_for,
     events_page,
     unpriced_count,
     unpriced_groups,
     usage_aggregate,
+    usage_counts,
     usage_scope_projects,
 )
 from tenants.roles import PLATFORM_ADMINS
@@ -219,9 +220,15 @@ def usage_events(request: HttpRequest, tenant: str) -> HttpResponse:
         events = events_for(since_ever, event_id=event_id).order_by("-occurred_at", "-id")
     else:
         events = events_for(query).order_by("-occurred_at", "-id")
-    page = events_page(events, older=request.GET.get("older"), newer=request.GET.get("newer"), size=EVENTS_PER_PAGE)
-    # How many match, from the rollups (a count of the events themselves reads every one of them).
-    matching = len(page.object_list) if event_id else usage_aggregate(replace(query, group_by=[]))["totals"]["requests"]
+    # How many match, from the rollups (a count of the events themselves reads every one of them); when none do,
+    # the events are not searched (a filter that matches nothing would walk every event of the period).
+    matching = None if event_id else usage_counts(query)[0]
+    if matching == 0:
+        page = EventsPage([])
+    else:
+        page = events_page(events, older=request.GET.get("older"), newer=request.GET.get("newer"), size=EVENTS_PER_PAGE)
+    if matching is None:
+        matching = len(page.object_list)
     params = request.GET.copy()
     for name in ("older", "newer", "page"):
         params.pop(name, None)

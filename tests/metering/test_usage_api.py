@@ -272,3 +272,38 @@ def test_out_of_range_dates_are_400_not_500(world, bad) -> None:  # type: ignore
     for path in ("/api/v1/usage", "/api/v1/usage/events", "/api/v1/usage/export"):
         response = client.get(path, {"start": "2026-01-01", "end": bad})
         assert response.status_code == 400, (path, bad, response.status_code)
+
+
+def test_counts_of_estimated_events_from_the_rollups_equal_the_events(world, usage) -> None:  # type: ignore[no-untyped-def]
+    """usage_counts answers the estimated (or the real) events' number and cost from the rollups, which count them
+    apart: the same as usage_aggregate reads from the events, under every filter; a correction moves the event."""
+    from metering.selectors import UsageQuery, usage_aggregate, usage_counts
+
+    when = iso(timezone.now() - dt.timedelta(minutes=5))
+    estimate = {"event_id": "est-1", "timestamp": when, "model": "gpt-4o", "feature": "chat", "end_user": "u1"}
+    result = events_ingest(
+        scope=IngestScope(kind="project_key", api_key=world.alpha_key),
+        raw_events=[
+            {**estimate, "request_chars": 4000, "response_chars": 800},
+            {**estimate, "event_id": "est-2", "feature": "search", "request_chars": 400, "response_chars": 80},
+        ],
+    )
+    assert result.estimated == 2
+    today = timezone.localdate()
+
+    def both(**filters):  # type: ignore[no-untyped-def]
+        query = UsageQuery(world.alpha, today - dt.timedelta(days=3), today + dt.timedelta(days=1), [], filters)
+        totals = usage_aggregate(query)["totals"]
+        return usage_counts(query), (totals["requests"], totals["cost"])
+
+    for filters in ({}, {"feature": "chat"}, {"project": "chatbot"}, {"end_user": "u1"}, {"model": "claude-sonnet-4"}):
+        for flag in (True, False):
+            counted, read = both(**filters, estimated=flag)
+            assert counted == read, (filters, flag)
+    assert both(estimated=True)[0][0] == 2 and both(estimated=True)[0][1] > 0
+    events_ingest(
+        scope=IngestScope(kind="project_key", api_key=world.alpha_key),
+        raw_events=[{**estimate, "usage": {"input_tokens": 900, "output_tokens": 150}}],
+    )
+    assert both(estimated=True)[0][0] == 1 == both(estimated=True)[1][0]
+    assert both(estimated=False)[0] == both(estimated=False)[1]
