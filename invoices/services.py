@@ -212,7 +212,8 @@ def _render_later(kind: str, pk: int) -> None:
 @transaction.atomic
 def payment_record(*, actor: Any, invoice: Invoice, amount: Decimal, paid_on: dt.date, reference: str) -> Payment:
     """A partial payment keeps the invoice issued; one that covers the rest marks it paid. Paying more than is
-    outstanding is refused (record the exact amount; a refund or credit is a separate step)."""
+    outstanding is refused (record the exact amount; a refund or credit is a separate step), and so is a payment
+    already recorded (same amount, day and reference)."""
     _require_finance(actor, "records payments")
     invoice = _locked(invoice)
     _require_state(invoice, Invoice.Status.ISSUED, action="record a payment on")
@@ -230,6 +231,13 @@ def payment_record(*, actor: Any, invoice: Invoice, amount: Decimal, paid_on: dt
         raise InvoiceRuleViolation(
             f"Overpayment: {amount} {invoice.currency} is more than the {invoice.outstanding} outstanding.",
             code="overpayment",
+        )
+    if invoice.payments.filter(amount=amount, paid_on=paid_on, reference=reference).exists():
+        # A request sent again (a retry after a timeout, a form sent twice) would count the money twice.
+        raise InvoiceRuleViolation(
+            f"This payment is already recorded: {amount} {invoice.currency} on {paid_on.isoformat()}, reference "
+            f"{reference}. A second payment of the same amount on the same day needs a reference of its own.",
+            code="duplicate_payment",
         )
     payment = Payment.objects.create(
         invoice=invoice, amount=amount, paid_on=paid_on, reference=reference, recorded_by=actor

@@ -125,6 +125,28 @@ def test_payments_partial_full_and_overpayment(world, invoice) -> None:
     assert invoice.status == "paid" and invoice.payments.count() == 2
 
 
+def test_a_payment_sent_twice_is_recorded_once(world, invoice) -> None:
+    """A retry after a timeout, or the form sent twice: the same amount, day and reference is refused (409)."""
+    from rest_framework.test import APIClient
+
+    issue(world, invoice)
+    client = APIClient()
+    client.force_authenticate(world.users["finance"])
+    body = {"amount": "5.00", "paid_on": "2026-12-01", "reference": "BANK-7781"}
+    first = client.post(f"/api/v1/invoices/{invoice.pk}/payments", body, format="json")
+    again = client.post(f"/api/v1/invoices/{invoice.pk}/payments", body, format="json")
+    assert first.status_code == 201
+    assert again.status_code == 409 and again.json()["error"]["code"] == "duplicate_payment"
+    assert "already recorded" in again.json()["error"]["message"]
+    invoice.refresh_from_db()
+    assert invoice.amount_paid == Decimal(5) and invoice.payments.count() == 1
+    # Another installment: a different day, amount or reference is a payment of its own.
+    for other in ({"paid_on": "2026-12-02"}, {"amount": "6.00"}, {"reference": "BANK-7782"}):
+        assert client.post(f"/api/v1/invoices/{invoice.pk}/payments", body | other, format="json").status_code == 201
+    invoice.refresh_from_db()
+    assert invoice.amount_paid == Decimal(21) and invoice.payments.count() == 4
+
+
 def test_credit_notes_partial_and_full(world, invoice, django_capture_on_commit_callbacks) -> None:
     issue(world, invoice)
     finance = world.users["finance"]
