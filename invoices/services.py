@@ -265,7 +265,8 @@ def credit_note_create(
     *, actor: Any, invoice: Invoice, reason: str, amount: Decimal | None = None, issued_on: dt.date | None = None
 ) -> CreditNote:
     """A credit note of an issued invoice (gross amount, tax included). No amount = full: everything not yet
-    credited, and the invoice is void. A partial credit lowers what is outstanding."""
+    credited, and the invoice is void. A partial credit lowers what is outstanding. The same amount for the same
+    reason on the same day is refused as sent twice."""
     _require_finance(actor, "issues credit notes")
     if not reason.strip():
         raise InvoiceRuleViolation("A credit note needs a reason.", code="reason_required", status=400)
@@ -280,10 +281,17 @@ def credit_note_create(
             code="invalid_amount",
             status=400,
         )
+    issue_date = issued_on or _local_today(invoice.tenant)
+    if invoice.credit_notes.filter(amount=amount, reason=reason.strip(), issue_date=issue_date).exists():
+        # A request sent again would take a second number of the gapless series for the same correction.
+        raise InvoiceRuleViolation(
+            f"This credit note is already issued: {amount} {invoice.currency} on {issue_date.isoformat()} for "
+            f'"{reason.strip()}". A second one of the same amount on the same day needs a reason of its own.',
+            code="duplicate_credit_note",
+        )
     rate = invoice.tax_percent / 100
     # the tax share of a gross amount, by the invoice's own rule
     tax = quantize_money(amount * rate / (1 + rate), invoice.currency) if rate else Decimal(0)
-    issue_date = issued_on or _local_today(invoice.tenant)
     note = CreditNote.objects.create(
         invoice=invoice,
         number=next_number("CN", issue_date.year),

@@ -172,6 +172,25 @@ def test_credit_notes_partial_and_full(world, invoice, django_capture_on_commit_
         services.credit_note_create(actor=finance, invoice=invoice, reason="again")
 
 
+def test_a_credit_note_sent_twice_is_issued_once(world, invoice) -> None:
+    """The same partial credit sent again (a retry, a form sent twice) takes no second number of the series."""
+    from rest_framework.test import APIClient
+
+    issue(world, invoice)
+    client = APIClient()
+    client.force_authenticate(world.users["finance"])
+    body = {"amount": "2.12", "reason": "two failed requests"}
+    first = client.post(f"/api/v1/invoices/{invoice.pk}/credit-notes", body, format="json")
+    again = client.post(f"/api/v1/invoices/{invoice.pk}/credit-notes", body, format="json")
+    assert first.status_code == 201
+    assert again.status_code == 409 and again.json()["error"]["code"] == "duplicate_credit_note"
+    invoice.refresh_from_db()
+    assert invoice.amount_credited == Decimal("2.12") and invoice.credit_notes.count() == 1
+    other = client.post(f"/api/v1/invoices/{invoice.pk}/credit-notes", body | {"reason": "a third"}, format="json")
+    assert other.status_code == 201
+    assert sorted(invoice.credit_notes.values_list("number", flat=True))[-1].endswith("000002")
+
+
 def test_the_database_refuses_changes_to_an_issued_invoice(world, invoice) -> None:
     issue(world, invoice)
     for statement in (
