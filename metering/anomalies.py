@@ -110,12 +110,21 @@ def scan_hour(tenant: Any, hour_end: dt.datetime) -> list[Anomaly]:
     found: list[Anomaly | None] = []
 
     # an end user's hourly cost > 5× their 7-day hourly mean
-    hourly = events.exclude(end_user="").values("end_user").annotate(cost=Sum("cost")).filter(cost__gt=0)
+    hourly = list(events.exclude(end_user="").values("end_user").annotate(cost=Sum("cost")).filter(cost__gt=0))
+    # Every end user's week in one read (a tenant's hour can hold thousands of end users).
+    weeks = (
+        dict(
+            EndUserRollup.objects.filter(tenant_id=tenant.pk, day__gte=baseline_days[0], day__lte=baseline_days[1])
+            .values("end_user")
+            .annotate(cost=Sum("cost"))
+            .values_list("end_user", "cost")
+            .order_by()
+        )
+        if hourly
+        else {}
+    )
     for row in hourly:
-        week = EndUserRollup.objects.filter(
-            tenant_id=tenant.pk, end_user=row["end_user"], day__gte=baseline_days[0], day__lte=baseline_days[1]
-        ).aggregate(cost=Sum("cost"))["cost"] or Decimal(0)
-        mean = week / (7 * 24)
+        mean = (weeks.get(row["end_user"]) or Decimal(0)) / (7 * 24)
         expected = max(mean, MIN_HOURLY_BASELINE)  # a new or near-silent user is compared with the floor
         if row["cost"] > END_USER_SPIKE * expected:
             found.append(
@@ -170,22 +179,31 @@ def scan_hour(tenant: Any, hour_end: dt.datetime) -> list[Anomaly]:
             )
 
     # bursts of identical (prompt_template, end_user) calls
-    bursts = (
+    bursts = list(
         events.exclude(prompt_template="")
         .exclude(end_user="")
         .values("prompt_template", "end_user")
         .annotate(calls=Count("id"))
         .filter(calls__gte=MIN_BURST_CALLS)
     )
-    for burst in bursts:
+    earlier: dict[tuple[str, str], int] = {}
+    if bursts:  # the same calls in the week before, for every burst in one read of that week
         week_start = dt.datetime.combine(baseline_days[0], dt.time(), tzinfo=_zone(tenant))
-        before = UsageEvent.objects.filter(
-            tenant_id=tenant.pk,
-            occurred_at__gte=week_start,
-            occurred_at__lt=start,
-            prompt_template=burst["prompt_template"],
-            end_user=burst["end_user"],
-        ).count()
+        earlier = {
+            (row["prompt_template"], row["end_user"]): row["calls"]
+            for row in UsageEvent.objects.filter(
+                tenant_id=tenant.pk,
+                occurred_at__gte=week_start,
+                occurred_at__lt=start,
+                prompt_template__in={b["prompt_template"] for b in bursts},
+                end_user__in={b["end_user"] for b in bursts},
+            )
+            .values("prompt_template", "end_user")
+            .annotate(calls=Count("id"))
+            .order_by()
+        }
+    for burst in bursts:
+        before = earlier.get((burst["prompt_template"], burst["end_user"]), 0)
         expected = max(Decimal(before) / (7 * 24), Decimal(1))  # at least one call an hour
         if burst["calls"] > BURST_FACTOR * expected:
             found.append(

@@ -76,6 +76,32 @@ def test_no_end_user_spike_for_ordinary_use(world, prices) -> None:
     assert "end_user_spike" not in kinds(scan_hour(world.alpha, at(DAY, 16)))
 
 
+def test_each_end_user_against_their_own_week_in_a_few_reads(world, prices, django_assert_max_num_queries) -> None:
+    """Twelve end users in the hour: one read of all their weeks (not one each); the one whose hour is far above
+    their own week spikes, the one as heavy as their own week does not."""
+    send(world, week_before(end_user="heavy", tokens=4_000_000))  # 10 USD a day: 0.42 an hour
+    for n in range(10):
+        send(world, week_before(end_user=f"light-{n}", tokens=20_000))
+    hour = [(at(DAY, 15, 1), {"end_user": "heavy", "tokens": 600_000})]  # 1.50: inside 5 × their own mean
+    hour += [(at(DAY, 15, 2 + n), {"end_user": f"light-{n}", "tokens": 1_000}) for n in range(10)]
+    hour += [
+        (
+            at(
+                DAY,
+                15,
+                30,
+            ),
+            {"end_user": "light-7", "tokens": 200_000},
+        )
+    ]  # 0.50 in one hour
+    hour += [(at(DAY, 15, 31), {"end_user": "newcomer", "tokens": 200_000})]  # no week: the floor
+    send(world, hour)
+    with django_assert_max_num_queries(14):  # 2 for the end users, 4 per anomaly recorded, 4 for the other rules
+        found = scan_hour(world.alpha, at(DAY, 16))
+    spikes = sorted(a.scope for a in found if a.kind == "end_user_spike")
+    assert spikes == ["end_user:light-7", "end_user:newcomer"]
+
+
 def test_oversized_request(world, prices) -> None:
     send(world, week_before(per_day=20, tokens=1_000))  # 140 requests of 1,000 tokens
     send(world, [(at(DAY, 9), {"tokens": 20_000}), (at(DAY, 9, 5), {"tokens": 1_200})])
@@ -99,6 +125,34 @@ def test_burst_of_identical_calls(world, prices) -> None:
     send(world, calls)
     [burst] = [a for a in scan_hour(world.alpha, at(DAY, 15)) if a.kind == "identical_burst"]
     assert (burst.scope, burst.observed) == ("prompt_template:retry-v1/end_user:bot", 55)
+
+
+def test_each_burst_against_its_own_pair_of_the_week_before(world, prices) -> None:
+    """Two bursts of 55 calls in the hour: the pair that made as many calls an hour all week is no burst; the other
+    pair, sharing its template with the first and its end user with a third, is."""
+    usual = [
+        (at(DAY - dt.timedelta(days=d), h, m), {"prompt_template": "t1", "end_user": "u1", "tokens": 10})
+        for d in range(1, 8)
+        for h in range(24)
+        for m in range(0, 60, 6)
+    ]  # 10 calls an hour all week
+    usual += [(at(DAY - dt.timedelta(days=2), 9, m), {"prompt_template": "t2", "end_user": "u2"}) for m in range(5)]
+    send(world, usual)
+    hour = [(at(DAY, 14, m), {"prompt_template": "t1", "end_user": "u1", "tokens": 10}) for m in range(55)]
+    hour += [
+        (
+            at(
+                DAY,
+                14,
+                m,
+            ),
+            {"prompt_template": "t1", "end_user": "u2", "tokens": 10},
+        )
+        for m in range(55)
+    ]
+    send(world, hour)
+    bursts = [a for a in scan_hour(world.alpha, at(DAY, 15)) if a.kind == "identical_burst"]
+    assert [(a.scope, a.observed) for a in bursts] == [("prompt_template:t1/end_user:u2", 55)]
 
 
 def test_no_burst_for_a_busy_but_normal_pair(world, prices) -> None:
