@@ -29,6 +29,11 @@ class UsageQuery:
     project_ids: list[int] | None = None
 
 
+def tenant_has_usage(tenant_id: int) -> bool:
+    """Whether any usage event of the tenant is stored (one index probe)."""
+    return UsageEvent.objects.filter(tenant_id=tenant_id).exists()
+
+
 def usage_scope_projects(*, tenant: Tenant, user: Any = None, api_key: ApiKey | None = None) -> list[int] | None:
     if api_key is not None:
         return [api_key.project_id]

@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.contrib import admin
 
 from core.admin_mixins import AuditedAdmin
@@ -11,6 +13,15 @@ class TenantAdmin(AuditedAdmin):
     list_display = ["slug", "name", "country", "billing_currency", "status", "is_internal", "account_manager"]
     list_filter = ["status", "is_internal", "billing_currency", "country"]
     search_fields = ["slug", "name", "legal_name", "tax_id"]
+
+    def get_readonly_fields(self, request: Any, obj: Tenant | None = None) -> Any:
+        """The time zone is shown, not edited, once the tenant's usage is metered (tenants.services.tenant_update)."""
+        from metering.selectors import tenant_has_usage
+
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None and tenant_has_usage(obj.pk):
+            fields.append("timezone")
+        return fields
 
 
 @admin.register(Department)

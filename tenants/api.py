@@ -179,7 +179,11 @@ class TenantViewSet(
             forbidden = sorted(set(changes) - TENANT_PROFILE_FIELDS)
             if forbidden:
                 raise PermissionDenied("Only the account manager may change: " + ", ".join(forbidden) + ".")
-        serializer.instance = services.tenant_update(actor=self.request.user, tenant=tenant, **changes)
+        try:
+            serializer.instance = services.tenant_update(actor=self.request.user, tenant=tenant, **changes)
+        except RuleViolation as exc:
+            fields = {"timezone": [str(exc)]} if exc.code == "timezone_fixed" else None
+            raise Conflict(str(exc), code=exc.code, fields=fields) from None
 
 
 # --- Departments ----------------------------------------------------------------------------------

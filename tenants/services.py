@@ -26,6 +26,12 @@ from tenants.selectors import has_staff_role
 User = get_user_model()
 
 
+TIMEZONE_FIXED = (
+    "The time zone cannot change once usage is metered: the tenant's days, budget periods and billing months "
+    "were counted in it."
+)
+
+
 class RuleViolation(Exception):
     """A request that is well-formed but breaks a business rule (answered 409)."""
 
@@ -69,7 +75,14 @@ def tenant_create(*, actor: Any, slug: str, name: str, country: str, **fields: A
 
 @transaction.atomic
 def tenant_update(*, actor: Any, tenant: Tenant, **changes: Any) -> Tenant:
+    """The time zone is the tenant's calendar — the days of its usage, its budget periods, its billing months — and
+    stays as it is once usage is metered: the stored days, budgets and bills were all counted by it."""
     tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
+    if changes.get("timezone", tenant.timezone) != tenant.timezone:
+        from metering.selectors import tenant_has_usage
+
+        if tenant_has_usage(tenant.pk):
+            raise RuleViolation(TIMEZONE_FIXED, code="timezone_fixed")
     audited_update(actor=actor, instance=tenant, changes=changes, tenant=tenant)
     credentials_forget_for(tenant_id=tenant.pk)
     return tenant

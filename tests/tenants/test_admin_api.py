@@ -81,6 +81,37 @@ def test_a_tenant_owner_edits_the_profile_but_not_the_commercial_fields(world) -
     assert Tenant.objects.get(slug="alpha").status == "active"
 
 
+def test_the_time_zone_stays_once_usage_is_metered(world) -> None:
+    """The time zone is the tenant's calendar: before any usage it may change; after, its stored days, budget
+    periods and billing months were counted in it, and a change is refused (409, naming the field) — in the API
+    and in the Django admin, where it is shown read-only."""
+    import datetime as dt
+
+    from django.contrib.admin.sites import site
+    from django.test import RequestFactory
+    from django.utils import timezone
+
+    from metering.services import IngestScope, events_ingest
+
+    client = world.client("am")
+    first = client.patch("/api/v1/tenants/alpha", {"timezone": "Europe/Berlin"}, format="json")
+    assert first.status_code == 200 and first.json()["timezone"] == "Europe/Berlin"
+    moment = (timezone.now() - dt.timedelta(minutes=5)).isoformat()
+    event = {"event_id": "tz-1", "timestamp": moment, "model": "gpt-4o", "usage": {"input_tokens": 5}}
+    events_ingest(scope=IngestScope(kind="project_key", api_key=world.alpha_key), raw_events=[event])
+    refused = client.patch("/api/v1/tenants/alpha", {"timezone": "America/Los_Angeles"}, format="json")
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "timezone_fixed"
+    assert "cannot change once usage is metered" in refused.json()["error"]["fields"]["timezone"][0]
+    assert Tenant.objects.get(slug="alpha").timezone == "Europe/Berlin"
+    same = client.patch("/api/v1/tenants/alpha", {"timezone": "Europe/Berlin", "name": "Alpha"}, format="json")
+    assert same.status_code == 200  # the same zone sent back with other changes
+    request = RequestFactory().get("/admin/")
+    request.user = world.users["superuser"]
+    admin = site._registry[Tenant]
+    assert "timezone" in admin.get_readonly_fields(request, Tenant.objects.get(slug="alpha"))
+    assert "timezone" not in admin.get_readonly_fields(request, Tenant.objects.get(slug="bravo"))
+
+
 def test_a_member_cannot_edit_the_tenant(world) -> None:
     response = world.client("alpha_member").patch("/api/v1/tenants/alpha", {"name": "x"}, format="json")
     assert response.status_code == 403
