@@ -23,6 +23,7 @@ from billing.models import Budget, BudgetAlert
 from core.deferred import after_response
 from core.hotcache import hot_changed, hot_get, hot_peek, hot_put
 from core.redis import Replies, redis_run, redis_send, warn_unavailable
+from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
 
@@ -182,7 +183,7 @@ def tenant_budgets(tenant_id: int, *, peek: bool = False) -> TenantBudgets:
 
 def _index_load(tenant_id: int) -> TenantBudgets:
     from billing.models import BudgetRaiseRequest
-    from tenants.models import Project, Tenant
+    from tenants.models import Project
 
     tenant = Tenant.objects.only("timezone").get(pk=tenant_id)
     active = list(Budget.objects.filter(tenant_id=tenant_id, active=True).select_related("tenant"))
@@ -910,6 +911,9 @@ def quota_plan(
     return plan
 
 
+SUSPENDED_REASON = "The tenant is suspended: its calls are blocked until its account manager resumes it."
+
+
 def quota_decide(
     *,
     tenant: Any,
@@ -924,6 +928,9 @@ def quota_decide(
     Redis; the budget index held in the process). A block budget at or over its limit blocks; a downgrade budget
     at or over its limit names the cheaper model from its map. `planned`: a plan and the replies to its
     commands, read by the caller in its own round trip."""
+    if tenant.status == Tenant.Status.SUSPENDED:
+        # Its account manager stopped the tenant's spending (what it has already spent is still metered).
+        return QuotaDecision("block", model, SUSPENDED_REASON, [])
     if planned is None:
         plan = quota_plan(tenant_id=tenant.pk, project=project, api_key_id=api_key_id, end_user=end_user)
         try:

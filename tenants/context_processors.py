@@ -25,13 +25,14 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
     )
     resolver = getattr(request, "resolver_match", None)
     current = resolver.kwargs.get("tenant") if resolver else None
-    sees_billing, sees_members, current_name = False, False, None
+    sees_billing, sees_members, current_name, suspended = False, False, None, False
     if current:
         tenant = tenants_for_user(user).filter(slug=current).first()
         if tenant is None:  # not theirs to see (the page answers 404): no menu for it either
             current = None
         else:
             sees_billing, current_name = can_see_billing(user, tenant), tenant.name
+            suspended = tenant.status == tenant.Status.SUSPENDED
             # developers have no member list (the page refuses them), unless staff
             role = getattr(membership_for(user=user, tenant=tenant), "role", None)
             sees_members = bool(roles) or role != Role.DEVELOPER
@@ -39,6 +40,7 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
         "nav_sees_billing": sees_billing,
         "nav_sees_members": sees_members,
         "nav_current_tenant_name": current_name,
+        "nav_current_tenant_suspended": suspended,
         "nav_tenants": member_tenants,
         "nav_current_tenant": current,
         "nav_is_staff": bool(roles),

@@ -122,3 +122,31 @@ def test_ingest_stores_events_when_redis_is_down(world, prices, redis_down) -> N
     stored = world.key_client(world.alpha_key_secret).post("/api/v1/events", event, format="json")
     assert stored.status_code == 201, stored.content
     assert UsageEvent.objects.filter(tenant=world.alpha, event_id="while-redis-is-down").count() == 1
+
+
+def test_a_suspended_tenant_is_blocked_and_its_usage_still_metered(world) -> None:
+    """Its account manager suspends the tenant: the next check blocks every key of it (held keys included — the
+    change renews the generation); usage already spent is still accepted; resumed, checks allow again."""
+    client = world.key_client(world.alpha_key_secret)
+    assert client.post("/api/v1/quota/check", CHECK, format="json").json()["decision"] == "allow"  # held now
+    manager = world.client("am")
+    assert manager.patch("/api/v1/tenants/alpha", {"status": "suspended"}, format="json").status_code == 200
+    blocked = client.post("/api/v1/quota/check", CHECK, format="json").json()
+    assert blocked["decision"] == "block" and "suspended" in blocked["reason"]
+    assert blocked["model"] == "gpt-4o" and blocked["budgets"] == []
+    moment = (timezone.now() - dt.timedelta(minutes=1)).isoformat()
+    event = {"event_id": "after-suspension", "timestamp": moment, "model": "gpt-4o", "usage": {"input_tokens": 9}}
+    assert client.post("/api/v1/events", event, format="json").status_code == 201
+    assert world.client("am").patch("/api/v1/tenants/alpha", {"status": "active"}, format="json").status_code == 200
+    assert client.post("/api/v1/quota/check", CHECK, format="json").json()["decision"] == "allow"
+    bravo = world.key_client(world.bravo_key_secret)
+    assert bravo.post("/api/v1/quota/check", CHECK, format="json").json()["decision"] == "allow"
+
+
+def test_a_suspended_tenants_pages_say_so(world) -> None:
+    from tenants.models import Tenant
+
+    Tenant.objects.filter(slug="alpha").update(status="suspended")
+    page = world.portal("alpha_owner").get("/t/alpha/usage/").content.decode()
+    assert "data-suspended" in page and "This tenant is suspended" in page
+    assert "data-suspended" not in world.portal("bravo_owner").get("/t/bravo/usage/").content.decode()
