@@ -698,6 +698,12 @@ def _pg_input_rows(rows: list[_Row], received_at: dt.datetime) -> list[tuple]:
     return [(*_event_values(row, received_at), row.event.content_hash) for row in rows]
 
 
+def sqlite_datetime(text: str) -> dt.datetime:
+    """A datetime as a raw SQLite read answers it (UTC text, as the ORM and core.apps store it), made aware."""
+    value = dt.datetime.fromisoformat(text)
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
 def _stored_keys(cursor: Any, keys: list[tuple[int, str]]) -> dict[tuple[int, str], tuple[str, bool, dt.datetime, str]]:
     """(content_hash, estimated, occurred_at, corrected_hash) of each stored key."""
     found = {}
@@ -710,7 +716,7 @@ def _stored_keys(cursor: Any, keys: list[tuple[int, str]]) -> dict[tuple[int, st
         )
         for tenant_id, event_id, content_hash, estimated, occurred_at, corrected_hash in cursor.fetchall():
             if isinstance(occurred_at, str):  # SQLite
-                occurred_at = dt.datetime.fromisoformat(occurred_at)
+                occurred_at = sqlite_datetime(occurred_at)
             found[(tenant_id, event_id)] = (content_hash, bool(estimated), occurred_at, corrected_hash)
     return found
 
@@ -959,7 +965,7 @@ def rollups_apply(
     def add(facts: dict[str, Any], sign: int) -> None:
         occurred_at = facts["occurred_at"]
         if isinstance(occurred_at, str):  # SQLite
-            occurred_at = dt.datetime.fromisoformat(occurred_at)
+            occurred_at = sqlite_datetime(occurred_at)
         sums = _sums(
             buckets=facts,
             status=facts["status"],
