@@ -34,6 +34,20 @@ def tenant_has_usage(tenant_id: int) -> bool:
     return UsageEvent.objects.filter(tenant_id=tenant_id).exists()
 
 
+def usage_names(*, tenant_id: int, project_id: int | None = None, api_key_id: int | None = None) -> bool:
+    """Whether stored usage names this project or API key (from the rollups, with pending deltas folded in: the
+    events have no index by project or key)."""
+    from metering.services import rollups_flush
+
+    rollups_flush()
+    rows = UsageRollup.objects.filter(tenant_id=tenant_id)
+    if project_id is not None:
+        rows = rows.filter(project_id=project_id)
+    if api_key_id is not None:
+        rows = rows.filter(api_key_id_value=api_key_id)
+    return rows.exists()
+
+
 def usage_scope_projects(*, tenant: Tenant, user: Any = None, api_key: ApiKey | None = None) -> list[int] | None:
     if api_key is not None:
         return [api_key.project_id]

@@ -8,8 +8,26 @@ from tenants.models import ApiKey, Department, GatewayToken, Membership, Persona
 CREDENTIAL_READONLY = ["prefix", "secret_hash", "created_at", "last_used_at"]
 
 
+class KeepsMeteredUsage:
+    """What metered usage names is never deleted — its events, rollups and bills still name it (a tenant is
+    suspended, a key revoked instead); the bulk delete, which asks nothing of each object, is not offered."""
+
+    def names_usage(self, obj: Any) -> bool:
+        raise NotImplementedError
+
+    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
+        if obj is not None and self.names_usage(obj):
+            return False
+        return super().has_delete_permission(request, obj)  # type: ignore[misc]
+
+    def get_actions(self, request: Any) -> Any:
+        actions = super().get_actions(request)  # type: ignore[misc]
+        actions.pop("delete_selected", None)
+        return actions
+
+
 @admin.register(Tenant)
-class TenantAdmin(AuditedAdmin):
+class TenantAdmin(KeepsMeteredUsage, AuditedAdmin):
     list_display = ["slug", "name", "country", "billing_currency", "status", "is_internal", "account_manager"]
     list_filter = ["status", "is_internal", "billing_currency", "country"]
     search_fields = ["slug", "name", "legal_name", "tax_id"]
@@ -23,6 +41,11 @@ class TenantAdmin(AuditedAdmin):
             fields.append("timezone")
         return fields
 
+    def names_usage(self, obj: Tenant) -> bool:
+        from metering.selectors import tenant_has_usage
+
+        return tenant_has_usage(obj.pk)
+
 
 @admin.register(Department)
 class DepartmentAdmin(AuditedAdmin):
@@ -32,10 +55,15 @@ class DepartmentAdmin(AuditedAdmin):
 
 
 @admin.register(Project)
-class ProjectAdmin(AuditedAdmin):
+class ProjectAdmin(KeepsMeteredUsage, AuditedAdmin):
     list_display = ["slug", "name", "tenant", "environment", "department", "is_internal"]
     list_filter = ["environment", "is_internal", "tenant"]
     search_fields = ["slug", "name"]
+
+    def names_usage(self, obj: Project) -> bool:
+        from metering.selectors import usage_names
+
+        return usage_names(tenant_id=obj.tenant_id, project_id=obj.pk)
 
 
 @admin.register(Membership)
@@ -47,7 +75,7 @@ class MembershipAdmin(AuditedAdmin):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(AuditedAdmin):
+class ApiKeyAdmin(KeepsMeteredUsage, AuditedAdmin):
     """Keys are created in the portal or API, where the secret is shown once; admin can revoke."""
 
     list_display = ["prefix", "name", "tenant", "project", "created_at", "last_used_at", "revoked_at"]
@@ -57,6 +85,11 @@ class ApiKeyAdmin(AuditedAdmin):
 
     def has_add_permission(self, request):  # type: ignore[no-untyped-def]
         return False
+
+    def names_usage(self, obj: ApiKey) -> bool:
+        from metering.selectors import usage_names
+
+        return usage_names(tenant_id=obj.tenant_id, api_key_id=obj.pk)
 
 
 @admin.register(GatewayToken)

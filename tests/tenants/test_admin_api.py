@@ -112,6 +112,39 @@ def test_the_time_zone_stays_once_usage_is_metered(world) -> None:
     assert "timezone" not in admin.get_readonly_fields(request, Tenant.objects.get(slug="bravo"))
 
 
+def test_django_admin_keeps_what_metered_usage_names(world) -> None:  # type: ignore[no-untyped-def]
+    """A tenant, project or API key that usage names cannot be deleted in the admin (its events, rollups and bills
+    name it: deleted, its events would be orphans that no bill could split); unused ones can, one at a time."""
+    import datetime as dt
+
+    from django.test import Client
+    from django.utils import timezone
+
+    from metering.services import IngestScope, events_ingest
+    from tenants.models import ApiKey, Project
+
+    moment = (timezone.now() - dt.timedelta(minutes=5)).isoformat()
+    event = {"event_id": "kept-1", "timestamp": moment, "model": "gpt-4o", "usage": {"input_tokens": 5}}
+    events_ingest(scope=IngestScope(kind="project_key", api_key=world.alpha_key), raw_events=[event])
+    client = Client()
+    client.force_login(world.users["superuser"])
+    used_project = world.alpha_key.project
+    unused_project = Project.objects.create(tenant=world.alpha, slug="unused", name="Unused")
+    for path in (
+        f"/admin/tenants/tenant/{world.alpha.pk}/delete/",
+        f"/admin/tenants/project/{used_project.pk}/delete/",
+        f"/admin/tenants/apikey/{world.alpha_key.pk}/delete/",
+    ):
+        assert client.get(path).status_code == 403, path
+        assert client.post(path, {"post": "yes"}).status_code == 403, path
+    assert "delete_selected" not in client.get("/admin/tenants/project/").content.decode()
+    assert client.get(f"/admin/tenants/project/{unused_project.pk}/delete/").status_code == 200
+    assert client.post(f"/admin/tenants/project/{unused_project.pk}/delete/", {"post": "yes"}).status_code == 302
+    assert not Project.objects.filter(pk=unused_project.pk).exists()
+    assert Project.objects.filter(pk=used_project.pk).exists() and ApiKey.objects.filter(pk=world.alpha_key.pk).exists()
+    assert client.get(f"/admin/tenants/tenant/{world.bravo.pk}/delete/").status_code == 200  # bravo sent nothing
+
+
 def test_a_member_cannot_edit_the_tenant(world) -> None:
     response = world.client("alpha_member").patch("/api/v1/tenants/alpha", {"name": "x"}, format="json")
     assert response.status_code == 403
