@@ -1,5 +1,7 @@
 """Login throttling for the portal form and the token endpoint: failures counted per username and
-per client address in a 15-minute window (atomic cache counters)."""
+per client address in a 15-minute window (atomic cache counters). An address has a limit of its own, well above a
+username's: a company's people reach the portal from one address (an office's egress, a reverse proxy), and ten
+mistakes among them must not lock every one of them out."""
 
 import hashlib
 
@@ -16,9 +18,11 @@ def _keys(username: str, address: str) -> list[str]:
 
 def login_wait_seconds(*, username: str, address: str) -> int:
     """0 when a login may be tried, else the seconds to wait."""
-    limit = settings.METERLINE_LOGIN_ATTEMPTS
-    counts = cache.get_many(_keys(username, address))
-    if any(int(value) >= limit for value in counts.values()):
+    user_key, address_key = _keys(username, address)
+    counts = cache.get_many([user_key, address_key])
+    if int(counts.get(user_key, 0)) >= settings.METERLINE_LOGIN_ATTEMPTS:
+        return WINDOW_SECONDS
+    if int(counts.get(address_key, 0)) >= settings.METERLINE_LOGIN_ATTEMPTS_PER_ADDRESS:
         return WINDOW_SECONDS
     return 0
 

@@ -46,6 +46,22 @@ def test_repeated_failed_logins_are_throttled_with_retry_after(world) -> None:
     assert not PersonalToken.objects.exists()
 
 
+@override_settings(METERLINE_LOGIN_ATTEMPTS=3, METERLINE_LOGIN_ATTEMPTS_PER_ADDRESS=6)
+def test_one_address_has_a_limit_of_its_own_above_a_usernames(world) -> None:
+    """People behind one address (an office, a proxy): a few mistakes among them lock out no one else; many
+    failures from the address, across usernames, lock the address."""
+    client = world.client()
+
+    def token(username: str, password: str) -> int:
+        body = {"username": username, "password": password}
+        return int(client.post("/api/v1/auth/token", body, format="json").status_code)
+
+    assert [token(name, "typo") for name in ("alpha-member", "alpha-dev", "bravo-owner")] == [401, 401, 401]
+    assert token("alpha-owner", "pw-for-tests") == 201  # three failures from the address: others still log in
+    assert [token(name, "typo") for name in ("alpha-member", "alpha-dev", "bravo-owner")] == [401, 401, 401]
+    assert token("alpha-admin", "pw-for-tests") == 429  # six from the address: it waits
+
+
 def test_deleting_the_current_token_revokes_it(world) -> None:
     _token, secret = services.personal_token_create(user=world.users["alpha_owner"])
     client = world.key_client(secret)
