@@ -22,11 +22,12 @@ WINDOW_SECONDS = 60
 
 def credential_identity(request: Request) -> tuple[str, str]:
     """(kind, identity) of whoever is calling: the credential's prefix, the user, or the address."""
+    from core.client_address import client_address
     from tenants.authentication import credential_kind
 
     kind, ident = credential_kind(request)
     if kind == "anonymous":
-        ident = request.META.get("REMOTE_ADDR", "unknown")
+        ident = client_address(request.META)
     return kind, ident
 
 

@@ -18,8 +18,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api import ApiError, Conflict, error_body
+from core.client_address import client_address
 from tenants import services
-from tenants.login_guard import client_address, login_failed, login_succeeded, login_wait_seconds
+from tenants.login_guard import login_failed, login_succeeded, login_wait_seconds
 from tenants.models import ApiKey, Department, GatewayToken, Membership, PersonalToken, Project, Role, Tenant
 from tenants.permissions import IsPerson, staff_only
 from tenants.roles import ACCOUNT_MANAGERS, PLATFORM_ADMINS

@@ -38,7 +38,3 @@ def login_failed(*, username: str, address: str) -> None:
 
 def login_succeeded(*, username: str, address: str) -> None:
     cache.delete(_keys(username, address)[0])
-
-
-def client_address(meta: dict) -> str:
-    return str(meta.get("REMOTE_ADDR") or "unknown")

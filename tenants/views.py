@@ -16,9 +16,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from core.client_address import client_address
 from tenants import services
 from tenants.forms import ApiKeyForm, MemberForm, MemberProjectsForm, MemberRoleForm, ProjectForm, TenantForm
-from tenants.login_guard import client_address, login_failed, login_succeeded, login_wait_seconds
+from tenants.login_guard import login_failed, login_succeeded, login_wait_seconds
 from tenants.models import Membership, Role
 from tenants.roles import ACCOUNT_MANAGERS
 from tenants.selectors import (

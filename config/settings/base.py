@@ -247,6 +247,8 @@ if env_bool("METERLINE_BENCH_VIEWS", default=False):  # `make bench`: bare views
 # Failed logins (portal and token endpoint) allowed per username and per client address in 15 minutes.
 METERLINE_LOGIN_ATTEMPTS = env_int("METERLINE_LOGIN_ATTEMPTS", 10)
 METERLINE_LOGIN_ATTEMPTS_PER_ADDRESS = env_int("METERLINE_LOGIN_ATTEMPTS_PER_ADDRESS", 100)
+# Reverse proxies in front of the web processes whose X-Forwarded-For entries are trusted (0: none; REMOTE_ADDR).
+METERLINE_TRUSTED_PROXIES = env_int("METERLINE_TRUSTED_PROXIES", 0)
 # How often a credential's last_used_at is written at most (seconds).
 METERLINE_LAST_USED_RESOLUTION = env_int("METERLINE_LAST_USED_RESOLUTION", 60)
 

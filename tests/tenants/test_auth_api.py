@@ -62,6 +62,34 @@ def test_one_address_has_a_limit_of_its_own_above_a_usernames(world) -> None:
     assert token("alpha-admin", "pw-for-tests") == 429  # six from the address: it waits
 
 
+@override_settings(METERLINE_LOGIN_ATTEMPTS=3, METERLINE_LOGIN_ATTEMPTS_PER_ADDRESS=3, METERLINE_TRUSTED_PROXIES=1)
+def test_behind_a_trusted_proxy_each_client_is_counted_at_its_own_address(world) -> None:
+    """Every request comes from the proxy (REMOTE_ADDR); the address it saw — the last X-Forwarded-For entry, not
+    what the client claims to its left — is the one counted."""
+    client = world.client()
+
+    def token(username: str, password: str, seen_at: str) -> int:
+        body = {"username": username, "password": password}
+        forwarded = f"203.0.113.250, {seen_at}"  # a client's own claim, then what the proxy saw
+        response = client.post("/api/v1/auth/token", body, format="json", HTTP_X_FORWARDED_FOR=forwarded)
+        return int(response.status_code)
+
+    assert [token(name, "typo", "198.51.100.7") for name in ("alpha-member", "alpha-dev", "bravo-owner")] == [401] * 3
+    assert token("alpha-admin", "pw-for-tests", "198.51.100.7") == 429  # that client's address waits
+    assert token("alpha-owner", "pw-for-tests", "198.51.100.8") == 201  # another client behind the same proxy
+
+
+def test_the_client_address_without_trusted_proxies_is_the_connection(settings) -> None:
+    from core.client_address import client_address
+
+    meta = {"REMOTE_ADDR": "10.0.0.2", "HTTP_X_FORWARDED_FOR": "198.51.100.7"}
+    settings.METERLINE_TRUSTED_PROXIES = 0
+    assert client_address(meta) == "10.0.0.2"  # a header anyone can send is not believed
+    settings.METERLINE_TRUSTED_PROXIES = 2
+    assert client_address(meta) == "10.0.0.2"  # fewer entries than proxies: the connection's address
+    assert client_address({**meta, "HTTP_X_FORWARDED_FOR": "1.2.3.4, 198.51.100.7, 10.0.0.1"}) == "198.51.100.7"
+
+
 def test_deleting_the_current_token_revokes_it(world) -> None:
     _token, secret = services.personal_token_create(user=world.users["alpha_owner"])
     client = world.key_client(secret)
