@@ -264,8 +264,8 @@ def _parse_position(value: str | None) -> tuple[dt.datetime, int] | None:
 def events_page(events: QuerySet[UsageEvent], *, older: str | None, newer: str | None, size: int) -> EventsPage:
     """A page of `events` by position (keyset) rather than by number: the events just older (or newer) than a
     position the previous page gave. It reads one page's rows along the (tenant, time) index however deep it is —
-    no count and no offset, which over a tenant's millions of events cost seconds. A position that does not parse
-    is the first page."""
+    no count and no offset, which over a tenant's millions of events cost seconds. A position that does not parse,
+    or past which nothing is left, gives the newest page."""
     if (after := _parse_position(newer)) is not None:
         when, pk = after
         rows = list(
@@ -284,6 +284,8 @@ def events_page(events: QuerySet[UsageEvent], *, older: str | None, newer: str |
         when, pk = before
         query = query.filter(occurred_at__lte=when).exclude(occurred_at=when, pk__gte=pk)
     rows = list(query[: size + 1])
+    if before is not None and not rows:  # nothing older any more (a link kept from before): the newest page
+        return events_page(events, older=None, newer=None, size=size)
     more = len(rows) > size
     rows = rows[:size]
     return EventsPage(

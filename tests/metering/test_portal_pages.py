@@ -478,4 +478,7 @@ def test_the_events_pages_go_older_and_newer_keeping_the_filters(world, usage) -
     back = follow(html, "Newer")
     assert [e.event_id for e in back.context["page"].object_list] == pages[1]
     assert [e.event_id for e in follow(back.content.decode(), "Newer").context["page"].object_list] == pages[0]
-    assert client.get("/t/alpha/usage/events/", {"older": "not-a-position"}).status_code == 200  # the first page
+    newest = [e.event_id for e in newest_first[:50]]
+    for position in ("not-a-position", "2000-01-01T00:00:00+00:00_1"):  # nonsense, or nothing older than it
+        listed = client.get("/t/alpha/usage/events/", {"preset": "7d", "feature": "paged", "older": position})
+        assert [e.event_id for e in listed.context["page"].object_list] == newest
