@@ -7,6 +7,7 @@ urlpatterns = [
     path("staff/tenants/", views.staff_tenants, name="staff-tenants"),
     path("staff/gateway-tokens/", views.gateway_tokens, name="gateway-tokens"),
     path("t/<slug:tenant>/", views.tenant_overview, name="tenant"),
+    path("t/<slug:tenant>/status/", views.tenant_status, name="tenant-status"),
     path("t/<slug:tenant>/members/", views.members, name="members"),
     path("t/<slug:tenant>/members/<int:pk>/", views.member_change, name="member-change"),
     path("t/<slug:tenant>/projects/", views.projects, name="projects"),

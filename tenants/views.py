@@ -20,7 +20,7 @@ from core.client_address import client_address
 from tenants import services
 from tenants.forms import ApiKeyForm, MemberForm, MemberProjectsForm, MemberRoleForm, ProjectForm, TenantForm
 from tenants.login_guard import login_failed, login_succeeded, login_wait_seconds
-from tenants.models import Membership, Role
+from tenants.models import Membership, Role, Tenant
 from tenants.roles import ACCOUNT_MANAGERS
 from tenants.selectors import (
     api_keys_for_user,
@@ -100,8 +100,31 @@ def tenant_overview(request: HttpRequest, tenant: str) -> HttpResponse:
             "membership": membership_for(user=request.user, tenant=tenant_obj),
             "member_count": members_for_user(request.user, tenant_obj).count(),
             "can_manage": can_manage_tenant(request.user, tenant_obj),
+            "can_suspend": manages_as_staff(request.user, tenant_obj),
         },
     )
+
+
+@login_required
+@require_POST
+def tenant_status(request: HttpRequest, tenant: str) -> HttpResponse:
+    """Its account manager suspends the tenant (every quota check then blocks its calls; what it sends is still
+    metered) or resumes it."""
+    tenant_obj = tenant_get_for_user(user=request.user, slug=tenant)
+    if not manages_as_staff(request.user, tenant_obj):
+        raise PermissionDenied(_("Only the tenant's account manager suspends or resumes it."))
+    status = request.POST.get("status", "")
+    if status not in (Tenant.Status.ACTIVE, Tenant.Status.SUSPENDED):
+        messages.error(request, _("Choose suspend or resume."))
+    elif status != tenant_obj.status:
+        services.tenant_update(actor=request.user, tenant=tenant_obj, status=status)
+        if status == Tenant.Status.SUSPENDED:
+            messages.success(
+                request, _("%(name)s is suspended: quota checks now block its calls.") % {"name": tenant_obj.name}
+            )
+        else:
+            messages.success(request, _("%(name)s is resumed.") % {"name": tenant_obj.name})
+    return redirect("portal:tenant", tenant=tenant_obj.slug)
 
 
 @login_required

@@ -105,6 +105,7 @@ OBJECT_KWARGS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "api:apikey-detail": lambda w: {"pk": w.alpha_key.pk},
     "api:apikey-revoke": lambda w: {"pk": w.alpha_key.pk},
     "portal:tenant": lambda w: {"tenant": w.alpha.slug},
+    "portal:tenant-status": lambda w: {"tenant": w.alpha.slug},
     "portal:members": lambda w: {"tenant": w.alpha.slug},
     "portal:member-change": lambda w: {"tenant": w.alpha.slug, "pk": w.memberships["alpha_member"].pk},
     "portal:projects": lambda w: {"tenant": w.alpha.slug},

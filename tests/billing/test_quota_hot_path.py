@@ -150,3 +150,27 @@ def test_a_suspended_tenants_pages_say_so(world) -> None:
     page = world.portal("alpha_owner").get("/t/alpha/usage/").content.decode()
     assert "data-suspended" in page and "This tenant is suspended" in page
     assert "data-suspended" not in world.portal("bravo_owner").get("/t/bravo/usage/").content.decode()
+
+
+def test_the_account_manager_suspends_and_resumes_in_the_portal(world) -> None:
+    """A button on the tenant's page for its account manager; the tenant's own owner has none and is refused."""
+    from core.models import AuditEntry
+    from tenants.models import Tenant
+
+    owner = world.portal("alpha_owner")
+    assert "Suspend tenant" not in owner.get("/t/alpha/").content.decode()
+    assert owner.post("/t/alpha/status/", {"status": "suspended"}).status_code == 403
+    manager = world.portal("am")
+    assert "Suspend tenant" in manager.get("/t/alpha/").content.decode()
+    response = manager.post("/t/alpha/status/", {"status": "suspended"}, follow=True)
+    assert "is suspended: quota checks now block its calls" in response.content.decode()
+    assert Tenant.objects.get(slug="alpha").status == "suspended"
+    client = world.key_client(world.alpha_key_secret)
+    assert client.post("/api/v1/quota/check", CHECK, format="json").json()["decision"] == "block"
+    assert "Resume tenant" in response.content.decode()
+    manager.post("/t/alpha/status/", {"status": "active"})
+    assert Tenant.objects.get(slug="alpha").status == "active"
+    assert client.post("/api/v1/quota/check", CHECK, format="json").json()["decision"] == "allow"
+    assert AuditEntry.objects.filter(object_type="tenants.tenant", action="update").count() == 2
+    assert manager.post("/t/alpha/status/", {"status": "deleted"}).status_code == 302  # refused with a message
+    assert Tenant.objects.get(slug="alpha").status == "active"
