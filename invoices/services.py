@@ -216,11 +216,19 @@ def payment_record(*, actor: Any, invoice: Invoice, amount: Decimal, paid_on: dt
     already recorded (same amount, day and reference)."""
     _require_finance(actor, "records payments")
     invoice = _locked(invoice)
+    amount = Decimal(amount)
+    if invoice.payments.filter(amount=amount, paid_on=paid_on, reference=reference).exists():
+        # A request sent again (a retry after a timeout, a form sent twice) would count the money twice. Asked
+        # first: the retry of a payment that settled the invoice, or left less outstanding, is told just this.
+        raise InvoiceRuleViolation(
+            f"This payment is already recorded: {amount} {invoice.currency} on {paid_on.isoformat()}, reference "
+            f"{reference}. A second payment of the same amount on the same day needs a reference of its own.",
+            code="duplicate_payment",
+        )
     _require_state(invoice, Invoice.Status.ISSUED, action="record a payment on")
     if not 2000 <= paid_on.year <= 2100:  # the years every date of Meterline's takes
         message = "A payment date between the years 2000 and 2100."
         raise InvoiceRuleViolation(message, code="invalid_date", status=400, fields={"paid_on": [message]})
-    amount = Decimal(amount)
     if amount <= 0 or amount != quantize_money(amount, invoice.currency):
         raise InvoiceRuleViolation(
             f"A payment is a positive amount in {invoice.currency} with at most its minor digits.",
@@ -231,13 +239,6 @@ def payment_record(*, actor: Any, invoice: Invoice, amount: Decimal, paid_on: dt
         raise InvoiceRuleViolation(
             f"Overpayment: {amount} {invoice.currency} is more than the {invoice.outstanding} outstanding.",
             code="overpayment",
-        )
-    if invoice.payments.filter(amount=amount, paid_on=paid_on, reference=reference).exists():
-        # A request sent again (a retry after a timeout, a form sent twice) would count the money twice.
-        raise InvoiceRuleViolation(
-            f"This payment is already recorded: {amount} {invoice.currency} on {paid_on.isoformat()}, reference "
-            f"{reference}. A second payment of the same amount on the same day needs a reference of its own.",
-            code="duplicate_payment",
         )
     payment = Payment.objects.create(
         invoice=invoice, amount=amount, paid_on=paid_on, reference=reference, recorded_by=actor
@@ -271,6 +272,16 @@ def credit_note_create(
     if not reason.strip():
         raise InvoiceRuleViolation("A credit note needs a reason.", code="reason_required", status=400)
     invoice = _locked(invoice)
+    issue_date = issued_on or _local_today(invoice.tenant)
+    repeat = invoice.credit_notes.filter(reason=reason.strip(), issue_date=issue_date)
+    if (repeat.filter(full=True) if amount is None else repeat.filter(amount=Decimal(amount))).exists():
+        # A request sent again would take a second number of the gapless series for the same correction. Asked
+        # first: the retry of a note that voided the invoice, or left less to credit, is told just this.
+        raise InvoiceRuleViolation(
+            f'This credit note is already issued on {issue_date.isoformat()} for "{reason.strip()}". A second one of '
+            "the same amount on the same day needs a reason of its own.",
+            code="duplicate_credit_note",
+        )
     _require_state(invoice, Invoice.Status.ISSUED, Invoice.Status.PAID, action="credit")
     creditable = invoice.total - invoice.amount_credited
     full = amount is None or Decimal(amount) == creditable
@@ -280,14 +291,6 @@ def credit_note_create(
             f"A credit note is a positive amount of at most {creditable} {invoice.currency}.",
             code="invalid_amount",
             status=400,
-        )
-    issue_date = issued_on or _local_today(invoice.tenant)
-    if invoice.credit_notes.filter(amount=amount, reason=reason.strip(), issue_date=issue_date).exists():
-        # A request sent again would take a second number of the gapless series for the same correction.
-        raise InvoiceRuleViolation(
-            f"This credit note is already issued: {amount} {invoice.currency} on {issue_date.isoformat()} for "
-            f'"{reason.strip()}". A second one of the same amount on the same day needs a reason of its own.',
-            code="duplicate_credit_note",
         )
     rate = invoice.tax_percent / 100
     # the tax share of a gross amount, by the invoice's own rule

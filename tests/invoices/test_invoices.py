@@ -145,6 +145,19 @@ def test_a_payment_sent_twice_is_recorded_once(world, invoice) -> None:
         assert client.post(f"/api/v1/invoices/{invoice.pk}/payments", body | other, format="json").status_code == 201
     invoice.refresh_from_db()
     assert invoice.amount_paid == Decimal(21) and invoice.payments.count() == 4
+    # the retry of a payment larger than what is now outstanding, and of the one that settled the invoice
+    assert (
+        client.post(f"/api/v1/invoices/{invoice.pk}/payments", body | {"amount": "6.00"}, format="json").json()[
+            "error"
+        ]["code"]
+        == "duplicate_payment"
+    )
+    last = body | {"amount": "5.43", "reference": "BANK-7790"}
+    assert client.post(f"/api/v1/invoices/{invoice.pk}/payments", last, format="json").status_code == 201
+    invoice.refresh_from_db()
+    assert invoice.status == "paid"
+    again = client.post(f"/api/v1/invoices/{invoice.pk}/payments", last, format="json")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "duplicate_payment"
 
 
 def test_credit_notes_partial_and_full(world, invoice, django_capture_on_commit_callbacks) -> None:
@@ -189,6 +202,12 @@ def test_a_credit_note_sent_twice_is_issued_once(world, invoice) -> None:
     other = client.post(f"/api/v1/invoices/{invoice.pk}/credit-notes", body | {"reason": "a third"}, format="json")
     assert other.status_code == 201
     assert sorted(invoice.credit_notes.values_list("number", flat=True))[-1].endswith("000002")
+    # a full credit note (no amount) sent again once it voided the invoice: told it is already issued
+    full = {"reason": "issued in error"}
+    assert client.post(f"/api/v1/invoices/{invoice.pk}/credit-notes", full, format="json").status_code == 201
+    repeated = client.post(f"/api/v1/invoices/{invoice.pk}/credit-notes", full, format="json")
+    assert repeated.status_code == 409 and repeated.json()["error"]["code"] == "duplicate_credit_note"
+    assert invoice.credit_notes.count() == 3
 
 
 def test_the_database_refuses_changes_to_an_issued_invoice(world, invoice) -> None:
