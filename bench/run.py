@@ -741,20 +741,23 @@ def ensure_usage_volume(world: dict[str, str]) -> int:
             )
             log(f"  {min(start + step, USAGE_EVENTS):,} events")
         log("building rollups from the generated events…")
+        from metering.services import ROLLUP_DIMENSIONS
         from metering.verification import _EVENT_SUMS, SUM_COLUMNS  # the same sums verify_rollups uses
 
         sums = ", ".join(SUM_COLUMNS)
+        dimensions = ", ".join(ROLLUP_DIMENSIONS)
         for grain, bucket in (
             ("hour", "date_trunc('hour', e.occurred_at)"),
             ("day", "(date_trunc('day', e.occurred_at AT TIME ZONE t.timezone) AT TIME ZONE t.timezone)"),
         ):
             conn.execute(
-                f"INSERT INTO metering_usagerollup (tenant_id, grain, bucket, day, project_id, api_key_id, model,"
-                f" feature, environment, {sums}) SELECT e.tenant_id, '{grain}', {bucket},"
-                f" ({bucket} AT TIME ZONE t.timezone)::date, e.project_id, coalesce(e.api_key_id, 0), e.model,"
-                f" e.feature, e.environment, {_EVENT_SUMS} FROM metering_usageevent e JOIN tenants_tenant t"
-                f" ON t.id = e.tenant_id WHERE e.tenant_id = %s GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9"
-                f" ON CONFLICT (tenant_id, grain, bucket, project_id, api_key_id, model, feature, environment)"
+                f"INSERT INTO metering_usagerollup (tenant_id, grain, bucket, day, {dimensions}, {sums})"
+                f" SELECT e.tenant_id, '{grain}', {bucket}, ({bucket} AT TIME ZONE t.timezone)::date, e.project_id,"
+                f" coalesce(e.api_key_id, 0), e.model, e.feature, e.environment, e.provider, coalesce(e.price_id, 0),"
+                f" e.rating_status, e.estimated, e.billable, {_EVENT_SUMS} FROM metering_usageevent e"
+                f" JOIN tenants_tenant t ON t.id = e.tenant_id WHERE e.tenant_id = %s"
+                f" GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14"
+                f" ON CONFLICT (tenant_id, grain, bucket, {dimensions})"
                 f" DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in SUM_COLUMNS),
                 [tenant_id],
             )

@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Count, Max, Min, Sum
+from django.db.models import Count, Max
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -28,6 +28,7 @@ from core.audit import audit_record
 from metering.models import ModelPrice, UsageEvent
 from metering.pricebook import price_book
 from metering.rating import RateCard, book_card, override_card
+from metering.selectors import billable_unpriced, billable_usage
 from tenants.models import Department, Project, Tenant
 
 logger = logging.getLogger(__name__)
@@ -36,16 +37,7 @@ FX_MAX_AGE_DAYS = 7
 # Events are accepted up to 35 days after they happened (SPEC §5.1): closed months this far back can still
 # receive late events or corrections, so each close looks at them for adjustments.
 ADJUSTMENT_LOOKBACK_MONTHS = 3
-# Rows committed by ingest transactions that started just before a close are caught by the next close.
-LEDGER_MARGIN = dt.timedelta(minutes=5)
 PERIOD_PATTERN = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
-TOKEN_SUMS = {
-    "input": Sum("input_tokens"),
-    "cached_input": Sum("cached_input_tokens"),
-    "cache_write": Sum("cache_write_tokens"),
-    "output": Sum("output_tokens"),
-    "reasoning": Sum("reasoning_tokens"),
-}
 
 
 class BillBlocked(Exception):
@@ -211,29 +203,19 @@ def _bucket_quantities(card: RateCard, row: Any) -> list[tuple[str, Decimal, int
 
 def period_usage(tenant: Tenant, period: dt.date, splitter: _Splitter, contracts: list[Contract]) -> PeriodUsage:
     """Billable, priced usage of the month, grouped by split group × model × bucket × unit price. The unit
-    price is the contract's card for the model on the event's local day (override, or book × markup)."""
+    price is the contract's card for the model on the event's local day (override, or book × markup). Read from
+    the daily rollups, which keep the price-book row each event was rated with."""
     usage = PeriodUsage()
     prices: dict[int, ModelPrice] = {}
     for start, stop, terms in _segments(period, tenant.timezone, contracts):
-        rows = list(
-            UsageEvent.objects.filter(
-                tenant_id=tenant.pk,
-                billable=True,
-                rating_status=UsageEvent.RatingStatus.PRICED,
-                occurred_at__gte=start,
-                occurred_at__lt=stop,
-            )
-            .order_by()
-            .values("project_id", "model", "provider", "price_id", "estimated")
-            .annotate(first=Min("occurred_at"), **TOKEN_SUMS)
-        )
-        missing = {row["price_id"] for row in rows if row["price_id"] is not None} - prices.keys()
+        rows = billable_usage(tenant_id=tenant.pk, start=start, stop=stop)
+        missing = {row["price_id_value"] for row in rows if row["price_id_value"]} - prices.keys()
         if missing:
             prices.update(ModelPrice.objects.in_bulk(missing))
         for row in rows:
             card = override_card(terms, model=row["model"], provider=row["provider"])
             if card is None:
-                book_row: Any = prices.get(row["price_id"]) if row["price_id"] is not None else None
+                book_row: Any = prices.get(row["price_id_value"]) if row["price_id_value"] else None
                 if book_row is None:  # rated under an override that no longer applies: the book row of its day
                     book_row = price_book.lookup(model=row["model"], provider=row["provider"] or None, at=row["first"])
                 if book_row is None:
@@ -367,7 +349,9 @@ class Adjustment:
 
 def _adjustments(tenant: Tenant, period: dt.date, splitter: _Splitter, contracts: list[Contract]) -> list[Adjustment]:
     """Late events and corrected estimates of closed months: what their events say now minus what the bills
-    have charged for them so far (original lines and earlier adjustments), at that month's rate."""
+    have charged for them so far (original lines and earlier adjustments), at that month's rate. A month whose
+    billed quantities still equal its usage's, model by model and bucket by bucket, has nothing to adjust (its
+    terms may have been edited since; the bill stands)."""
     closed = (
         Bill.objects.filter(
             tenant=tenant, period__lt=period, period__gte=month_add(period, -ADJUSTMENT_LOOKBACK_MONTHS)
@@ -380,21 +364,9 @@ def _adjustments(tenant: Tenant, period: dt.date, splitter: _Splitter, contracts
         ledger = BillLine.objects.filter(
             bill__tenant=tenant, period=past, kind__in=[BillLine.Kind.USAGE, BillLine.Kind.ADJUSTMENT]
         )
-        # Every close of this month and of the months after it within the lookback looked at this month's
-        # events; only rows received since the last of them can change what is owed.
-        seen_until = Bill.objects.filter(
-            tenant=tenant, period__gte=past, period__lte=month_add(past, ADJUSTMENT_LOOKBACK_MONTHS)
-        ).aggregate(at=Max("closed_at"))["at"]
         start, stop = period_bounds(past, tenant.timezone)
-        changed = UsageEvent.objects.filter(
-            tenant_id=tenant.pk,
-            occurred_at__gte=start,
-            occurred_at__lt=stop,
-            received_at__gt=seen_until - LEDGER_MARGIN,
-        )
-        if not changed.exists():
-            continue
-        _refuse_unpriced(tenant, past, start, stop)
+        if billable_unpriced(tenant_id=tenant.pk, start=start, stop=stop):
+            _refuse_unpriced(tenant, past, start, stop)  # a late event of a model without a price
         now = period_usage(tenant, past, splitter, contracts).groups
         billed: dict[tuple[str, str, str, Decimal], _Quantity] = defaultdict(_Quantity)
         rates: dict[str, Decimal] = {}
@@ -402,6 +374,8 @@ def _adjustments(tenant: Tenant, period: dt.date, splitter: _Splitter, contracts
             cell = billed[(line.bill.group_key, line.model, line.bucket, line.unit_price or Decimal(0))]
             cell.quantity += line.quantity or 0
             cell.estimated += line.estimated_quantity
+        if _quantities(now) == _quantities(billed):
+            continue
         for bill in Bill.objects.filter(tenant=tenant, period=past):
             rates[bill.group_key] = bill.fx_rate
         fallback = next(iter(rates.values()))
@@ -427,6 +401,14 @@ def _adjustments(tenant: Tenant, period: dt.date, splitter: _Splitter, contracts
                     )
                 )
     return found
+
+
+def _quantities(groups: dict[tuple[str, str, str, Decimal], _Quantity]) -> dict[tuple[str, str, str], int]:
+    """Tokens by (group, model, bucket), whatever their unit price."""
+    totals: dict[tuple[str, str, str], int] = defaultdict(int)
+    for (group_key, model, bucket, _price), cell in groups.items():
+        totals[(group_key, model, bucket)] += cell.quantity
+    return {key: quantity for key, quantity in totals.items() if quantity}
 
 
 # --- computing -----------------------------------------------------------------------------------------
@@ -564,7 +546,8 @@ def month_close(*, tenant: Tenant, period: dt.date, actor: Any = None, now: dt.d
             if stored:
                 return CloseResult(tenant, period, "already_closed", stored)
             start, stop = period_bounds(period, tenant.timezone)
-            _refuse_unpriced(tenant, period, start, stop)
+            if billable_unpriced(tenant_id=tenant.pk, start=start, stop=stop):
+                _refuse_unpriced(tenant, period, start, stop)  # names the models and counts their events
             drafts = bills_compute(tenant, period)
             bills = [_store(draft, actor=actor, now=now) for draft in drafts]
             _draft_invoices(bills)

@@ -210,8 +210,9 @@ class RollupBase(models.Model):
 
 
 class UsageRollup(RollupBase):
-    """Per (tenant, project, api key, model, feature, environment) and hour (UTC) or day (tenant-local).
-    api_key_id 0 and '' stand for "none" so that the bucket key has no NULLs."""
+    """Per (tenant, project, api key, model, feature, environment — and provider, price row, rating status,
+    estimated, billable) and hour (UTC) or day (tenant-local). api_key_id 0, price_id 0 and '' stand for "none" so
+    that the bucket key has no NULLs."""
 
     class Grain(models.TextChoices):
         HOUR = "hour"
@@ -225,11 +226,33 @@ class UsageRollup(RollupBase):
     model = models.CharField(max_length=200)
     feature = models.CharField(max_length=200, default="")
     environment = models.CharField(max_length=200, default="")
+    # How the events were rated and whether they are billed: a bill is computed from the daily rows alone.
+    provider = models.CharField(max_length=100, default="")
+    price_id_value = models.BigIntegerField(
+        default=0, db_column="price_id", help_text="The price-book row that rated the events; 0 for none."
+    )
+    rating_status = models.CharField(max_length=10, default="priced")
+    estimated = models.BooleanField(default=False)
+    billable = models.BooleanField(default=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["tenant", "grain", "bucket", "project", "api_key_id_value", "model", "feature", "environment"],
+                fields=[
+                    "tenant",
+                    "grain",
+                    "bucket",
+                    "project",
+                    "api_key_id_value",
+                    "model",
+                    "feature",
+                    "environment",
+                    "provider",
+                    "price_id_value",
+                    "rating_status",
+                    "estimated",
+                    "billable",
+                ],
                 name="usage_rollup_bucket",
             )
         ]
@@ -275,6 +298,11 @@ class RollupDelta(RollupBase):
     model = models.CharField(max_length=200, blank=True)
     feature = models.CharField(max_length=200, blank=True)
     environment = models.CharField(max_length=200, blank=True)
+    provider = models.CharField(max_length=100, blank=True)
+    price_id_value = models.BigIntegerField(default=0, db_column="price_id")
+    rating_status = models.CharField(max_length=10, blank=True)
+    estimated = models.BooleanField(default=False)
+    billable = models.BooleanField(default=True)
     end_user = models.CharField(max_length=200, blank=True)
 
     def __str__(self) -> str:

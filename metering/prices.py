@@ -316,7 +316,7 @@ def events_rerate(
             billed = billed_until(tenant_ids)
             last_id = chunk[-1]["id"]
             last_key = (chunk[-1]["tenant_id"], chunk[-1]["occurred_at"], chunk[-1]["id"])
-            added, removed = [], []
+            added, removed, moved_to, moved_from = [], [], [], []
             with connection.cursor() as cursor:
                 for facts in chunk:
                     result.examined += 1
@@ -355,12 +355,24 @@ def events_rerate(
                         "provider = %s WHERE tenant_id = %s AND occurred_at = %s AND id = %s",
                         [cost, card.price_id, provider, facts["tenant_id"], facts["occurred_at"], facts["id"]],
                     )
-                    if cursor.rowcount != 1 or not repriced:  # gone since it was read (an estimate corrected
-                        continue  # meanwhile), or only its provider named
-                    removed.append(facts)
-                    added.append({**facts, "cost": cost, "rating_status": "priced"})
-                    result.changed += 1
-                rollups_apply(cursor, added, removed)
+                    if cursor.rowcount != 1:  # gone since it was read (an estimate corrected meanwhile)
+                        continue
+                    now_rated = {
+                        **facts,
+                        "cost": cost,
+                        "rating_status": "priced",
+                        "price_id": card.price_id,
+                        "provider": provider,
+                    }
+                    # The rollups keep the provider and the price row: the event moves between buckets even when
+                    # only its provider was named.
+                    moved_from.append(facts)
+                    moved_to.append(now_rated)
+                    if repriced:
+                        removed.append(facts)
+                        added.append(now_rated)
+                        result.changed += 1
+                rollups_apply(cursor, moved_to, moved_from)
                 if added:  # budgets follow the new costs once committed, thresholds crossed included
                     budgets_after_commit(added, removed)
     return result

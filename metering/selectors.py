@@ -48,6 +48,53 @@ def usage_names(*, tenant_id: int, project_id: int | None = None, api_key_id: in
     return rows.exists()
 
 
+def billable_usage(*, tenant_id: int, start: dt.datetime, stop: dt.datetime) -> list[dict[str, Any]]:
+    """Billable, priced usage of the tenant-local days from `start` to `stop` (local midnights), summed by
+    (project, model, provider, price-book row, estimated): tokens per bucket, and `first`, the start of the
+    earliest day with such usage. From the daily rollups, with pending deltas folded in."""
+    from metering.services import rollups_flush
+
+    rollups_flush()
+    rows = (
+        UsageRollup.objects.filter(
+            tenant_id=tenant_id,
+            grain=UsageRollup.Grain.DAY,
+            bucket__gte=start,
+            bucket__lt=stop,
+            billable=True,
+            rating_status=UsageEvent.RatingStatus.PRICED,
+            requests__gt=0,
+        )
+        .order_by()
+        .values("project_id", "model", "provider", "price_id_value", "estimated")
+        .annotate(
+            first=Min("bucket"),
+            input=Sum("input_tokens"),
+            cached_input=Sum("cached_input_tokens"),
+            cache_write=Sum("cache_write_tokens"),
+            output=Sum("output_tokens"),
+            reasoning=Sum("reasoning_tokens"),
+        )
+    )
+    return [dict(row) for row in rows]
+
+
+def billable_unpriced(*, tenant_id: int, start: dt.datetime, stop: dt.datetime) -> bool:
+    """Whether billable events without a price fall in the tenant-local days from `start` to `stop` (from the
+    rollups, with pending deltas folded in)."""
+    from metering.services import rollups_flush
+
+    rollups_flush()
+    return UsageRollup.objects.filter(
+        tenant_id=tenant_id,
+        grain=UsageRollup.Grain.DAY,
+        bucket__gte=start,
+        bucket__lt=stop,
+        billable=True,
+        unpriced_requests__gt=0,
+    ).exists()
+
+
 def usage_scope_projects(*, tenant: Tenant, user: Any = None, api_key: ApiKey | None = None) -> list[int] | None:
     if api_key is not None:
         return [api_key.project_id]
@@ -60,14 +107,12 @@ def usage_scope_projects(*, tenant: Tenant, user: Any = None, api_key: ApiKey | 
 
 def _rollup_source(query: UsageQuery) -> str:
     dims = set(query.group_by) | {k for k in query.filters if k != "estimated"}
-    if "estimated" in query.filters:
-        return "events"
     if "end_user" in dims:
         # The end-user rollup is per (tenant, end user, day) only.
-        if dims <= {"day", "end_user"} and query.project_ids is None:
+        if dims <= {"day", "end_user"} and query.project_ids is None and "estimated" not in query.filters:
             return "end_user"
         return "events"
-    return "usage"
+    return "usage"  # the usage rollups keep estimated events apart
 
 
 _FIELD = {
@@ -108,7 +153,7 @@ def _base(query: UsageQuery, source: str) -> QuerySet[Any]:
         rows = rows.filter(**{"project_id__in": query.project_ids})
     fields = _FIELD[source]
     for name, value in query.filters.items():
-        if name == "estimated":  # only on the events source (see _rollup_source)
+        if name == "estimated":  # the usage rollups and the events (see _rollup_source)
             rows = rows.filter(**{"estimated": value})
         elif name == "api_key" and source == "usage":
             key = ApiKey.objects.filter(tenant=query.tenant, prefix=value).first()

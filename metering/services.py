@@ -51,21 +51,23 @@ EVENT_COLUMNS = (
     "metadata",
 )
 SUMS = ROLLUP_SUMS
-DELTA_COLUMNS = (
-    "kind",
-    "tenant_id",
-    "grain",
-    "bucket",
+# What a usage rollup is kept by besides its time: where the calls came from, and how they were rated and billed.
+ROLLUP_DIMENSIONS = (
     "project_id",
     "api_key_id",
     "model",
     "feature",
     "environment",
-    "day",
-    "end_user",
-    *SUMS,
+    "provider",
+    "price_id",
+    "rating_status",
+    "estimated",
+    "billable",
 )
-USAGE_ROLLUP_KEY = ("tenant_id", "grain", "bucket", "project_id", "api_key_id", "model", "feature", "environment")
+USAGE_ROLLUP_KEY = ("tenant_id", "grain", "bucket", *ROLLUP_DIMENSIONS)
+DELTA_COLUMNS = ("kind", *USAGE_ROLLUP_KEY, "day", "end_user", *SUMS)
+# The dimensions of a delta row that only counts for an end user's day.
+_NO_DIMENSIONS = (0, 0, "", "", "", "", 0, "", False, True)
 END_USER_ROLLUP_KEY = ("tenant_id", "day", "end_user")
 
 
@@ -499,7 +501,8 @@ _DELTA_SUMS_SQL = (
 _BUCKETS = """
     SELECT i.tenant_id, i.project_id, i.model, i.feature, i.environment, i.end_user, i.input_tokens,
         i.cached_input_tokens, i.cache_write_tokens, i.output_tokens, i.reasoning_tokens, i.status, i.cost,
-        i.billable, i.estimated, i.rating_status, coalesce(i.api_key_id, 0) AS key_id,
+        i.billable, i.estimated, i.rating_status, coalesce(i.api_key_id, 0) AS key_id, i.provider,
+        coalesce(i.price_id, 0) AS price_ref,
         date_trunc('hour', i.occurred_at) AS hour,
         date_trunc('day', i.occurred_at AT TIME ZONE t.timezone) AT TIME ZONE t.timezone AS day_start,
         (i.occurred_at AT TIME ZONE t.timezone)::date AS local_day,
@@ -524,15 +527,19 @@ SELECT tenant_id, event_id FROM k
 # Large batches: one delta row per bucket (the flush has fewer rows to fold) — the hourly, the daily and the end-user
 # buckets as three grouping sets of one pass over the events (GROUPING() tells them apart), which costs PostgreSQL
 # about half of three GROUP BYs over the same rows joined together.
+_GROUPED_DIMENSIONS = (
+    "project_id, key_id, model, feature, environment, provider, price_ref, rating_status, estimated, billable"
+)
 _GROUPED_DELTAS = f"""
     SELECT CASE WHEN GROUPING(end_user) = 0 THEN 'end_user' ELSE 'usage' END, tenant_id,
         CASE WHEN GROUPING(hour) = 0 THEN 'hour' WHEN GROUPING(day_start) = 0 THEN 'day' ELSE '' END,
         coalesce(hour, day_start), coalesce(project_id, 0), coalesce(key_id, 0), coalesce(model, ''),
-        coalesce(feature, ''), coalesce(environment, ''),
+        coalesce(feature, ''), coalesce(environment, ''), coalesce(provider, ''), coalesce(price_ref, 0),
+        coalesce(rating_status, ''), coalesce(estimated, false), coalesce(billable, true),
         CASE WHEN GROUPING(hour) = 0 THEN hour_day ELSE local_day END, coalesce(end_user, ''), {_DELTA_SUMS_SQL}
     FROM f GROUP BY GROUPING SETS (
-        (tenant_id, hour, project_id, key_id, model, feature, environment, hour_day),
-        (tenant_id, day_start, project_id, key_id, model, feature, environment, local_day),
+        (tenant_id, hour, {_GROUPED_DIMENSIONS}, hour_day),
+        (tenant_id, day_start, {_GROUPED_DIMENSIONS}, local_day),
         (tenant_id, local_day, end_user)
     )
 """
@@ -543,8 +550,8 @@ _EVENT_SUMS_SQL = (
     "CASE WHEN estimated THEN cost ELSE 0 END, (rating_status = 'unpriced')::int"
 )
 _EVENT_DELTAS = f"""
-    SELECT 'event', tenant_id, '', hour, project_id, key_id, model, feature, environment, local_day, end_user,
-        {_EVENT_SUMS_SQL}, day_start, hour_day FROM f
+    SELECT 'event', tenant_id, '', hour, project_id, key_id, model, feature, environment, provider, price_ref,
+        rating_status, estimated, billable, local_day, end_user, {_EVENT_SUMS_SQL}, day_start, hour_day FROM f
 """
 _JSON_INPUT = (
     "SELECT * FROM jsonb_to_recordset(%s::jsonb) AS i(" + ", ".join(f"{c} {_PG_TYPES[c]}" for c in _INPUT_COLUMNS) + ")"
@@ -736,6 +743,8 @@ _REMOVED_COLUMNS = (
     "project_id",
     "api_key_id",
     "model",
+    "provider",
+    "price_id",
     "feature",
     "environment",
     "end_user",
@@ -835,7 +844,18 @@ def _bucket_keys(tenant_id: int, tz: str, occurred_at: dt.datetime, dims: dict[s
     day = local.date()
     day_start = dt.datetime.combine(day, dt.time(), tzinfo=_zone(tz)).astimezone(dt.UTC)
     hour = occurred_at.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
-    common = (dims["project_id"], dims["api_key_id"] or 0, dims["model"], dims["feature"], dims["environment"])
+    common = (
+        dims["project_id"],
+        dims["api_key_id"] or 0,
+        dims["model"],
+        dims["feature"],
+        dims["environment"],
+        dims["provider"],
+        dims["price_id"] or 0,
+        dims["rating_status"],
+        bool(dims["estimated"]),
+        bool(dims["billable"]),
+    )
     hourly = (tenant_id, "hour", hour, *common)
     hour_day = hour.astimezone(_zone(tz)).date()
     daily = (tenant_id, "day", day_start, *common)
@@ -932,6 +952,8 @@ def _row_facts(row: _Row) -> dict[str, Any]:
         "project_id": row.project.id,
         "api_key_id": row.api_key_id,
         "model": row.event.model,
+        "provider": row.provider,
+        "price_id": row.price_id,
         "feature": row.event.dimensions["feature"],
         "environment": row.environment,
         "end_user": row.event.dimensions["end_user"],
@@ -1002,7 +1024,7 @@ def rollups_apply(
 def _queue_deltas(cursor: Any, usage_items: list, end_user_items: list) -> None:
     rows = [("usage", *key, "", *sums) for key, sums in usage_items]
     rows += [
-        ("end_user", tenant_id, "", None, 0, 0, "", "", "", day, end_user, *sums)
+        ("end_user", tenant_id, "", None, *_NO_DIMENSIONS, day, end_user, *sums)
         for (tenant_id, day, end_user), sums in end_user_items
     ]
     if not rows:
@@ -1027,7 +1049,7 @@ _SUM_UPDATES = {
 # The only lock a flush takes: one flusher at a time, so rollup rows are never contended.
 _FLUSH_LOCK = 7_301_001
 _USAGE_KEY = ", ".join(USAGE_ROLLUP_KEY)
-_DIMENSIONS = "project_id, api_key_id, model, feature, environment"
+_DIMENSIONS = ", ".join(ROLLUP_DIMENSIONS)
 _SUM_NAMES = ", ".join(SUMS)
 _END_USER_KEY = ", ".join(END_USER_ROLLUP_KEY)
 # An `event` delta row adds to its hour, its local day and its end user's day (RollupDelta).

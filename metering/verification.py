@@ -70,7 +70,7 @@ def rollups_repair(*, tenant_id: int | None = None) -> list[dict[str, Any]]:
 
 
 def _repair_in_snapshot(tenant_id: int | None) -> list[dict[str, Any]]:
-    from metering.services import USAGE_ROLLUP_KEY, rollups_fold
+    from metering.services import ROLLUP_DIMENSIONS, USAGE_ROLLUP_KEY, rollups_fold
 
     sums = ", ".join(SUM_COLUMNS)
     with connection.cursor() as cursor:
@@ -84,8 +84,7 @@ def _repair_in_snapshot(tenant_id: int | None) -> list[dict[str, Any]]:
                 key, table = [row["tenant_id"], row["day"], row["end_user"]], "metering_enduserrollup"
                 match = "tenant_id = %s AND day = %s AND end_user = %s"
             else:
-                key = [row[k] for k in ("tenant_id", "bucket", "project_id", "api_key_id", "model", "feature")]
-                key = [key[0], row["rollup"], *key[1:], row["environment"]]
+                key = [row["tenant_id"], row["rollup"], row["bucket"], *(row[k] for k in ROLLUP_DIMENSIONS)]
                 table = "metering_usagerollup"
                 match = " AND ".join(f"{k} = %s" for k in USAGE_ROLLUP_KEY)
             cursor.execute(f"DELETE FROM {table} WHERE {match}", key)
@@ -109,6 +108,8 @@ def _repair_in_snapshot(tenant_id: int | None) -> list[dict[str, Any]]:
 
 
 def _differences(tenant_id: int | None) -> list[dict[str, Any]]:
+    from metering.services import ROLLUP_DIMENSIONS
+
     where = "WHERE e.tenant_id = %s" if tenant_id else ""
     rollup_where = "AND tenant_id = %s" if tenant_id else ""
     params_one = [tenant_id] if tenant_id else []
@@ -120,15 +121,13 @@ def _differences(tenant_id: int | None) -> list[dict[str, Any]]:
     ):
         expected = (
             f"SELECT e.tenant_id, {bucket_sql} AS bucket, e.project_id, coalesce(e.api_key_id, 0) AS api_key_id, "
-            f"e.model, e.feature, e.environment, {_EVENT_SUMS} FROM metering_usageevent e "
+            "e.model, e.feature, e.environment, e.provider, coalesce(e.price_id, 0) AS price_id, e.rating_status, "
+            f"e.estimated, e.billable, {_EVENT_SUMS} FROM metering_usageevent e "
             f"JOIN tenants_tenant t ON t.id = e.tenant_id {where} "
-            "GROUP BY 1, 2, 3, 4, 5, 6, 7"
+            "GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12"
         )
-        actual = (
-            f"SELECT tenant_id, bucket, project_id, api_key_id, model, feature, environment, {sums} "
-            f"FROM metering_usagerollup WHERE grain = '{grain}' {rollup_where}"
-        )
-        keys = ("tenant_id", "bucket", "project_id", "api_key_id", "model", "feature", "environment")
+        keys = ("tenant_id", "bucket", *ROLLUP_DIMENSIONS)
+        actual = f"SELECT {', '.join(keys)}, {sums} FROM metering_usagerollup WHERE grain = '{grain}' {rollup_where}"
         for row in _compare(expected, actual, keys, params_one * 2):
             differences.append({"rollup": grain, **row})
     expected = (

@@ -353,6 +353,47 @@ def test_estimate_corrected_after_close_is_adjusted(world, prices) -> None:
     assert (november.total, november.estimated_amount) == (Decimal("0.04"), Decimal("0.00"))
 
 
+def test_bills_and_the_open_month_are_computed_from_the_rollups_without_reading_events(world, prices) -> None:
+    """The daily rollups keep each event's price row, provider, estimated flag and billable flag: closing a month,
+    and the open month's preview (with the closed months it checks for late usage), read no event — a tenant with
+    millions of events a month sees its bill at once — and charge what the events cost."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from billing.bills import bill_preview
+
+    world.alpha.billing_currency = "USD"
+    world.alpha.save()
+    internal = world.alpha.projects.create(slug="lab", name="Lab", is_internal=True)
+    send(
+        world,
+        event("oct-1", "gpt-4o", input_tokens=1_000_000, output_tokens=100_000),
+        {"event_id": "oct-est", "timestamp": _at(MID_OCT), "model": "gpt-4o", "request_chars": 40_000},
+        event("oct-o3", "o3", input_tokens=1_000_000, output_tokens=100_000, reasoning_tokens=50_000),
+    )
+    send(world, event("oct-lab", "gpt-4o", input_tokens=5_000_000), key=api_key_for(internal)[0])
+    with CaptureQueriesContext(connection) as closing:
+        [october] = close(world).bills
+    # gpt-4o input 1,010,000 (the estimate's 10,000 with them) × 2.5 / 10^6 = 2.525 → 2.53; output 100,000 × 10 =
+    # 1.00; o3 input 2.00, output less reasoning 50,000 × 8 = 0.40, reasoning 50,000 × 12 = 0.60. The internal
+    # project's 5,000,000 tokens are not billed.
+    assert lines_of(october) == [
+        ("usage", "gpt-4o", "input", 1_010_000, Decimal("2.53")),
+        ("usage", "gpt-4o", "output", 100_000, Decimal("1.00")),
+        ("usage", "o3", "input", 1_000_000, Decimal("2.00")),
+        ("usage", "o3", "output", 50_000, Decimal("0.40")),
+        ("usage", "o3", "reasoning", 50_000, Decimal("0.60")),
+    ]
+    assert (october.usage_subtotal, october.estimated_amount) == (Decimal("6.53"), Decimal("0.03"))
+    november_day = dt.datetime(2026, 11, 10, tzinfo=dt.UTC)
+    send(world, event("nov-1", "gpt-4o", november_day, input_tokens=400_000), now=november_day)
+    with CaptureQueriesContext(connection) as previewing:
+        preview = bill_preview(world.alpha, now=november_day + dt.timedelta(hours=1))
+    assert preview.bills[0].totals.usage_subtotal == Decimal("1.00")  # 400,000 × 2.5 / 10^6; no adjustment
+    for captured in (closing, previewing):
+        assert [q["sql"] for q in captured.captured_queries if "metering_usageevent" in q["sql"]] == []
+
+
 def test_split_bill_per_project_with_one_commitment(world, prices) -> None:
     world.alpha.billing_currency = "USD"
     world.alpha.save()

@@ -63,6 +63,15 @@ def flushed_rollups():  # type: ignore[no-untyped-def]
     return UsageRollup.objects
 
 
+def day_totals(**filters):  # type: ignore[no-untyped-def]
+    """The daily usage rollups summed (a day's usage spans rows by rating, estimated and billable)."""
+    from django.db.models import Sum
+
+    from metering.models import ROLLUP_SUMS
+
+    return flushed_rollups().filter(grain="day", **filters).aggregate(**{name: Sum(name) for name in ROLLUP_SUMS})
+
+
 def event_variant(prefix: str, n: int, moment: dt.datetime) -> dict:
     """Event n of a set that covers every kind of stored event: a total that disagrees, estimated, unpriced,
     an error with latency, unicode and control characters with metadata and cache reads."""

@@ -119,7 +119,8 @@ def test_a_copied_batch_queues_one_delta_per_bucket_on_the_tenants_calendar(worl
     assert len({e.occurred_at.astimezone(zone).date() for e in stored_events}) >= 3
 
     def dims(e: UsageEvent) -> tuple:
-        return (e.project_id, e.api_key_id or 0, e.model, e.feature, e.environment)
+        where = (e.project_id, e.api_key_id or 0, e.model, e.feature, e.environment)
+        return (*where, e.provider, e.price_id or 0, e.rating_status, e.estimated, e.billable)
 
     hours = {(e.occurred_at.replace(minute=0, second=0, microsecond=0), *dims(e)) for e in stored_events}
     days = {(e.occurred_at.astimezone(zone).date(), *dims(e)) for e in stored_events}

@@ -14,7 +14,7 @@ from django.utils import timezone
 from metering.models import ModelPrice, UsageEvent
 from metering.services import IngestScope, events_ingest
 from metering.verification import rollups_verify
-from tests.metering.conftest import add_price, flushed_rollups, iso
+from tests.metering.conftest import add_price, day_totals, flushed_rollups, iso
 from tests.shared_data import USAGE_PAYLOADS
 
 pytestmark = pytest.mark.django_db
@@ -308,11 +308,15 @@ def test_an_unpriced_model_is_queued_then_rerated_when_a_price_arrives(world, pr
     assert set(UsageEvent.objects.values_list("rating_status", "cost", "provider")) == {
         ("priced", Decimal("0.003"), "openai")
     }
-    daily = flushed_rollups().get(grain="day")
-    assert (daily.unpriced_requests, daily.cost) == (0, Decimal("0.009"))
+    daily = day_totals()
+    assert (daily["unpriced_requests"], daily["cost"]) == (0, Decimal("0.009"))
+    # The events moved to the bucket of their price row and provider (bills are computed from these).
+    priced = flushed_rollups().get(grain="day", requests__gt=0)
+    book_row = ModelPrice.objects.get(model="novel-model-1")
+    assert (priced.rating_status, priced.price_id_value, priced.provider) == ("priced", book_row.pk, "openai")
     assert rollups_verify() == []
     call_command("rerate", stdout=out)  # twice is harmless
-    assert flushed_rollups().get(grain="day").cost == Decimal("0.009")
+    assert day_totals()["cost"] == Decimal("0.009")
 
 
 def test_events_naming_the_provider_in_the_model_are_priced_and_queued_by_the_book(world, prices) -> None:

@@ -275,8 +275,8 @@ def test_out_of_range_dates_are_400_not_500(world, bad) -> None:  # type: ignore
 
 
 def test_counts_of_estimated_events_from_the_rollups_equal_the_events(world, usage) -> None:  # type: ignore[no-untyped-def]
-    """usage_counts answers the estimated (or the real) events' number and cost from the rollups, which count them
-    apart: the same as usage_aggregate reads from the events, under every filter; a correction moves the event."""
+    """usage_counts and usage_aggregate answer the estimated (or the real) events' number and cost from the
+    rollups, which keep them apart: the events' own sums, under every filter; a correction moves the event."""
     from metering.selectors import UsageQuery, usage_aggregate, usage_counts
 
     when = iso(timezone.now() - dt.timedelta(minutes=5))
@@ -294,13 +294,26 @@ def test_counts_of_estimated_events_from_the_rollups_equal_the_events(world, usa
     def both(**filters):  # type: ignore[no-untyped-def]
         query = UsageQuery(world.alpha, today - dt.timedelta(days=3), today + dt.timedelta(days=1), [], filters)
         totals = usage_aggregate(query)["totals"]
-        return usage_counts(query), (totals["requests"], totals["cost"])
+        events = UsageEvent.objects.filter(tenant=world.alpha, estimated=filters["estimated"])
+        named = {"project": "project__slug"}
+        events = events.filter(**{named.get(k, k): v for k, v in filters.items() if k != "estimated"})
+        truth = (events.count(), sum((e.cost for e in events), Decimal(0)))
+        assert (totals["requests"], totals["cost"]) == truth, filters
+        return usage_counts(query), truth
 
     for filters in ({}, {"feature": "chat"}, {"project": "chatbot"}, {"end_user": "u1"}, {"model": "claude-sonnet-4"}):
         for flag in (True, False):
             counted, read = both(**filters, estimated=flag)
             assert counted == read, (filters, flag)
     assert both(estimated=True)[0][0] == 2 and both(estimated=True)[0][1] > 0
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:  # estimated or not, by model and day: from the rollups
+        end = today + dt.timedelta(days=1)
+        query = UsageQuery(world.alpha, today - dt.timedelta(days=3), end, ["model", "day"], {"estimated": True})
+        assert sum(row["requests"] for row in usage_aggregate(query)["rows"]) == 2
+    assert [q["sql"] for q in captured.captured_queries if "metering_usageevent" in q["sql"]] == []
     events_ingest(
         scope=IngestScope(kind="project_key", api_key=world.alpha_key),
         raw_events=[{**estimate, "usage": {"input_tokens": 900, "output_tokens": 150}}],
