@@ -708,6 +708,48 @@ def bench_quota_check(world: dict[str, str]) -> None:
     record("redis-benchmark GET, 8 connections (req/s)", f"{redis_rps:,.0f}", "—", None, "the store's own limit")
 
 
+def rollups_from_events(conn: Any, tenant_ids: list[int]) -> None:
+    """The usage and end-user rollups of events generated in SQL (as ingestion would have kept them)."""
+    from metering.services import ROLLUP_DIMENSIONS
+    from metering.verification import SUM_COLUMNS  # the same sums verify_rollups uses
+
+    sums = ", ".join(SUM_COLUMNS)
+    dimensions = ", ".join(ROLLUP_DIMENSIONS)
+    with conn.transaction():
+        _rollups_rebuilt(conn, tenant_ids, sums, dimensions)
+    conn.execute("VACUUM ANALYZE metering_usagerollup")
+    conn.execute("VACUUM ANALYZE metering_enduserrollup")
+
+
+def _rollups_rebuilt(conn: Any, tenant_ids: list[int], sums: str, dimensions: str) -> None:
+    from metering.verification import _EVENT_SUMS
+
+    # Deltas still pending (events an earlier benchmark ingested) are counted here from their events.
+    conn.execute("DELETE FROM metering_rollupdelta WHERE tenant_id = ANY(%s)", [tenant_ids])
+    conn.execute("DELETE FROM metering_usagerollup WHERE tenant_id = ANY(%s)", [tenant_ids])
+    conn.execute("DELETE FROM metering_enduserrollup WHERE tenant_id = ANY(%s)", [tenant_ids])
+    for grain, bucket in (
+        ("hour", "date_trunc('hour', e.occurred_at)"),
+        ("day", "(date_trunc('day', e.occurred_at AT TIME ZONE t.timezone) AT TIME ZONE t.timezone)"),
+    ):
+        conn.execute(
+            f"INSERT INTO metering_usagerollup (tenant_id, grain, bucket, day, {dimensions}, {sums})"
+            f" SELECT e.tenant_id, '{grain}', {bucket}, ({bucket} AT TIME ZONE t.timezone)::date, e.project_id,"
+            f" coalesce(e.api_key_id, 0), e.model, e.feature, e.environment, e.provider, coalesce(e.price_id, 0),"
+            f" e.rating_status, e.estimated, e.billable, {_EVENT_SUMS} FROM metering_usageevent e"
+            f" JOIN tenants_tenant t ON t.id = e.tenant_id WHERE e.tenant_id = ANY(%s)"
+            f" GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14",
+            [tenant_ids],
+        )
+    conn.execute(
+        f"INSERT INTO metering_enduserrollup (tenant_id, day, end_user, {sums})"
+        f" SELECT e.tenant_id, (e.occurred_at AT TIME ZONE t.timezone)::date, e.end_user, {_EVENT_SUMS}"
+        f" FROM metering_usageevent e JOIN tenants_tenant t ON t.id = e.tenant_id WHERE e.tenant_id = ANY(%s)"
+        f" GROUP BY 1, 2, 3",
+        [tenant_ids],
+    )
+
+
 def ensure_usage_volume(world: dict[str, str]) -> int:
     """USAGE_EVENTS synthetic events over 40 days for the bench tenant, and their rollups (generated once)."""
     import psycopg
@@ -722,8 +764,6 @@ def ensure_usage_volume(world: dict[str, str]) -> int:
             return have
         log(f"generating {USAGE_EVENTS:,} events for the usage benchmark (once; kept for later runs)…")
         conn.execute("DELETE FROM metering_usageevent WHERE tenant_id = %s AND event_id LIKE 'gen-%%'", [tenant_id])
-        conn.execute("DELETE FROM metering_usagerollup WHERE tenant_id = %s", [tenant_id])
-        conn.execute("DELETE FROM metering_enduserrollup WHERE tenant_id = %s", [tenant_id])
         step = 1_000_000
         for start in range(0, USAGE_EVENTS, step):
             conn.execute(
@@ -741,26 +781,7 @@ def ensure_usage_volume(world: dict[str, str]) -> int:
             )
             log(f"  {min(start + step, USAGE_EVENTS):,} events")
         log("building rollups from the generated events…")
-        from metering.services import ROLLUP_DIMENSIONS
-        from metering.verification import _EVENT_SUMS, SUM_COLUMNS  # the same sums verify_rollups uses
-
-        sums = ", ".join(SUM_COLUMNS)
-        dimensions = ", ".join(ROLLUP_DIMENSIONS)
-        for grain, bucket in (
-            ("hour", "date_trunc('hour', e.occurred_at)"),
-            ("day", "(date_trunc('day', e.occurred_at AT TIME ZONE t.timezone) AT TIME ZONE t.timezone)"),
-        ):
-            conn.execute(
-                f"INSERT INTO metering_usagerollup (tenant_id, grain, bucket, day, {dimensions}, {sums})"
-                f" SELECT e.tenant_id, '{grain}', {bucket}, ({bucket} AT TIME ZONE t.timezone)::date, e.project_id,"
-                f" coalesce(e.api_key_id, 0), e.model, e.feature, e.environment, e.provider, coalesce(e.price_id, 0),"
-                f" e.rating_status, e.estimated, e.billable, {_EVENT_SUMS} FROM metering_usageevent e"
-                f" JOIN tenants_tenant t ON t.id = e.tenant_id WHERE e.tenant_id = %s"
-                f" GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14"
-                f" ON CONFLICT (tenant_id, grain, bucket, {dimensions})"
-                f" DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in SUM_COLUMNS),
-                [tenant_id],
-            )
+        rollups_from_events(conn, [tenant_id])
         conn.execute("VACUUM ANALYZE metering_usageevent")
         conn.execute("VACUUM ANALYZE metering_usagerollup")
         return USAGE_EVENTS
@@ -878,6 +899,13 @@ def ensure_close_world() -> list[int]:
 
     existing = list(Tenant.objects.filter(slug__startswith="close-").order_by("pk").values_list("pk", flat=True))
     if len(existing) >= CLOSE_TENANTS:
+        with psycopg.connect(BENCH_URL, autocommit=True) as conn:
+            counted = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM metering_usagerollup WHERE tenant_id = ANY(%s))", [existing]
+            ).fetchone()
+            if not (counted and counted[0]):  # generated before bills were computed from the rollups
+                log("building the month-close tenants' rollups from their events (once)…")
+                rollups_from_events(conn, existing)
         return existing[:CLOSE_TENANTS]
     log(f"creating {CLOSE_TENANTS:,} tenants with a month of usage for the month-close benchmark (once)…")
     subprocess.run(
@@ -957,6 +985,7 @@ def ensure_close_world() -> list[int]:
                 ],
             )
         conn.execute("VACUUM ANALYZE metering_usageevent")
+        rollups_from_events(conn, [t.pk for t in tenants])
     log(f"  {sum(r[4] for r in rows):,} events; closing August (untimed)…")
     months_close(period=dt.date(2026, 8, 1), tenants=list(Tenant.objects.filter(pk__in=[t.pk for t in tenants])))
     return list(Tenant.objects.filter(slug__startswith="close-").order_by("pk").values_list("pk", flat=True))

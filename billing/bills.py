@@ -28,7 +28,7 @@ from core.audit import audit_record
 from metering.models import ModelPrice, UsageEvent
 from metering.pricebook import price_book
 from metering.rating import RateCard, book_card, override_card
-from metering.selectors import billable_unpriced, billable_usage
+from metering.selectors import billable_unpriced, billable_usage, billable_usage_exists
 from tenants.models import Department, Project, Tenant
 
 logger = logging.getLogger(__name__)
@@ -665,9 +665,7 @@ def months_close_due(*, now: dt.datetime | None = None) -> list[CloseResult]:
 
 def _has_billable_usage(tenant: Tenant, period: dt.date) -> bool:
     start, stop = period_bounds(period, tenant.timezone)
-    return UsageEvent.objects.filter(
-        tenant_id=tenant.pk, billable=True, occurred_at__gte=start, occurred_at__lt=stop
-    ).exists()
+    return billable_usage_exists(tenant_id=tenant.pk, start=start, stop=stop)
 
 
 # --- the open month ------------------------------------------------------------------------------------

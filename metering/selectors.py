@@ -79,6 +79,22 @@ def billable_usage(*, tenant_id: int, start: dt.datetime, stop: dt.datetime) -> 
     return [dict(row) for row in rows]
 
 
+def billable_usage_exists(*, tenant_id: int, start: dt.datetime, stop: dt.datetime) -> bool:
+    """Whether any billable event falls in the tenant-local days from `start` to `stop`, priced or not (from the
+    rollups, with pending deltas folded in: the events have no index by billable)."""
+    from metering.services import rollups_flush
+
+    rollups_flush()
+    return UsageRollup.objects.filter(
+        tenant_id=tenant_id,
+        grain=UsageRollup.Grain.DAY,
+        bucket__gte=start,
+        bucket__lt=stop,
+        billable=True,
+        requests__gt=0,
+    ).exists()
+
+
 def billable_unpriced(*, tenant_id: int, start: dt.datetime, stop: dt.datetime) -> bool:
     """Whether billable events without a price fall in the tenant-local days from `start` to `stop` (from the
     rollups, with pending deltas folded in)."""
