@@ -29,6 +29,7 @@ from metering.models import ModelPrice, UsageEvent
 from metering.pricebook import price_book
 from metering.rating import RateCard, book_card, override_card
 from metering.selectors import billable_unpriced, billable_usage, billable_usage_exists
+from metering.services import rollups_flush
 from tenants.models import Department, Project, Tenant
 
 logger = logging.getLogger(__name__)
@@ -453,9 +454,17 @@ def _by_project(usage: PeriodUsage, splitter: _Splitter, group: SplitGroup, fx: 
 
 
 def bills_compute(
-    tenant: Tenant, period: dt.date, *, fx: FxChoice | None = None, with_adjustments: bool = True
+    tenant: Tenant,
+    period: dt.date,
+    *,
+    fx: FxChoice | None = None,
+    with_adjustments: bool = True,
+    folded: bool = False,
 ) -> list[BillDraft]:
-    """The bills of the month as they stand (nothing stored). Raises BillBlocked."""
+    """The bills of the month as they stand (nothing stored). Raises BillBlocked. `folded`: the caller has just
+    folded the pending rollup deltas in."""
+    if not folded:
+        rollups_flush()
     contracts = contracts_in_force(tenant.pk)
     contract = billing_contract(contracts, period)
     currency = contract.billing_currency if contract else tenant.billing_currency
@@ -539,6 +548,9 @@ def month_close(*, tenant: Tenant, period: dt.date, actor: Any = None, now: dt.d
             "not_finished",
             error=BillBlocked("period_not_finished", f"{period_label(period)} has not ended yet for {tenant.slug}."),
         )
+    # Pending deltas folded in once, before the transaction: the flush lock is not held while the bill is stored
+    # (every usage read of every tenant takes it). Events folded in later are adjusted on the next bill.
+    rollups_flush()
     try:
         with transaction.atomic():
             Tenant.objects.select_for_update().filter(pk=tenant.pk).first()
@@ -548,7 +560,7 @@ def month_close(*, tenant: Tenant, period: dt.date, actor: Any = None, now: dt.d
             start, stop = period_bounds(period, tenant.timezone)
             if billable_unpriced(tenant_id=tenant.pk, start=start, stop=stop):
                 _refuse_unpriced(tenant, period, start, stop)  # names the models and counts their events
-            drafts = bills_compute(tenant, period)
+            drafts = bills_compute(tenant, period, folded=True)
             bills = [_store(draft, actor=actor, now=now) for draft in drafts]
             _draft_invoices(bills)
             CloseBlock.objects.filter(tenant=tenant, period=period).delete()
@@ -641,6 +653,7 @@ def months_close_due(*, now: dt.datetime | None = None) -> list[CloseResult]:
     """Beat: close every finished month whose late-event grace has passed (looking back three months)."""
     now = now or timezone.now()
     results = []
+    rollups_flush()  # for the usage checks below (each close folds again before it reads)
     closed = set(Bill.objects.values_list("tenant_id", "period").distinct())
     for tenant in Tenant.objects.filter(is_internal=False).order_by("slug"):
         this_month = current_period(tenant, now)
@@ -687,6 +700,7 @@ def bill_preview(tenant: Tenant, *, now: dt.datetime | None = None) -> Preview:
     """The open month: what the bill says so far (one bill for the whole tenant, with any adjustments that
     will land on it) and a month-end forecast that extends the month-to-date usage linearly."""
     now = now or timezone.now()
+    rollups_flush()  # read-your-writes, once for every read below
     period = current_period(tenant, now)
     contracts = contracts_in_force(tenant.pk)
     contract = billing_contract(contracts, period)

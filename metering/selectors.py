@@ -51,10 +51,8 @@ def usage_names(*, tenant_id: int, project_id: int | None = None, api_key_id: in
 def billable_usage(*, tenant_id: int, start: dt.datetime, stop: dt.datetime) -> list[dict[str, Any]]:
     """Billable, priced usage of the tenant-local days from `start` to `stop` (local midnights), summed by
     (project, model, provider, price-book row, estimated): tokens per bucket, and `first`, the start of the
-    earliest day with such usage. From the daily rollups, with pending deltas folded in."""
-    from metering.services import rollups_flush
-
-    rollups_flush()
+    earliest day with such usage. From the daily rollups: the caller folds pending deltas in first
+    (`metering.services.rollups_flush`, once for all the reads of a bill)."""
     rows = (
         UsageRollup.objects.filter(
             tenant_id=tenant_id,
@@ -81,10 +79,7 @@ def billable_usage(*, tenant_id: int, start: dt.datetime, stop: dt.datetime) -> 
 
 def billable_usage_exists(*, tenant_id: int, start: dt.datetime, stop: dt.datetime) -> bool:
     """Whether any billable event falls in the tenant-local days from `start` to `stop`, priced or not (from the
-    rollups, with pending deltas folded in: the events have no index by billable)."""
-    from metering.services import rollups_flush
-
-    rollups_flush()
+    rollups — the events have no index by billable; the caller folds pending deltas in first)."""
     return UsageRollup.objects.filter(
         tenant_id=tenant_id,
         grain=UsageRollup.Grain.DAY,
@@ -97,10 +92,7 @@ def billable_usage_exists(*, tenant_id: int, start: dt.datetime, stop: dt.dateti
 
 def billable_unpriced(*, tenant_id: int, start: dt.datetime, stop: dt.datetime) -> bool:
     """Whether billable events without a price fall in the tenant-local days from `start` to `stop` (from the
-    rollups, with pending deltas folded in)."""
-    from metering.services import rollups_flush
-
-    rollups_flush()
+    rollups; the caller folds pending deltas in first)."""
     return UsageRollup.objects.filter(
         tenant_id=tenant_id,
         grain=UsageRollup.Grain.DAY,
