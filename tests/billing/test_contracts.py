@@ -90,6 +90,17 @@ def test_events_are_rated_with_the_override_and_the_markup(world, prices, django
         "markup": "openai",
         "override": "anthropic",
     }
+    # The rollups, which bills are computed from, followed the re-rating: the event priced by the book and marked
+    # up keeps its book row, the one priced by the override names none.
+    from metering.models import UsageRollup
+    from metering.verification import rollups_verify
+
+    assert rollups_verify() == []
+    rows = UsageRollup.objects.filter(grain="day", requests__gt=0)
+    assert sorted(rows.values_list("model", "price_id_value")) == [
+        ("claude-sonnet-4", 0),
+        ("gpt-4o", prices["gpt-4o"].pk),
+    ]
 
 
 def test_a_new_contract_takes_over_and_ends_the_old_one(world, prices, django_capture_on_commit_callbacks) -> None:
