@@ -8,6 +8,7 @@ money (USD at the tenant's contract prices, before discount and tax) it would ha
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import statistics
 import zoneinfo
 from dataclasses import asdict, dataclass, field
@@ -15,7 +16,8 @@ from decimal import Decimal
 from typing import Any
 
 from django.core.cache import cache
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, F, Q, Sum
+from django.utils import timezone
 
 from metering.models import ModelPrice
 from metering.rating import MILLION, RateCard, RateCardResolver, tokens_cost
@@ -28,6 +30,7 @@ CACHE_LOW_SHARE = Decimal("0.2")  # below this share of input read from the cach
 CACHEABLE_SHARE = Decimal("0.5")  # assumed stable prefix of a template's prompt
 OUTLIER_FACTOR = Decimal(3)
 CACHE_SECONDS = 3600
+PAST_MONTH_CACHE_SECONDS = 7 * 86400
 
 
 @dataclass
@@ -154,15 +157,50 @@ def _downgrades(tenant: Any) -> dict[str, str]:
 
 
 def suggestions(
-    tenant: Any, period: dt.date, *, project_ids: list[int] | None = None, use_cache: bool = True
+    tenant: Any,
+    period: dt.date,
+    *,
+    project_ids: list[int] | None = None,
+    use_cache: bool = True,
+    now: dt.datetime | None = None,
 ) -> list[Suggestion]:
-    """The month's suggestions, largest saving first (kept an hour: a past month hardly changes)."""
+    """The month's suggestions, largest saving first. They read the month's events (seconds for a tenant with
+    millions): the open month's are kept an hour; a past month's until its usage, the price book or the tenant's
+    downgrades change (a week at most), so the page's default — last month — reads them about once."""
     key = f"insights:{tenant.pk}:{period:%Y%m}:{','.join(map(str, project_ids)) if project_ids is not None else '*'}"
+    timeout = CACHE_SECONDS
+    if period <= last_month(tenant, now or timezone.now()):
+        key += ":" + _fingerprint(tenant, period, project_ids)
+        timeout = PAST_MONTH_CACHE_SECONDS
     if use_cache and (found := cache.get(key)) is not None:
         return found
     result = _compute(tenant, period, project_ids)
-    cache.set(key, result, CACHE_SECONDS)
+    cache.set(key, result, timeout)
     return result
+
+
+def _fingerprint(tenant: Any, period: dt.date, project_ids: list[int] | None) -> str:
+    """What a past month's suggestions depend on besides the code: its usage (from the daily rollups, with pending
+    deltas folded in — a late event, a correction or a re-rating changes them), the price book's version and the
+    tenant's downgrades."""
+    from metering.models import UsageRollup
+    from metering.pricebook import book_version
+    from metering.services import rollups_flush
+
+    rollups_flush()
+    start, end = month_bounds(period)
+    rows = UsageRollup.objects.filter(tenant_id=tenant.pk, grain=UsageRollup.Grain.DAY, day__gte=start, day__lte=end)
+    if project_ids is not None:
+        rows = rows.filter(project_id__in=project_ids)
+    sums = rows.aggregate(
+        requests=Sum("requests"),
+        errors=Sum("errors"),
+        cost=Sum("cost"),
+        tokens=Sum(F("input_tokens") + F("cached_input_tokens") + F("cache_write_tokens") + F("output_tokens")),
+        reasoning=Sum("reasoning_tokens"),
+    )
+    parts = (sorted(sums.items()), book_version(), sorted(_downgrades(tenant).items()))
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:24]
 
 
 def _compute(tenant: Any, period: dt.date, project_ids: list[int] | None) -> list[Suggestion]:

@@ -87,6 +87,15 @@ class _Index:
         return [row for row in self.candidates(rest) if row.provider.lower() == provider]
 
 
+def book_version() -> object:
+    """The price book's version in the shared cache (set on first use; every write renews it)."""
+    version = cache.get(VERSION_KEY)
+    if version is None:
+        cache.add(VERSION_KEY, uuid.uuid4().hex, None)
+        version = cache.get(VERSION_KEY)
+    return version
+
+
 class PriceBook:
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -99,10 +108,7 @@ class PriceBook:
         now = time.monotonic()
         if self._index is not None and now - self._checked_at < settings.METERLINE_PRICEBOOK_CHECK_SECONDS:
             return self._index
-        version = cache.get(VERSION_KEY)
-        if version is None:
-            cache.add(VERSION_KEY, uuid.uuid4().hex, None)
-            version = cache.get(VERSION_KEY)
+        version = book_version()
         with self._lock:
             if self._index is None or version != self._version:
                 self._index = self._build()

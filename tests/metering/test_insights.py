@@ -152,3 +152,44 @@ def test_the_insights_page(world, month) -> None:
     developer = world.portal("alpha_dev").get("/t/alpha/insights/", {"period": f"{OCT:%Y-%m}"})
     assert developer.status_code == 200 and developer.context["suggestions"] == []
     assert "Nothing to suggest" in developer.content.decode()
+
+
+def test_a_past_months_suggestions_read_its_events_once_until_its_usage_or_prices_change(world, month) -> None:
+    """Last month — the page's default — is read from the events once, then kept until a late event, a correction,
+    a re-rating, a price or the tenant's downgrades change it: a large tenant does not wait seconds every hour."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    november = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)
+
+    def read() -> tuple[list, bool]:  # the suggestions, and whether the events were read for them
+        with CaptureQueriesContext(connection) as captured:
+            found = suggestions(world.alpha, OCT, now=november)
+        return found, any("metering_usageevent" in q["sql"] for q in captured.captured_queries)
+
+    first, read_events = read()
+    assert read_events and first
+    assert read() == (first, False)
+    # Late October events: 30 calls of a new feature and template, big enough for suggestions of their own.
+    send(world.alpha_key, "late", 30, template="faq-c", feature="faq2", input_tokens=50_000, output_tokens=1000)
+    after_late, read_events = read()
+    new = by_kind(after_late).keys() - by_kind(first).keys()
+    assert read_events and new == {("model", "faq2"), ("caching", "faq-c")}
+    assert read() == (after_late, False)
+    from metering.prices import price_add
+
+    price_add(  # gpt-4o-mini cheaper from October 2: another saving
+        actor=None,
+        provider="openai",
+        model="gpt-4o-mini",
+        prices={"input": Decimal("0.1"), "cached_input": Decimal("0.05"), "output": Decimal("0.4")},
+        effective_from=dt.datetime(2026, 10, 2, tzinfo=dt.UTC),
+        rerate=False,
+    )
+    repriced, read_events = read()
+    assert (
+        read_events
+        and by_kind(repriced)[("model", "chat")].projected_cost != by_kind(after_late)[("model", "chat")].projected_cost
+    )
+    # The open month is kept an hour, as before, whatever changes.
+    assert suggestions(world.alpha, OCT, now=dt.datetime(2026, 10, 20, tzinfo=dt.UTC)) == repriced
