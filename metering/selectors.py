@@ -48,21 +48,21 @@ def usage_names(*, tenant_id: int, project_id: int | None = None, api_key_id: in
     return rows.exists()
 
 
+def _billable_days(tenant_id: int, start: dt.datetime, stop: dt.datetime) -> QuerySet[UsageRollup]:
+    """The daily rollups of billable usage on the tenant-local days from `start` to `stop` (local midnights)."""
+    return UsageRollup.objects.filter(
+        tenant_id=tenant_id, grain=UsageRollup.Grain.DAY, bucket__gte=start, bucket__lt=stop, billable=True
+    )
+
+
 def billable_usage(*, tenant_id: int, start: dt.datetime, stop: dt.datetime) -> list[dict[str, Any]]:
     """Billable, priced usage of the tenant-local days from `start` to `stop` (local midnights), summed by
     (project, model, provider, price-book row, estimated): tokens per bucket, and `first`, the start of the
     earliest day with such usage. From the daily rollups: the caller folds pending deltas in first
     (`metering.services.rollups_flush`, once for all the reads of a bill)."""
     rows = (
-        UsageRollup.objects.filter(
-            tenant_id=tenant_id,
-            grain=UsageRollup.Grain.DAY,
-            bucket__gte=start,
-            bucket__lt=stop,
-            billable=True,
-            rating_status=UsageEvent.RatingStatus.PRICED,
-            requests__gt=0,
-        )
+        _billable_days(tenant_id, start, stop)
+        .filter(rating_status=UsageEvent.RatingStatus.PRICED, requests__gt=0)
         .order_by()
         .values("project_id", "model", "provider", "price_id_value", "estimated")
         .annotate(
@@ -80,27 +80,13 @@ def billable_usage(*, tenant_id: int, start: dt.datetime, stop: dt.datetime) -> 
 def billable_usage_exists(*, tenant_id: int, start: dt.datetime, stop: dt.datetime) -> bool:
     """Whether any billable event falls in the tenant-local days from `start` to `stop`, priced or not (from the
     rollups — the events have no index by billable; the caller folds pending deltas in first)."""
-    return UsageRollup.objects.filter(
-        tenant_id=tenant_id,
-        grain=UsageRollup.Grain.DAY,
-        bucket__gte=start,
-        bucket__lt=stop,
-        billable=True,
-        requests__gt=0,
-    ).exists()
+    return _billable_days(tenant_id, start, stop).filter(requests__gt=0).exists()
 
 
 def billable_unpriced(*, tenant_id: int, start: dt.datetime, stop: dt.datetime) -> bool:
     """Whether billable events without a price fall in the tenant-local days from `start` to `stop` (from the
     rollups; the caller folds pending deltas in first)."""
-    return UsageRollup.objects.filter(
-        tenant_id=tenant_id,
-        grain=UsageRollup.Grain.DAY,
-        bucket__gte=start,
-        bucket__lt=stop,
-        billable=True,
-        unpriced_requests__gt=0,
-    ).exists()
+    return _billable_days(tenant_id, start, stop).filter(unpriced_requests__gt=0).exists()
 
 
 def usage_scope_projects(*, tenant: Tenant, user: Any = None, api_key: ApiKey | None = None) -> list[int] | None:
