@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
@@ -133,12 +134,10 @@ _FIELD = {
 }
 
 
-def _base(query: UsageQuery, source: str) -> QuerySet[Any]:
+def _base(query: UsageQuery, source: str, grain: str = UsageRollup.Grain.DAY) -> QuerySet[Any]:
     rows: QuerySet[Any]
     if source == "usage":
-        rows = UsageRollup.objects.filter(
-            tenant=query.tenant, grain=UsageRollup.Grain.DAY, day__gte=query.start, day__lte=query.end
-        )
+        rows = UsageRollup.objects.filter(tenant=query.tenant, grain=grain, day__gte=query.start, day__lte=query.end)
     elif source == "end_user":
         rows = EndUserRollup.objects.filter(tenant=query.tenant, day__gte=query.start, day__lte=query.end)
     else:
@@ -300,31 +299,100 @@ def _parse_position(value: str | None) -> tuple[dt.datetime, int] | None:
     return when, int(pk)
 
 
-def events_page(events: QuerySet[UsageEvent], *, older: str | None, newer: str | None, size: int) -> EventsPage:
+Span = tuple[dt.datetime, dt.datetime]
+
+
+def matching_spans(query: UsageQuery) -> list[Span] | None:
+    """The stretches of time (UTC, half-open, oldest first) that hold every event the query's filters match, from
+    the rollups: the hours of the hourly rollups that match, and for an end user the local days of theirs. None
+    without filters (every stretch would do). A filter that matches rarely then reads the events of a few hours, not
+    every event of the period."""
+    from metering.services import rollups_flush
+
+    if not query.filters:
+        return None
+    rollups_flush()
+    # An hour's rollup carries the local date it starts on; in a zone half an hour off UTC it also holds the first
+    # half hour of the next day — so the hours of the day before each day asked for are read too.
+    day = dt.timedelta(days=1)
+    others = replace(
+        query, start=query.start - day, filters={k: v for k, v in query.filters.items() if k != "end_user"}
+    )
+    hours = _base(others, "usage", UsageRollup.Grain.HOUR).filter(requests__gt=0)
+    if "end_user" in query.filters:
+        days = set(
+            EndUserRollup.objects.filter(
+                tenant=query.tenant,
+                day__gte=query.start,
+                day__lte=query.end,
+                end_user=query.filters["end_user"],
+                requests__gt=0,
+            ).values_list("day", flat=True)
+        )
+        hours = hours.filter(day__in=sorted(days | {d - day for d in days}))
+    spans: list[Span] = []
+    for start in hours.order_by("bucket").values_list("bucket", flat=True).distinct():
+        stop = start + dt.timedelta(hours=1)
+        if spans and spans[-1][1] >= start:
+            spans[-1] = (spans[-1][0], stop)
+        else:
+            spans.append((start, stop))
+    return spans
+
+
+def _ordered(
+    events: QuerySet[UsageEvent],
+    spans: list[Span] | None,
+    *,
+    newest_first: bool,
+    position: tuple[dt.datetime, int] | None,
+) -> Iterator[QuerySet[UsageEvent]]:
+    """The events past `position` in the page's order: one query, or one per span in turn (each reads its stretch
+    of the tenant's time index)."""
+    if position is not None:
+        when, pk = position
+        if newest_first:
+            events = events.filter(occurred_at__lte=when).exclude(occurred_at=when, pk__gte=pk)
+        else:
+            events = events.filter(occurred_at__gte=when).exclude(occurred_at=when, pk__lte=pk)
+    order = ("-occurred_at", "-id") if newest_first else ("occurred_at", "id")
+    if spans is None:
+        yield events.order_by(*order)
+        return
+    for start, stop in reversed(spans) if newest_first else spans:
+        if position is not None and (stop <= position[0] if not newest_first else start > position[0]):
+            continue  # wholly on the side of the position already shown
+        yield events.filter(occurred_at__gte=start, occurred_at__lt=stop).order_by(*order)
+
+
+def _take(queries: Iterator[QuerySet[UsageEvent]], count: int) -> list[UsageEvent]:
+    rows: list[UsageEvent] = []
+    for query in queries:
+        rows += list(query[: count - len(rows)])
+        if len(rows) >= count:
+            break
+    return rows
+
+
+def events_page(
+    events: QuerySet[UsageEvent], *, older: str | None, newer: str | None, size: int, spans: list[Span] | None = None
+) -> EventsPage:
     """A page of `events` by position (keyset) rather than by number: the events just older (or newer) than a
     position the previous page gave. It reads one page's rows along the (tenant, time) index however deep it is —
-    no count and no offset, which over a tenant's millions of events cost seconds. A position that does not parse,
-    or past which nothing is left, gives the newest page."""
+    no count and no offset, which over a tenant's millions of events cost seconds — and, given the `spans` that hold
+    every match (matching_spans), only those stretches of it. A position that does not parse, or past which nothing
+    is left, gives the newest page."""
     if (after := _parse_position(newer)) is not None:
-        when, pk = after
-        rows = list(
-            events.filter(occurred_at__gte=when)
-            .exclude(occurred_at=when, pk__lte=pk)
-            .order_by("occurred_at", "id")[: size + 1]
-        )
+        rows = _take(_ordered(events, spans, newest_first=False, position=after), size + 1)
         more = len(rows) > size
         rows = rows[:size][::-1]
         if not rows:  # nothing newer any more: the newest page
-            return events_page(events, older=None, newer=None, size=size)
+            return events_page(events, older=None, newer=None, size=size, spans=spans)
         return EventsPage(rows, newer=_position(rows[0]) if more else "", older=_position(rows[-1]))
-    query = events.order_by("-occurred_at", "-id")
     before = _parse_position(older)
-    if before is not None:
-        when, pk = before
-        query = query.filter(occurred_at__lte=when).exclude(occurred_at=when, pk__gte=pk)
-    rows = list(query[: size + 1])
+    rows = _take(_ordered(events, spans, newest_first=True, position=before), size + 1)
     if before is not None and not rows:  # nothing older any more (a link kept from before): the newest page
-        return events_page(events, older=None, newer=None, size=size)
+        return events_page(events, older=None, newer=None, size=size, spans=spans)
     more = len(rows) > size
     rows = rows[:size]
     return EventsPage(

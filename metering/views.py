@@ -33,6 +33,7 @@ from metering.selectors import (
     UsageQuery,
     events_for,
     events_page,
+    matching_spans,
     unpriced_count,
     unpriced_groups,
     usage_aggregate,
@@ -226,7 +227,15 @@ def usage_events(request: HttpRequest, tenant: str) -> HttpResponse:
     if matching == 0:
         page = EventsPage([])
     else:
-        page = events_page(events, older=request.GET.get("older"), newer=request.GET.get("newer"), size=EVENTS_PER_PAGE)
+        # With filters, only the hours the rollups say hold a match are read (a rare end user or feature would
+        # otherwise walk every event of the period).
+        page = events_page(
+            events,
+            older=request.GET.get("older"),
+            newer=request.GET.get("newer"),
+            size=EVENTS_PER_PAGE,
+            spans=None if event_id else matching_spans(query),
+        )
     if matching is None:
         matching = len(page.object_list)
     params = request.GET.copy()

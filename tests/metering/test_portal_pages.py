@@ -482,3 +482,67 @@ def test_the_events_pages_go_older_and_newer_keeping_the_filters(world, usage) -
     for position in ("not-a-position", "2000-01-01T00:00:00+00:00_1"):  # nonsense, or nothing older than it
         listed = client.get("/t/alpha/usage/events/", {"preset": "7d", "feature": "paged", "older": position})
         assert [e.event_id for e in listed.context["page"].object_list] == newest
+
+
+def test_filtered_pages_read_only_the_hours_that_hold_a_match_and_give_the_same_events(world, prices) -> None:
+    """With filters, the events page reads only the hours (and, for an end user, the days) that the rollups say
+    hold a match — a rare end user no longer walks every event of the period — and pages through exactly what the
+    plain walk gives, both ways. Alpha half an hour off UTC: an hour's rollup starts on one local day and ends on
+    the next, and an end user's first call of a day can lie in an hour that began the day before."""
+    from metering.selectors import UsageQuery, events_for, events_page, matching_spans
+    from metering.services import IngestScope, events_ingest
+    from tests.metering.conftest import iso
+
+    world.alpha.timezone = "Asia/Kolkata"
+    world.alpha.save()
+    zone = zoneinfo.ZoneInfo("Asia/Kolkata")
+    midnight = timezone.now().astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
+    raw = []
+    for n in range(90):  # over three local days, every 47 minutes, with calls at 00:10 local of each day
+        when = midnight - dt.timedelta(days=2) + dt.timedelta(minutes=10 + 47 * n)
+        raw.append(
+            {
+                "event_id": f"walk-{n:03}",
+                "timestamp": iso(min(when, timezone.now() - dt.timedelta(minutes=1))),
+                "model": "gpt-4o",
+                "feature": "rare" if n % 11 == 0 else "common",
+                "end_user": "night-owl" if n in (0, 31, 62) else f"u{n % 5}",
+                "usage": {"input_tokens": 1 + n},
+            }
+        )
+    for day in range(3):  # the night owl's first call of a day, ten minutes after local midnight
+        raw.append(
+            {
+                "event_id": f"owl-{day}",
+                "timestamp": iso(midnight - dt.timedelta(days=day) + dt.timedelta(minutes=10)),
+                "model": "gpt-4o",
+                "end_user": "night-owl",
+                "usage": {"input_tokens": 1},
+            }
+        )
+    scope = IngestScope(kind="project_key", api_key=world.alpha_key)
+    assert events_ingest(scope=scope, raw_events=raw).accepted == len(raw)
+    today = timezone.now().astimezone(zone).date()
+
+    def walk(query, spans, size=4):  # type: ignore[no-untyped-def]
+        events = events_for(query).order_by("-occurred_at", "-id")
+        pages = [events_page(events, older=None, newer=None, size=size, spans=spans)]
+        while pages[-1].older:
+            pages.append(events_page(events, older=pages[-1].older, newer=None, size=size, spans=spans))
+        back = [pages[-1]]
+        while back[-1].newer:
+            back.append(events_page(events, older=None, newer=back[-1].newer, size=size, spans=spans))
+        return [[e.event_id for e in p.object_list] for p in pages], [[e.event_id for e in p.object_list] for p in back]
+
+    for filters in ({"end_user": "night-owl"}, {"feature": "rare"}, {"end_user": "u1", "feature": "common"}, {}):
+        for start in (today - dt.timedelta(days=2), today - dt.timedelta(days=1), today):
+            query = UsageQuery(world.alpha, start, today, [], filters)
+            spans = matching_spans(query)
+            assert walk(query, spans) == walk(query, None), (filters, start)
+            expected = events_for(query).count()
+            assert sum(len(p) for p in walk(query, spans)[0]) == expected
+    owl = matching_spans(UsageQuery(world.alpha, today - dt.timedelta(days=2), today, [], {"end_user": "night-owl"}))
+    assert owl is not None and sum((stop - start for start, stop in owl), dt.timedelta()) <= dt.timedelta(days=3)
+    rare = matching_spans(UsageQuery(world.alpha, today - dt.timedelta(days=2), today, [], {"feature": "rare"}))
+    assert rare is not None and len(rare) <= 9 and all(stop - start == dt.timedelta(hours=1) for start, stop in rare)
+    assert matching_spans(UsageQuery(world.alpha, today, today, [], {})) is None
