@@ -351,8 +351,8 @@ class Adjustment:
 def _adjustments(tenant: Tenant, period: dt.date, splitter: _Splitter, contracts: list[Contract]) -> list[Adjustment]:
     """Late events and corrected estimates of closed months: what their events say now minus what the bills
     have charged for them so far (original lines and earlier adjustments), at that month's rate. A month whose
-    billed quantities still equal its usage's, model by model and bucket by bucket, has nothing to adjust (its
-    terms may have been edited since; the bill stands)."""
+    billed quantities still equal its usage's, model by model and bucket by bucket, has nothing to adjust. From
+    the rollups: the caller folds pending deltas in first."""
     closed = (
         Bill.objects.filter(
             tenant=tenant, period__lt=period, period__gte=month_add(period, -ADJUSTMENT_LOOKBACK_MONTHS)
@@ -459,12 +459,9 @@ def bills_compute(
     *,
     fx: FxChoice | None = None,
     with_adjustments: bool = True,
-    folded: bool = False,
 ) -> list[BillDraft]:
-    """The bills of the month as they stand (nothing stored). Raises BillBlocked. `folded`: the caller has just
-    folded the pending rollup deltas in."""
-    if not folded:
-        rollups_flush()
+    """The bills of the month as they stand (nothing stored), from the rollups as they are: the caller folds
+    pending deltas in first (month_close does). Raises BillBlocked."""
     contracts = contracts_in_force(tenant.pk)
     contract = billing_contract(contracts, period)
     currency = contract.billing_currency if contract else tenant.billing_currency
@@ -560,7 +557,7 @@ def month_close(*, tenant: Tenant, period: dt.date, actor: Any = None, now: dt.d
             start, stop = period_bounds(period, tenant.timezone)
             if billable_unpriced(tenant_id=tenant.pk, start=start, stop=stop):
                 _refuse_unpriced(tenant, period, start, stop)  # names the models and counts their events
-            drafts = bills_compute(tenant, period, folded=True)
+            drafts = bills_compute(tenant, period)
             bills = [_store(draft, actor=actor, now=now) for draft in drafts]
             _draft_invoices(bills)
             CloseBlock.objects.filter(tenant=tenant, period=period).delete()

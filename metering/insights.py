@@ -19,7 +19,7 @@ from django.core.cache import cache
 from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
-from metering.models import ModelPrice
+from metering.models import ModelPrice, UsageRollup
 from metering.rating import MILLION, RateCard, RateCardResolver, tokens_cost
 from metering.selectors import events_in_days
 
@@ -183,7 +183,6 @@ def _fingerprint(tenant: Any, period: dt.date, project_ids: list[int] | None) ->
     """What a past month's suggestions depend on besides the code: its usage (from the daily rollups, with pending
     deltas folded in — a late event, a correction or a re-rating changes them), the price book's version and the
     tenant's downgrades."""
-    from metering.models import UsageRollup
     from metering.pricebook import book_version
     from metering.services import rollups_flush
 
