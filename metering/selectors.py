@@ -302,14 +302,14 @@ def _parse_position(value: str | None) -> tuple[dt.datetime, int] | None:
 Span = tuple[dt.datetime, dt.datetime]
 
 
-def matching_spans(query: UsageQuery) -> list[Span] | None:
-    """The stretches of time (UTC, half-open, oldest first) that hold every event the query's filters match, from
-    the rollups: the hours of the hourly rollups that match, and for an end user the local days of theirs. None
-    without filters (every stretch would do). A filter that matches rarely then reads the events of a few hours, not
-    every event of the period."""
+def matching_spans(query: UsageQuery, *, rating_status: str | None = None) -> list[Span] | None:
+    """The stretches of time (UTC, half-open, oldest first) that hold every event the query's filters (and rating
+    status) match, from the rollups: the hours of the hourly rollups that match, and for an end user the local days
+    of theirs. None without filters (every stretch would do). A filter that matches rarely then reads the events of a
+    few hours, not every event of the period."""
     from metering.services import rollups_flush
 
-    if not query.filters:
+    if not query.filters and rating_status is None:
         return None
     rollups_flush()
     # An hour's rollup carries the local date it starts on; in a zone half an hour off UTC it also holds the first
@@ -319,6 +319,8 @@ def matching_spans(query: UsageQuery) -> list[Span] | None:
         query, start=query.start - day, filters={k: v for k, v in query.filters.items() if k != "end_user"}
     )
     hours = _base(others, "usage", UsageRollup.Grain.HOUR).filter(requests__gt=0)
+    if rating_status is not None:
+        hours = hours.filter(rating_status=rating_status)
     if "end_user" in query.filters:
         days = set(
             EndUserRollup.objects.filter(
@@ -374,25 +376,27 @@ def _take(queries: Iterator[QuerySet[UsageEvent]], count: int) -> list[UsageEven
     return rows
 
 
-def events_page(
-    events: QuerySet[UsageEvent], *, older: str | None, newer: str | None, size: int, spans: list[Span] | None = None
+def events_slice(
+    events: QuerySet[UsageEvent],
+    *,
+    older: str | None = None,
+    newer: str | None = None,
+    size: int,
+    spans: list[Span] | None = None,
 ) -> EventsPage:
-    """A page of `events` by position (keyset) rather than by number: the events just older (or newer) than a
-    position the previous page gave. It reads one page's rows along the (tenant, time) index however deep it is —
-    no count and no offset, which over a tenant's millions of events cost seconds — and, given the `spans` that hold
-    every match (matching_spans), only those stretches of it. A position that does not parse, or past which nothing
-    is left, gives the newest page."""
-    if (after := _parse_position(newer)) is not None:
-        rows = _take(_ordered(events, spans, newest_first=False, position=after), size + 1)
+    """The `size` events just older than the position `older` (or just newer than `newer`; with neither, the
+    newest), newest first, and the positions of the pages beside it — by position (keyset), not by number: it reads
+    one page's rows along the (tenant, time) index however deep the page is (no count and no offset, which over a
+    tenant's millions of events cost seconds) and, given the `spans` that hold every match (matching_spans), only
+    those stretches of it. Past the last match the page is empty; a position this module did not give is a
+    ValueError."""
+    if newer is not None:
+        rows = _take(_ordered(events, spans, newest_first=False, position=_position_of(newer)), size + 1)
         more = len(rows) > size
         rows = rows[:size][::-1]
-        if not rows:  # nothing newer any more: the newest page
-            return events_page(events, older=None, newer=None, size=size, spans=spans)
-        return EventsPage(rows, newer=_position(rows[0]) if more else "", older=_position(rows[-1]))
-    before = _parse_position(older)
+        return EventsPage(rows, newer=_position(rows[0]) if more else "", older=_position(rows[-1]) if rows else "")
+    before = None if older is None else _position_of(older)
     rows = _take(_ordered(events, spans, newest_first=True, position=before), size + 1)
-    if before is not None and not rows:  # nothing older any more (a link kept from before): the newest page
-        return events_page(events, older=None, newer=None, size=size, spans=spans)
     more = len(rows) > size
     rows = rows[:size]
     return EventsPage(
@@ -400,6 +404,29 @@ def events_page(
         newer=_position(rows[0]) if before is not None and rows else "",
         older=_position(rows[-1]) if more else "",
     )
+
+
+def _position_of(value: str) -> tuple[dt.datetime, int]:
+    if (position := _parse_position(value)) is None:
+        raise ValueError(f"not a position: {value!r}")
+    return position
+
+
+def events_page(
+    events: QuerySet[UsageEvent], *, older: str | None, newer: str | None, size: int, spans: list[Span] | None = None
+) -> EventsPage:
+    """The portal's page of events (events_slice) from the positions its Older and Newer links carry. A position
+    that does not parse, or past which nothing is left (a link kept from before), gives the newest page."""
+    try:
+        if newer and _parse_position(newer) is not None:
+            page = events_slice(events, newer=newer, size=size, spans=spans)
+        else:
+            page = events_slice(events, older=older or None, size=size, spans=spans)
+    except ValueError:
+        page = EventsPage([])
+    if not page.object_list and (older or newer):
+        return events_slice(events, size=size, spans=spans)
+    return page
 
 
 def project_summary(query: UsageQuery) -> list[dict[str, Any]]:

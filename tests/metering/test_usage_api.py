@@ -236,6 +236,85 @@ def test_a_cursor_the_api_did_not_hand_out_is_a_400(world, usage) -> None:
     assert response.json()["error"]["fields"] == {"cursor": ["Use a next or previous link."]}
 
 
+def test_raw_events_pages_go_both_ways_by_position_and_read_only_matching_hours(world, prices) -> None:
+    """The API's pages go by the time and id of the last event shown: 1,250 events sharing one moment page through
+    whole, next then previous back, each event once; with a rare filter only the hours the rollups say hold a match
+    are read, and the pages equal what every event's walk gives. A stale cursor past the last event answers an empty
+    page, not the first one again (a client following next links would never stop)."""
+    import base64
+    import zoneinfo
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from metering.selectors import UsageQuery, matching_spans
+
+    moment = timezone.now().replace(microsecond=0) - dt.timedelta(minutes=3)
+    same = [
+        {"event_id": f"same-{n:04}", "timestamp": iso(moment), "model": "gpt-4o", "usage": {"input_tokens": 1}}
+        for n in range(1250)
+    ]
+    rare = [
+        {
+            "event_id": f"rare-{n}",
+            "timestamp": iso(moment - dt.timedelta(hours=5 * n + 1)),
+            "model": "novel-model-x" if n == 1 else "gpt-4o",
+            "feature": "rare",
+            "end_user": "night-owl",
+            "usage": {"input_tokens": 1},
+        }
+        for n in range(3)
+    ]
+    scope = IngestScope(kind="project_key", api_key=world.alpha_key)
+    assert events_ingest(scope=scope, raw_events=same + rare).accepted == 1253
+    client = world.client("alpha_owner")
+
+    def pages(params):  # type: ignore[no-untyped-def]
+        body = client.get("/api/v1/usage/events", params).json()
+        forward = [body]
+        while forward[-1]["next"]:
+            forward.append(client.get(forward[-1]["next"]).json())
+        back = [forward[-1]]
+        while back[-1]["previous"]:
+            back.append(client.get(back[-1]["previous"]).json())
+        ids = [[e["event_id"] for e in page["results"]] for page in forward]
+        return ids, [[e["event_id"] for e in page["results"]] for page in back][::-1]
+
+    forward, back = pages({"page_size": 250})
+    assert [len(p) for p in forward] == [250, 250, 250, 250, 250, 3] and back == forward
+    newest_first = UsageEvent.objects.filter(tenant=world.alpha).order_by("-occurred_at", "-id")
+    assert [i for p in forward for i in p] == [e.event_id for e in newest_first]
+    for params, expected in (
+        ({"feature": "rare"}, ["rare-0", "rare-1", "rare-2"]),
+        ({"end_user": "night-owl", "page_size": 1}, ["rare-0", "rare-1", "rare-2"]),
+        ({"rating_status": "unpriced"}, ["rare-1"]),
+        ({"feature": "rare", "rating_status": "unpriced", "page_size": 1}, ["rare-1"]),
+        ({"feature": "none-such"}, []),
+    ):
+        forward, back = pages(params)
+        assert [i for p in forward for i in p] == expected and back == forward, params
+    today = timezone.localdate(timezone=zoneinfo.ZoneInfo(world.alpha.timezone))
+    query = UsageQuery(world.alpha, today - dt.timedelta(days=35), today, [], {"feature": "rare"})
+    spans = matching_spans(query)
+    assert spans is not None and sum((b - a for a, b in spans), dt.timedelta()) <= dt.timedelta(hours=3)
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get("/api/v1/usage/events", {"feature": "none-such"}).json()["results"] == []
+    assert not [q for q in queries.captured_queries if '"metering_usageevent"' in q["sql"]]
+
+    last = client.get("/api/v1/usage/events", {"feature": "rare", "page_size": 3}).json()
+    assert last["next"] is None
+    stale = client.get("/api/v1/usage/events", {"feature": "rare", "page_size": 2}).json()["next"]
+    UsageEvent.objects.filter(event_id="rare-2").delete()  # gone since the link was given (e.g. retention)
+    after = client.get(stale).json()
+    assert after["results"] == [] and after["next"] is None
+    for forged in ("p=yesterday", "r=1&p=2026-01-01T00:00:00_12", "o=5"):
+        cursor = base64.b64encode(forged.encode()).decode()
+        response = client.get("/api/v1/usage/events", {"cursor": cursor})
+        assert response.status_code == 400 and response.json()["error"]["fields"] == {
+            "cursor": ["Use a next or previous link."]
+        }, forged
+
+
 def test_csv_export_holds_the_detailed_events(world, usage) -> None:
     response = world.client("alpha_owner").get("/api/v1/usage/export", {"format": "csv"})
     assert response.status_code == 200
