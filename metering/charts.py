@@ -58,18 +58,20 @@ def stacked_chart(
     values: dict[str, dict[str, Decimal]],
     *,
     others_label: str,
+    others: dict[str, Decimal] | None = None,
     width: int = 900,
     height: int = 220,
 ) -> dict:
     """Geometry for daily bars stacked by group: the SERIES_LIMIT largest groups over the period, the rest
-    summed as one "others" series. `values` maps group → day → cost. Each series has its own fill pattern
-    as well as its colour, so the chart reads without colour."""
+    summed as one "others" series. `values` maps group → day → cost; `others`, day → cost of groups not in
+    `values` (when only the largest were summed by day). Each series has its own fill pattern as well as its
+    colour, so the chart reads without colour."""
     totals = sorted(((sum(by_day.values(), Decimal(0)), name) for name, by_day in values.items()), reverse=True)
     names = [name for _total, name in totals[:SERIES_LIMIT]]
     series: list[dict[str, Any]] = [{"index": i, "label": name, "total": values[name]} for i, name in enumerate(names)]
     rest = [name for _total, name in totals[SERIES_LIMIT:]]
-    if rest:
-        merged: dict[str, Decimal] = {}
+    if rest or any((others or {}).values()):
+        merged: dict[str, Decimal] = {day: value for day, value in (others or {}).items() if value}
         for name in rest:
             for day, value in values[name].items():
                 merged[day] = merged.get(day, Decimal(0)) + value

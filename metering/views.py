@@ -23,14 +23,16 @@ from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from metering.charts import bar_chart, stacked_chart
+from metering.charts import SERIES_LIMIT, bar_chart, stacked_chart
 from metering.events import parse_day
 from metering.models import ModelPrice
 from metering.selectors import (
     FILTERS,
     GROUP_BY,
+    TOKEN_SUMS,
     EventsPage,
     UsageQuery,
+    daily_cost_of,
     events_for,
     events_page,
     matching_spans,
@@ -45,6 +47,7 @@ from tenants.selectors import has_staff_role, projects_for_user, tenant_get_for_
 
 PRESETS = {"7d": 7, "30d": 30, "90d": 90}
 EVENTS_PER_PAGE = 50
+TABLE_ROWS = 100  # the explorer's table: the largest groups; the rest in one line (the exports hold every event)
 
 
 def _group_labels() -> dict[str, str]:
@@ -152,21 +155,24 @@ def usage_explorer(request: HttpRequest, tenant: str) -> HttpResponse:
         peak = None  # no cost in the range: no highest day to name
     stacked = None
     if state["group_by"] != "day" and rows:
-        by_group = usage_aggregate(
-            UsageQuery(
-                tenant=tenant_obj,
-                start=query.start,
-                end=query.end,
-                group_by=["day", state["group_by"]],
-                filters=query.filters,
-                project_ids=query.project_ids,
-            )
-        )
-        values: dict[str, dict[str, Decimal]] = {}
-        for row in by_group["rows"]:
-            label = str(row.get(state["group_by"]) or "—")
-            values.setdefault(label, {})[row["day"]] = row["cost"]
-        stacked = stacked_chart([day for day, _cost in points], values, others_label=_("Others"))
+        # Only the largest groups are summed by day (as the chart names them); the rest is the day's total less them.
+        def label(row: dict[str, Any]) -> str:
+            return str(row.get(state["group_by"]) or "—")
+
+        largest = sorted(rows, key=lambda r: (r["cost"], label(r)), reverse=True)[:SERIES_LIMIT]
+        by_group = daily_cost_of(query, state["group_by"], [row.get(state["group_by"]) for row in largest])
+        values = {label(row): by_group.get(row.get(state["group_by"]), {}) for row in largest}
+        others = {
+            day: max(Decimal(0), cost - sum((v.get(day, Decimal(0)) for v in values.values()), Decimal(0)))
+            for day, cost in points
+        }
+        stacked = stacked_chart([day for day, _cost in points], values, others_label=_("Others"), others=others)
+    more = None
+    if state["group_by"] != "day" and len(rows) > TABLE_ROWS:  # days are at most a year's; groups may be thousands
+        rest = rows[TABLE_ROWS:]
+        more = {name: sum(row[name] for row in rest) for name in (*TOKEN_SUMS, "requests", "cost")}
+        more["count"] = len(rest)
+        rows = rows[:TABLE_ROWS]
     base_filters = {k: ("true" if v is True else "false" if v is False else v) for k, v in query.filters.items()}
     dates = {"start": query.start.isoformat(), "end": query.end.isoformat()}
     for row in rows:
@@ -187,6 +193,7 @@ def usage_explorer(request: HttpRequest, tenant: str) -> HttpResponse:
         {
             "tenant": tenant_obj,
             "rows": rows,
+            "more": more,
             "totals": grouped["totals"],
             "state": state,
             "chart": bar_chart(points),

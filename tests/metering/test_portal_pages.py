@@ -3,6 +3,7 @@
 import datetime as dt
 import re
 import zoneinfo
+from decimal import Decimal
 
 import pytest
 from django.test import Client
@@ -183,6 +184,52 @@ def test_the_explorer_stacks_the_daily_chart_by_the_chosen_group(world, usage) -
     assert "gpt-4o:" in html.split('id="stacked-desc"')[1].split("</desc>")[0]
     by_day = _client(world, "alpha_owner").get("/t/alpha/usage/", {"preset": "7d", "group_by": "day"})
     assert by_day.context["stacked"] is None
+
+
+def test_with_thousands_of_groups_the_explorer_shows_the_largest_and_sums_the_rest(world, prices) -> None:
+    """A tenant's thousands of end users: the table holds the hundred largest and one line summing the others (the
+    page rendered every one — 5,051 rows, 2 MB, 1.9 s on the bench tenant), and the stacked chart sums by day only
+    the five it names, the rest being each day's total less them. Lines, legend and segments add up to the totals
+    exactly, for every grouping, the usage without an end user, a feature or a key included."""
+    from metering.services import IngestScope, events_ingest
+    from metering.views import TABLE_ROWS
+    from tests.metering.conftest import iso
+
+    now = timezone.now()
+    raw = [
+        {
+            "event_id": f"crowd-{n}",
+            "timestamp": iso(now - dt.timedelta(days=n % 4, minutes=5)),
+            "model": ("gpt-4o", "claude-sonnet-4")[n % 2],
+            "feature": f"f{n % 9}" if n % 10 else "",
+            "end_user": f"user-{n % 130:03}" if n % 7 else "",
+            "usage": {"input_tokens": 100 + n, "output_tokens": n % 50},
+        }
+        for n in range(600)
+    ]
+    assert events_ingest(scope=IngestScope(kind="project_key", api_key=world.alpha_key), raw_events=raw).accepted
+    keyless = [{**raw[n], "event_id": f"keyless-{n}", "project": "chatbot"} for n in range(0, 600, 3)]
+    owner = IngestScope(kind="user", user=world.users["alpha_owner"])
+    assert events_ingest(scope=owner, raw_events=keyless).accepted == len(keyless)
+    client = _client(world, "alpha_owner")
+    for group in ("end_user", "feature", "api_key", "model", "project"):
+        page = client.get("/t/alpha/usage/", {"preset": "7d", "group_by": group})
+        rows, more, totals = page.context["rows"], page.context["more"], page.context["totals"]
+        if group == "end_user":
+            assert len(rows) == TABLE_ROWS and more["count"] == 131 - TABLE_ROWS  # 130 users and the anonymous
+            assert "31 others" in page.content.decode()
+        else:
+            assert more is None
+        for name in ("requests", "input_tokens", "output_tokens", "cost"):
+            assert sum(row[name] for row in rows) + (more[name] if more else 0) == totals[name], (group, name)
+        costs = [row["cost"] for row in rows]
+        assert costs == sorted(costs, reverse=True)
+        stacked = page.context["stacked"]
+        legend = {s["label"]: s["value"] for s in stacked["legend"]}
+        named = {str(row[group] or "—"): row["cost"] for row in rows[:5]}
+        assert {k: v for k, v in legend.items() if k != "Others"} == named, group
+        assert legend.get("Others", Decimal(0)) == totals["cost"] - sum(named.values()), group
+        assert sum(seg.value for seg in stacked["segments"]) == totals["cost"], group
 
 
 def test_grouped_by_day_the_table_reads_by_date_latest_first(world, usage) -> None:  # noqa: F811
