@@ -10,7 +10,8 @@ pooler, the caller's cursor path runs instead. Such statements bypass Django's q
 from __future__ import annotations
 
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -77,3 +78,24 @@ def _check(db: Any, result: Any, expected: Any) -> None:
     if pgconn.status != pq.ConnStatus.OK:
         raise errors.OperationalError(pgconn.get_error_message().decode("utf-8", "replace") or "connection lost")
     raise errors.InternalError(f"unexpected result status {result.status!r}")
+
+
+@contextmanager
+def whole_result_plans() -> Iterator[None]:
+    """Plan the queries run inside for reading every row they return, not their first few: PostgreSQL plans a
+    cursor (a queryset's `iterator()`) for its first tenth by default, which for an export of a few rare events
+    among millions picks a walk along the time index over a direct read (bench tenant: 1.6 s → 0.19 s a stretch).
+    Inside a transaction for its rest; outside, until the block ends."""
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.vendor != "postgresql":
+        yield
+        return
+    local = db.in_atomic_block
+    with db.cursor() as cursor:
+        cursor.execute(f"SET {'LOCAL ' if local else ''}cursor_tuple_fraction = 1")
+    try:
+        yield
+    finally:
+        if not local:
+            with db.cursor() as cursor:
+                cursor.execute("RESET cursor_tuple_fraction")

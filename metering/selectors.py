@@ -400,6 +400,13 @@ def _ordered(
         yield events.filter(occurred_at__gte=start, occurred_at__lt=stop).order_by(*order)
 
 
+def events_oldest_first(query: UsageQuery) -> Iterator[QuerySet[UsageEvent]]:
+    """The query's events, oldest first, as querysets to read in turn: with filters, one per stretch of time the
+    rollups say holds a match (matching_spans) — an export of a rare end user reads a few hours, not every event of
+    the period — and none when nothing matches."""
+    return _ordered(events_for(query), matching_spans(query), newest_first=False, position=None)
+
+
 def _take(queries: Iterator[QuerySet[UsageEvent]], count: int) -> list[UsageEvent]:
     rows: list[UsageEvent] = []
     for query in queries:
