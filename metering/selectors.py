@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -158,8 +159,6 @@ def _base(query: UsageQuery, source: str, grain: str = UsageRollup.Grain.DAY) ->
 
 def events_in_days(tenant: Tenant, start: dt.date, end: dt.date) -> QuerySet[UsageEvent]:
     """Events of the tenant-local days start..end (bounds computed in the tenant's time zone)."""
-    import zoneinfo
-
     from django.db.models.functions import TruncDate
 
     zone = zoneinfo.ZoneInfo(tenant.timezone)
@@ -274,8 +273,6 @@ def usage_counts(query: UsageQuery) -> tuple[int, Decimal]:
 def project_month_usage(*, project: Project, user: Any) -> dict[str, Any]:
     """A project's usage this month so far (the tenant's calendar), in all and per API key prefix (None: events
     sent without a key), as the reader may see it."""
-    import zoneinfo
-
     from django.utils import timezone
 
     tenant = project.tenant
@@ -345,8 +342,9 @@ def matching_spans(query: UsageQuery, *, rating_status: str | None = None) -> li
     if not query.filters and rating_status is None:
         return None
     rollups_flush()
-    # An hour's rollup carries the local date it starts on; in a zone half an hour off UTC it also holds the first
-    # half hour of the next day — so the hours of the day before each day asked for are read too.
+    # An hour's rollup carries the local date it starts on; in a zone half an hour off UTC the last one of a day also
+    # holds the first half hour of the next — so the hours of the day before the first day asked for are read too,
+    # and for an end user's days, the hour that straddles each one's local midnight.
     day = dt.timedelta(days=1)
     others = replace(
         query, start=query.start - day, filters={k: v for k, v in query.filters.items() if k != "end_user"}
@@ -364,7 +362,12 @@ def matching_spans(query: UsageQuery, *, rating_status: str | None = None) -> li
                 requests__gt=0,
             ).values_list("day", flat=True)
         )
-        hours = hours.filter(day__in=sorted(days | {d - day for d in days}))
+        zone = zoneinfo.ZoneInfo(query.tenant.timezone)
+        straddling = Q(day__in=sorted(days))
+        for local in days:
+            midnight = dt.datetime.combine(local, dt.time(), tzinfo=zone)
+            straddling |= Q(day=local - day, bucket__gt=midnight - dt.timedelta(hours=1), bucket__lt=midnight)
+        hours = hours.filter(straddling)
     spans: list[Span] = []
     for start in hours.order_by("bucket").values_list("bucket", flat=True).distinct():
         stop = start + dt.timedelta(hours=1)

@@ -531,6 +531,41 @@ def test_the_events_pages_go_older_and_newer_keeping_the_filters(world, usage) -
         assert [e.event_id for e in listed.context["page"].object_list] == newest
 
 
+@pytest.mark.parametrize(("zone_name", "extra"), [("UTC", dt.timedelta()), ("Asia/Kolkata", dt.timedelta(hours=2))])
+def test_an_end_users_stretches_are_their_days_and_the_hours_across_their_midnights(
+    world, prices, zone_name, extra
+) -> None:
+    """An end user's events are looked for in their local days only — and, in a zone half an hour off UTC, in the
+    hour that began the evening before each of them (it holds the day's first half hour) — not in the whole day
+    before each: a user seen on two days among six busy ones is two days of reading, not four."""
+    from metering.selectors import UsageQuery, events_for, events_page, matching_spans
+    from metering.services import IngestScope, events_ingest
+    from tests.metering.conftest import iso
+
+    world.alpha.timezone = zone_name
+    world.alpha.save()
+    zone = zoneinfo.ZoneInfo(zone_name)
+    today = timezone.now().astimezone(zone).date()
+    first = dt.datetime.combine(today - dt.timedelta(days=6), dt.time(), tzinfo=zone)
+    raw = [
+        {
+            "event_id": f"busy-{n}",
+            "timestamp": iso(first + dt.timedelta(minutes=5 + 30 * n)),
+            "model": "gpt-4o",
+            "end_user": "owl" if (n // 48) in (1, 4) and n % 7 == 0 else "crowd",
+            "usage": {"input_tokens": 1},
+        }
+        for n in range(6 * 48)
+    ]
+    assert events_ingest(scope=IngestScope(kind="project_key", api_key=world.alpha_key), raw_events=raw).accepted
+    query = UsageQuery(world.alpha, today - dt.timedelta(days=6), today, [], {"end_user": "owl"})
+    spans = matching_spans(query)
+    assert spans is not None and sum((b - a for a, b in spans), dt.timedelta()) == dt.timedelta(days=2) + extra
+    events = events_for(query).order_by("-occurred_at", "-id")
+    found = [e.event_id for e in events_page(events, older=None, newer=None, size=100, spans=spans).object_list]
+    assert found == [e.event_id for e in events] and len(found) == 14
+
+
 def test_filtered_pages_read_only_the_hours_that_hold_a_match_and_give_the_same_events(world, prices) -> None:
     """With filters, the events page reads only the hours (and, for an end user, the days) that the rollups say
     hold a match — a rare end user no longer walks every event of the period — and pages through exactly what the
