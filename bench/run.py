@@ -751,7 +751,10 @@ def _rollups_rebuilt(conn: Any, tenant_ids: list[int], sums: str, dimensions: st
 
 
 def ensure_usage_volume(world: dict[str, str]) -> int:
-    """USAGE_EVENTS synthetic events over 40 days for the bench tenant, and their rollups (generated once)."""
+    """USAGE_EVENTS synthetic events over 40 days for the bench tenant, and their rollups (generated once). They
+    are stored in time order, as ingestion stores what arrives: a read of a few hours or days then reads those
+    pages of the table, not rows scattered over all of it (a database generated before, in random time order, is
+    generated again)."""
     import psycopg
 
     tenant_id = int(world["tenant_id"])
@@ -760,7 +763,12 @@ def ensure_usage_volume(world: dict[str, str]) -> int:
             "SELECT count(*) FROM metering_usageevent WHERE tenant_id = %s AND event_id LIKE 'gen-%%'", [tenant_id]
         ).fetchone()
         have = counted[0] if counted else 0
-        if have >= USAGE_EVENTS:
+        oldest = conn.execute(
+            "SELECT event_id FROM metering_usageevent WHERE tenant_id = %s AND event_id LIKE 'gen-%%'"
+            " ORDER BY occurred_at, id LIMIT 1",
+            [tenant_id],
+        ).fetchone()
+        if have >= USAGE_EVENTS and oldest == ("gen-1",):
             return have
         log(f"generating {USAGE_EVENTS:,} events for the usage benchmark (once; kept for later runs)…")
         conn.execute("DELETE FROM metering_usageevent WHERE tenant_id = %s AND event_id LIKE 'gen-%%'", [tenant_id])
@@ -771,13 +779,19 @@ def ensure_usage_volume(world: dict[str, str]) -> int:
                 " model, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens,"
                 " feature, end_user, session_id, prompt_template, environment, latency_ms, status, cost,"
                 " rating_status, estimated, estimate_method, billable, metadata)"
-                " SELECT %s, %s, 'gen-' || g, now() - ((g * 7919) %% (40 * 86400)) * interval '1 second', now(),"
+                " SELECT %s, %s, 'gen-' || g, now() - interval '40 days' + (g - 1) * %s * interval '1 second', now(),"
                 " 'bench', (ARRAY['gpt-4o','gpt-4o-mini','claude-sonnet-4','o3','gemini-2.5-flash'])[1 + g %% 5],"
                 " 500 + g %% 3000, g %% 700, 0, 100 + g %% 900, 0, 'f' || (g %% 12), 'u' || (g %% 5000), '', '',"
                 " 'production', 300 + g %% 900, 'success', ((500 + g %% 3000) * 2.5 + (100 + g %% 900) * 10) / 1e6,"
                 " 'priced', false, '', true, '{}'::jsonb"
                 " FROM generate_series(%s::bigint, %s::bigint) g",
-                [tenant_id, int(world["project_id"]), start + 1, min(start + step, USAGE_EVENTS)],
+                [
+                    tenant_id,
+                    int(world["project_id"]),
+                    40 * 86400 / USAGE_EVENTS,
+                    start + 1,
+                    min(start + step, USAGE_EVENTS),
+                ],
             )
             log(f"  {min(start + step, USAGE_EVENTS):,} events")
         log("building rollups from the generated events…")
