@@ -174,14 +174,18 @@ def usage_aggregate(query: UsageQuery) -> dict[str, Any]:
 
     rollups_flush()  # read-your-writes: pending deltas are folded in before any rollup is read
     source = _rollup_source(query)
-    rows = _base(query, source)
     fields = _FIELD[source]
     names = [fields[dim] for dim in query.group_by]
     if source == "events":
         sums = {name: Sum(name) for name in TOKEN_SUMS} | {"requests": Count("id"), "cost": Sum("cost")}
     else:
         sums = {name: Sum(name) for name in (*TOKEN_SUMS, "requests", "cost")}
-    aggregated = rows.values(*names).annotate(**sums).order_by(*names) if names else [rows.aggregate(**sums)]
+    parts = _parts(query, source)
+    aggregated: list[dict[str, Any]] = []
+    for rows in parts:
+        aggregated += list(rows.values(*names).annotate(**sums).order_by(*names)) if names else [rows.aggregate(**sums)]
+    if len(parts) != 1:
+        aggregated = _merged(aggregated, names, sums)
     api_key_prefixes = {}
     if "api_key" in query.group_by and source == "usage":
         api_key_prefixes = dict(ApiKey.objects.filter(tenant=query.tenant).values_list("pk", "prefix"))
@@ -212,6 +216,50 @@ def usage_aggregate(query: UsageQuery) -> dict[str, Any]:
     return {"currency": "USD", "rows": out_rows, "totals": totals}
 
 
+END_USER_RUNS = 10  # an end user's runs of days read apart; more, and the whole period is read at once
+
+
+def _parts(query: UsageQuery, source: str) -> list[QuerySet[Any]]:
+    """The rows to read for the query, in parts: for one end user's events, the runs of days they have usage on."""
+    if source == "events" and "end_user" in query.filters:
+        return [_base(replace(query, start=first, end=last), source) for first, last in _end_user_days(query)]
+    return [_base(query, source)]
+
+
+def _end_user_days(query: UsageQuery) -> list[tuple[dt.date, dt.date]]:
+    """The runs of consecutive local days (first, last) on which the query's end user has usage, from the end-user
+    rollups — the events read for them, not every event of the period (a user seen on three days of thirty: a
+    tenth); the whole period when they are more than END_USER_RUNS runs."""
+    days = sorted(
+        EndUserRollup.objects.filter(
+            tenant=query.tenant,
+            day__gte=query.start,
+            day__lte=query.end,
+            end_user=query.filters["end_user"],
+            requests__gt=0,
+        ).values_list("day", flat=True)
+    )
+    runs: list[tuple[dt.date, dt.date]] = []
+    for day in days:
+        if runs and runs[-1][1] + dt.timedelta(days=1) == day:
+            runs[-1] = (runs[-1][0], day)
+        else:
+            runs.append((day, day))
+    return runs if len(runs) <= END_USER_RUNS else [(query.start, query.end)]
+
+
+def _merged(items: list[dict[str, Any]], names: list[str], sums: dict[str, Any]) -> list[dict[str, Any]]:
+    """Aggregates of several stretches as one: summed group by group, in the groups' order."""
+    merged: dict[tuple, dict[str, Any]] = {}
+    for item in items:
+        key = tuple(item[name] for name in names)
+        into = merged.setdefault(key, {**dict(zip(names, key, strict=True)), **dict.fromkeys(sums)})
+        for name in sums:
+            if item[name] is not None:
+                into[name] = item[name] if into[name] is None else into[name] + item[name]
+    return [merged[key] for key in sorted(merged, key=lambda k: tuple((v is None, 0 if v is None else v) for v in k))]
+
+
 def daily_cost_of(query: UsageQuery, dimension: str, labels: list[Any]) -> dict[Any, dict[str, Decimal]]:
     """Cost by day (ISO date) of each of `labels`, values of `dimension` as usage_aggregate answers them (None: the
     usage without one) — a chart of the largest groups, without summing every other group by day (a tenant's
@@ -234,7 +282,11 @@ def daily_cost_of(query: UsageQuery, dimension: str, labels: list[Any]) -> dict[
         match = Q(**{f"{name}__in": named})
         if None in labels:
             match |= Q(**{name: ""}) | Q(**{f"{name}__isnull": True})
-    rows = _base(grouped, source).filter(match).values(day, name).annotate(cost=Sum("cost")).order_by()
+    rows = [
+        row
+        for part in _parts(grouped, source)
+        for row in part.filter(match).values(day, name).annotate(cost=Sum("cost")).order_by()
+    ]
     out: dict[Any, dict[str, Decimal]] = {}
     for row in rows:
         value = row[name]

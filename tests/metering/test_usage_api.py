@@ -399,3 +399,68 @@ def test_counts_of_estimated_events_from_the_rollups_equal_the_events(world, usa
     )
     assert both(estimated=True)[0][0] == 1 == both(estimated=True)[1][0]
     assert both(estimated=False)[0] == both(estimated=False)[1]
+
+
+@pytest.mark.parametrize("runs", [3, 13])
+def test_one_end_users_usage_by_another_dimension_reads_only_their_days(world, prices, runs) -> None:
+    """Usage of one end user grouped or filtered by what the end-user rollups do not keep (feature, model) is read
+    from the events — only those of the local days the user has usage on, run by run, not every event of the
+    period — and equals what the events of the whole period give, group by group; with more runs of days than are
+    read apart, the period is read at once. Alpha half an hour off UTC: local days are not UTC days."""
+    import re
+    import zoneinfo
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from metering.selectors import END_USER_RUNS, UsageQuery, events_for, usage_aggregate
+
+    world.alpha.timezone = "Asia/Kolkata"
+    world.alpha.save()
+    zone = zoneinfo.ZoneInfo("Asia/Kolkata")
+    today = timezone.now().astimezone(zone).date()
+    raw = []
+    for day in range(26):  # the crowd every day; the owl on every other day (13 runs) or on four days (3 runs)
+        midnight = dt.datetime.combine(today - dt.timedelta(days=day + 1), dt.time(), tzinfo=zone)
+        owl = day % 2 == 0 if runs == 13 else day in (1, 2, 9, 20)
+        for n in range(6):
+            raw.append(
+                {
+                    "event_id": f"d{day}-{n}",
+                    "timestamp": iso(midnight + dt.timedelta(minutes=7 + 239 * n)),  # 00:07 … 19:58 local
+                    "model": ("gpt-4o", "claude-sonnet-4")[n % 2],
+                    "feature": ("chat", "search", "")[n % 3],
+                    "end_user": "owl" if owl and n != 5 else "crowd",
+                    "usage": {"input_tokens": 100 + day, "output_tokens": n},
+                }
+            )
+    scope = IngestScope(kind="project_key", api_key=world.alpha_key)
+    assert events_ingest(scope=scope, raw_events=raw).accepted == len(raw)
+    for group_by, filters in (
+        (["feature"], {"end_user": "owl"}),
+        (["day", "model"], {"end_user": "owl"}),
+        (["end_user"], {"end_user": "owl", "model": "gpt-4o"}),
+        ([], {"end_user": "owl", "feature": "chat"}),
+    ):
+        query = UsageQuery(world.alpha, today - dt.timedelta(days=29), today, group_by, filters)
+        with CaptureQueriesContext(connection) as queries:
+            found = usage_aggregate(query)
+        events = list(events_for(query))
+        assert found["totals"]["requests"] == len(events) > 0, (group_by, filters)
+        assert found["totals"]["cost"] == sum((e.cost for e in events), Decimal(0))
+        assert found["totals"]["input_tokens"] == sum(e.input_tokens for e in events)
+        expected: dict[tuple, int] = {}
+        for e in events:
+            key = tuple(
+                e.occurred_at.astimezone(zone).date().isoformat() if dim == "day" else (getattr(e, dim) or None)
+                for dim in group_by
+            )
+            expected[key] = expected.get(key, 0) + 1
+        assert {tuple(row[d] for d in group_by): row["requests"] for row in found["rows"]} == expected
+        reads = [q["sql"] for q in queries.captured_queries if 'FROM "metering_usageevent"' in q["sql"]]
+        assert len(reads) == (1 if runs > END_USER_RUNS else runs)
+        for sql in reads:  # each run's local days, not the thirty asked for
+            stamps = re.findall(r"'(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[^']*)'", sql)
+            moments = [dt.datetime.fromisoformat(m) for m in stamps]
+            width = max(moments) - min(moments)
+            assert width == dt.timedelta(days=30) if runs > END_USER_RUNS else width <= dt.timedelta(days=2), sql
