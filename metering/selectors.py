@@ -230,22 +230,25 @@ def _end_user_days(query: UsageQuery) -> list[tuple[dt.date, dt.date]]:
     """The runs of consecutive local days (first, last) on which the query's end user has usage, from the end-user
     rollups — the events read for them, not every event of the period (a user seen on three days of thirty: a
     tenth); the whole period when they are more than END_USER_RUNS runs."""
-    days = sorted(
-        EndUserRollup.objects.filter(
-            tenant=query.tenant,
-            day__gte=query.start,
-            day__lte=query.end,
-            end_user=query.filters["end_user"],
-            requests__gt=0,
-        ).values_list("day", flat=True)
-    )
     runs: list[tuple[dt.date, dt.date]] = []
-    for day in days:
+    for day in _end_user_active_days(query):
         if runs and runs[-1][1] + dt.timedelta(days=1) == day:
             runs[-1] = (runs[-1][0], day)
         else:
             runs.append((day, day))
     return runs if len(runs) <= END_USER_RUNS else [(query.start, query.end)]
+
+
+def _end_user_active_days(query: UsageQuery) -> list[dt.date]:
+    """The local days of the query's period on which its end user has usage (end-user rollups), in order."""
+    rows = EndUserRollup.objects.filter(
+        tenant=query.tenant,
+        day__gte=query.start,
+        day__lte=query.end,
+        end_user=query.filters["end_user"],
+        requests__gt=0,
+    )
+    return sorted(rows.values_list("day", flat=True))
 
 
 def _merged(items: list[dict[str, Any]], names: list[str], sums: dict[str, Any]) -> list[dict[str, Any]]:
@@ -405,17 +408,9 @@ def matching_spans(query: UsageQuery, *, rating_status: str | None = None) -> li
     if rating_status is not None:
         hours = hours.filter(rating_status=rating_status)
     if "end_user" in query.filters:
-        days = set(
-            EndUserRollup.objects.filter(
-                tenant=query.tenant,
-                day__gte=query.start,
-                day__lte=query.end,
-                end_user=query.filters["end_user"],
-                requests__gt=0,
-            ).values_list("day", flat=True)
-        )
+        days = _end_user_active_days(query)
         zone = zoneinfo.ZoneInfo(query.tenant.timezone)
-        straddling = Q(day__in=sorted(days))
+        straddling = Q(day__in=days)
         for local in days:
             midnight = dt.datetime.combine(local, dt.time(), tzinfo=zone)
             straddling |= Q(day=local - day, bucket__gt=midnight - dt.timedelta(hours=1), bucket__lt=midnight)
